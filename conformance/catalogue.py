@@ -1,0 +1,43 @@
+"""The requirements catalogue (a copy of shared/rfc/requirements.yaml).
+
+Scenarios cite requirement IDs; reports show each requirement's summary and
+RFC section from here, never RFC sentences."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Requirement:
+    id: str
+    protocol: str  # "pop3" | "smtp"
+    rfc: int
+    section: str
+    level: str  # MUST | SHOULD | MAY | MUST-NOT | SHOULD-NOT | IMPLIED
+    summary: str
+    testable: bool
+    how: str
+
+    @property
+    def reference(self) -> str:
+        return f"RFC {self.rfc} §{self.section}"
+
+
+@cache
+def load_catalogue() -> dict[str, Requirement]:
+    text = (resources.files("conformance") / "data" / "requirements.yaml").read_text("utf-8")
+    data = yaml.safe_load(text)
+    out: dict[str, Requirement] = {}
+    for protocol in ("pop3", "smtp"):
+        for e in data.get(protocol, []):
+            out[e["id"]] = Requirement(
+                id=e["id"], protocol=protocol, rfc=int(e["rfc"]), section=str(e["section"]),
+                level=e["level"], summary=e["summary"], testable=bool(e["testable"]),
+                how=e.get("how", ""),
+            )
+    return out

@@ -1,0 +1,107 @@
+"""What a run produces: verdicts, failures, transcripts.
+
+This module is the contract between the engine (which fills these objects)
+and everything that presents them (console, JUnit, JSON, HTML matrix,
+expectations).  It has no I/O and no dependency on the rest of the package.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Verdict(enum.StrEnum):
+    PASS = "PASS"
+    FAIL = "FAIL"  # a MUST-level check broke, or a framing rule broke
+    WARN = "WARN"  # only SHOULD/MAY checks broke (FAIL under --strict)
+    SKIP = "SKIP"  # the target lacks a needed capability; reason says which
+    ERROR = "ERROR"  # the scenario could not run (unreachable, provisioning)
+    XFAIL = "XFAIL"  # failed, and listed in the expectations file
+    XPASS = "XPASS"  # passed, but listed as expected to fail: the list is stale
+
+    @property
+    def fails_run(self) -> bool:
+        """True for verdicts that make `mailspec run` exit 1."""
+        return self in (Verdict.FAIL, Verdict.XPASS)
+
+
+class Direction(enum.StrEnum):
+    CLIENT = "C"  # bytes we sent
+    SERVER = "S"  # bytes we received
+    EVENT = "*"  # connect, close, timeout, idle: a note, not wire bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptEntry:
+    at: float  # seconds since the scenario started
+    session: str  # session name ("a", "b", …)
+    direction: Direction
+    data: bytes  # exact bytes (already redacted where secrets were sent)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a scenario did not pass: which step, expected vs. arrived."""
+
+    step: int | None  # 1-based step index, None for scenario-level problems
+    step_text: str  # the step as the scenario wrote it, e.g. "C: RETR 1"
+    expected: str
+    actual: str  # printable, invisible bytes escaped (\r\n, \x00)
+    requirement: str | None = None  # the requirement this check belongs to
+    level: str = "MUST"  # the level of the broken check
+    kind: str = "mismatch"  # mismatch | framing | timeout | closed | assert | error
+
+    def one_line(self) -> str:
+        where = f"step {self.step} ({self.step_text}): " if self.step else ""
+        return f"{where}expected {self.expected}; got {self.actual}"
+
+
+@dataclass(slots=True)
+class ScenarioResult:
+    scenario_id: str
+    title: str
+    section: str  # report grouping, e.g. "RFC 1939 §5 STAT"
+    requirements: list[str]
+    level: str  # MUST | SHOULD | MAY
+    verdict: Verdict
+    message: str = ""  # one line: failure summary or skip reason
+    failures: list[Failure] = field(default_factory=list)
+    transcript: list[TranscriptEntry] = field(default_factory=list)
+    duration: float = 0.0
+    source: str = ""  # "scenarios/pop3/stat.yaml:12"
+    expectation_reason: str | None = None  # set for XFAIL / XPASS
+
+
+@dataclass(slots=True)
+class TargetFingerprint:
+    address: str  # "host:port"
+    tls: str  # "plain" | "stls" | "implicit"
+    greeting: str
+    capabilities: list[str]  # as learned (CAPA lines or probe results)
+    capa_authorization: list[str] | None = None  # raw CAPA lines before login
+    capa_transaction: list[str] | None = None  # raw CAPA lines after login
+    embedded: bool = False  # True when the bundled reference server was started
+
+
+@dataclass(slots=True)
+class RunResult:
+    tool_version: str
+    started_at: str  # ISO 8601 UTC
+    duration: float
+    target: TargetFingerprint
+    config: dict[str, Any]  # the effective configuration, secrets removed
+    results: list[ScenarioResult]
+    strict: bool = False
+
+    def counts(self) -> dict[Verdict, int]:
+        out = {v: 0 for v in Verdict}
+        for r in self.results:
+            out[r.verdict] += 1
+        return out
+
+    @property
+    def exit_code(self) -> int:
+        """0 = no FAIL and no XPASS; 1 = conformance failures."""
+        return 1 if any(r.verdict.fails_run for r in self.results) else 0
