@@ -19,11 +19,11 @@ import os
 import shutil
 from pathlib import Path
 
+from conformance.errors import ProvisionError
 from conformance.fixture import Account, write_maildir
 
-
-class ProvisionError(Exception):
-    """The fixture could not be put into the target's store."""
+__all__ = ["MaildirProvisioner", "NoneProvisioner", "ProvisionError", "Provisioner",
+           "make_provisioner"]
 
 
 class Provisioner(abc.ABC):
@@ -79,3 +79,17 @@ class MaildirProvisioner(Provisioner):
 
     def describe(self) -> str:
         return f"maildir:{self.template}"
+
+
+def make_provisioner(spec: str) -> Provisioner:
+    """Build a provisioner from its config/CLI spelling (`none`,
+    `maildir:TEMPLATE`). `reference` is handled by the embedded server, which
+    owns its store."""
+    kind, _, arg = spec.partition(":")
+    if kind == "none" and not arg:
+        return NoneProvisioner()
+    if kind == "maildir" and arg:
+        return MaildirProvisioner(arg)
+    raise ProvisionError(
+        f"unknown provisioner {spec!r}: expected none or maildir:TEMPLATE (TEMPLATE has {{user}})"
+    )

@@ -1,0 +1,392 @@
+"""Maildrop storage: Maildir and mbox (mboxrd), one maildrop per user.
+
+A store is built from a spec ``maildir:/path/{user}`` or ``mbox:/path/{user}``
+(:func:`store_from_spec`).  :meth:`MaildropStore.open` takes the maildrop's
+exclusive lock and reads a snapshot; :meth:`Maildrop.commit` is the UPDATE
+state; :meth:`Maildrop.release` drops the lock without changing anything.
+
+Rules the rest of the suite relies on
+-------------------------------------
+* **Order.** Maildir: every file of ``new/`` and ``cur/`` sorted by file name
+  (ties broken by directory, ``cur`` before ``new``); names starting with
+  ``.`` are ignored.  mbox: file order.
+* **Wire form.** Stored LF or CRLF line ends are sent as CRLF; a message
+  whose last line lacks a line end gets CRLF appended.  Every octet count is
+  the length of that wire form (RFC 1939 section 11); byte-stuffing dots and
+  the terminator are not counted.  Bare CR octets are sent as stored.
+* **UIDs** (RFC 1939 section 7, 1-70 octets of 0x21-0x7E).  Maildir: the
+  unique part of the file name (before ``:``), so it survives restarts and
+  the ``new/`` to ``cur/`` move; names that are too long or hold other octets
+  are replaced by ``x`` + 40 hex digits of their SHA-256.  mbox: 40 hex digits
+  of the SHA-256 of the message's ``From`` line plus content, so it moves
+  with the message when others are expunged; the k-th identical copy gets
+  ``-k`` appended (k >= 2).  A deleted message's UID only comes back if a
+  byte-identical message (same ``From`` line) is stored again.
+* **mbox flavour: mboxrd.** A message starts at a line beginning ``From ``
+  that is the first line of the file or follows an empty line; the one empty
+  line before the next ``From`` line (or at end of file) belongs to the
+  format, not the message.  Body lines matching ``>*From `` are unquoted by
+  removing one ``>``.  Rewrites keep the stored bytes of surviving messages
+  untouched.
+* **Locking.** ``flock(LOCK_EX | LOCK_NB)`` on a lock file: ``<maildir>/.mailspec-lock``
+  or ``<mbox>.mailspec-lock``.  flock locks belong to the open file
+  description, so they exclude other sessions of the same process and of any
+  other server process on the same store; the kernel drops them if the
+  process dies (``kill -9``).
+* **Deletion** only in :meth:`Maildrop.commit`: Maildir unlinks the files;
+  mbox writes survivors (plus anything appended since the snapshot) to a
+  temporary file, fsyncs it and ``os.replace``-s the mbox.
+
+Extension seam: subclass :class:`MaildirMaildrop` / :class:`MboxMaildrop`
+(override :meth:`Maildrop.octet_count` or :meth:`Maildrop.commit`) and point a
+store subclass's ``maildrop_class`` at it, e.g.::
+
+    class CountsLF(MaildirMaildrop):
+        def octet_count(self, message): return len(message.content.replace(b"\\r\\n", b"\\n"))
+
+    class CountsLFStore(MaildirStore):
+        maildrop_class = CountsLF
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+LOCK_FILE_NAME = ".mailspec-lock"
+LOCK_FILE_SUFFIX = ".mailspec-lock"
+USER_PLACEHOLDER = "{user}"
+_UID_OCTETS = re.compile(r"[\x21-\x7e]{1,70}")
+_LINE_ENDS = re.compile(rb"\r?\n")
+_QUOTED_FROM = re.compile(rb"^>(>*From )", re.MULTILINE)
+
+
+class MaildropError(Exception):
+    """A maildrop cannot be used right now (reported as [SYS/TEMP])."""
+
+
+class MaildropLocked(MaildropError):
+    """Another session holds the maildrop's lock (reported as [IN-USE])."""
+
+
+class MaildropCorrupt(MaildropError):
+    """The maildrop's content cannot be parsed (reported as [SYS/PERM])."""
+
+
+class StoreSpecError(ValueError):
+    """A store spec that names no usable store."""
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One message as the session sees it.
+
+    ``location`` says where the stored bytes are (a Maildir file path, or an
+    mbox byte range ``start:end``); ``content`` is the CRLF wire form.
+    """
+
+    location: str
+    uid: str
+    content: bytes
+
+
+def to_wire_form(stored: bytes) -> bytes:
+    """CRLF line ends, and a final CRLF if the last line had none."""
+    wire = _LINE_ENDS.sub(b"\r\n", stored)
+    if wire and not wire.endswith(b"\r\n"):
+        wire += b"\r\n"
+    return wire
+
+
+def check_user_name(user: str) -> None:
+    """User names become path components, so refuse anything that could escape."""
+    if not user or user in {".", ".."} or "/" in user or "\x00" in user:
+        raise MaildropError(f"user name {user!r} cannot name a maildrop")
+
+
+class MaildropLock:
+    """An exclusive, non-blocking flock on one lock file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as problem:
+            os.close(self._fd)
+            self._fd = None
+            if problem.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise MaildropLocked(f"{path} is locked by another session") from None
+            raise
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the last descriptor drops the flock
+            self._fd = None
+
+
+class Maildrop:
+    """An opened, locked snapshot of one user's maildrop."""
+
+    def __init__(self, store: MaildropStore, user: str, path: Path, lock: MaildropLock) -> None:
+        self.store = store
+        self.user = user
+        self.path = path
+        self.lock = lock
+        self.messages: list[StoredMessage] = self.load()
+
+    def load(self) -> list[StoredMessage]:
+        raise NotImplementedError
+
+    def octet_count(self, message: StoredMessage) -> int:
+        """Size reported by STAT, LIST and RETR: the wire form's length."""
+        return len(message.content)
+
+    def commit(self, deleted: Sequence[StoredMessage]) -> None:
+        """UPDATE state: remove exactly ``deleted``; raise if that failed."""
+        raise NotImplementedError
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+def _unique(uids: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    result = []
+    for uid in uids:
+        seen[uid] = seen.get(uid, 0) + 1
+        result.append(uid if seen[uid] == 1 else f"{uid}-{seen[uid]}")
+    return result
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class MaildirMaildrop(Maildrop):
+    SUBDIRECTORIES: ClassVar[tuple[str, ...]] = ("cur", "new")
+
+    def load(self) -> list[StoredMessage]:
+        entries: list[tuple[str, str]] = []
+        for subdirectory in self.SUBDIRECTORIES:
+            with os.scandir(self.path / subdirectory) as listing:
+                entries.extend(
+                    (entry.name, subdirectory)
+                    for entry in listing
+                    if not entry.name.startswith(".") and entry.is_file()
+                )
+        entries.sort()
+        uids = _unique([self.uid_for(name) for name, _ in entries])
+        messages = []
+        for (name, subdirectory), uid in zip(entries, uids, strict=True):
+            file_path = self.path / subdirectory / name
+            messages.append(StoredMessage(str(file_path), uid, to_wire_form(file_path.read_bytes())))
+        return messages
+
+    @staticmethod
+    def uid_for(file_name: str) -> str:
+        unique_name = file_name.split(":", 1)[0]
+        if _UID_OCTETS.fullmatch(unique_name):
+            return unique_name
+        return "x" + hashlib.sha256(file_name.encode("utf-8", "surrogateescape")).hexdigest()[:40]
+
+    def commit(self, deleted: Sequence[StoredMessage]) -> None:
+        failures = []
+        for message in deleted:
+            path = Path(message.location)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                self._unlink_moved(path)
+            except OSError as problem:
+                failures.append(f"{path.name}: {problem.strerror}")
+        for subdirectory in self.SUBDIRECTORIES:
+            with contextlib.suppress(OSError):
+                _fsync_directory(self.path / subdirectory)
+        if failures:
+            raise MaildropError("could not remove " + ", ".join(failures))
+
+    def _unlink_moved(self, path: Path) -> None:
+        """Another agent may have moved new/X to cur/X:2,S since the snapshot."""
+        unique_name = path.name.split(":", 1)[0]
+        for subdirectory in self.SUBDIRECTORIES:
+            with os.scandir(self.path / subdirectory) as listing:
+                for entry in listing:
+                    if entry.name.split(":", 1)[0] == unique_name:
+                        os.unlink(entry.path)
+                        return
+
+
+class MboxMaildrop(Maildrop):
+    def load(self) -> list[StoredMessage]:
+        try:
+            self.snapshot = self.path.read_bytes()
+        except FileNotFoundError:
+            self.snapshot = b""
+        self.ranges = parse_mbox(self.snapshot)
+        uids = _unique(
+            [hashlib.sha256(self.snapshot[start:end]).hexdigest()[:40] for start, end in self.ranges]
+        )
+        return [
+            StoredMessage(f"{start}:{end}", uid, to_wire_form(mbox_message_content(self.snapshot,
+                                                                                  start, end)))
+            for (start, end), uid in zip(self.ranges, uids, strict=True)
+        ]
+
+    def commit(self, deleted: Sequence[StoredMessage]) -> None:
+        if not deleted:
+            return
+        doomed = {message.location for message in deleted}
+        current = self.path.read_bytes()
+        if current[: len(self.snapshot)] != self.snapshot:
+            raise MaildropError(f"{self.path} was changed by another program; nothing removed")
+        kept = [
+            self.snapshot[start:end]
+            for start, end in self.ranges
+            if f"{start}:{end}" not in doomed
+        ]
+        prefix = self.snapshot[: self.ranges[0][0]] if self.ranges else b""
+        tail = current[len(self.snapshot):]
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.rewrite")
+        try:
+            with open(temporary, "wb") as output:
+                output.write(prefix + b"".join(kept) + tail)
+                output.flush()
+                os.fsync(output.fileno())
+            os.chmod(temporary, os.stat(self.path).st_mode & 0o7777)
+            os.replace(temporary, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise
+        _fsync_directory(self.path.parent)
+
+
+def parse_mbox(data: bytes) -> list[tuple[int, int]]:
+    """Byte ranges ``(start, end)`` of each message, ``From`` line included."""
+    starts = []
+    position = 0
+    previous_blank = True
+    while position < len(data):
+        line_end = data.find(b"\n", position)
+        next_position = len(data) if line_end < 0 else line_end + 1
+        line = data[position:next_position]
+        if previous_blank and line.startswith(b"From "):
+            starts.append(position)
+        elif not starts and line.strip():
+            raise MaildropCorrupt("mbox does not start with a 'From ' line")
+        previous_blank = line in (b"\n", b"\r\n")
+        position = next_position
+    ends = [*starts[1:], len(data)]
+    return list(zip(starts, ends, strict=True))
+
+
+def mbox_message_content(data: bytes, start: int, end: int) -> bytes:
+    """The message inside one mbox range: no From line, separator line, quoting."""
+    region = data[start:end]
+    first_line_end = region.find(b"\n")
+    body = b"" if first_line_end < 0 else region[first_line_end + 1:]
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        if body.endswith(separator):
+            body = body[: -len(separator) // 2]
+            break
+    else:
+        if body in (b"\n", b"\r\n"):
+            body = b""
+    return _QUOTED_FROM.sub(rb"\1", body)
+
+
+class MaildropStore:
+    """Finds, locks and opens users' maildrops from a path template."""
+
+    kind: ClassVar[str] = ""
+    maildrop_class: ClassVar[type[Maildrop]] = Maildrop
+
+    def __init__(self, path_template: str) -> None:
+        if USER_PLACEHOLDER not in path_template:
+            raise StoreSpecError(
+                f"store path {path_template!r} must contain {USER_PLACEHOLDER} "
+                "(one maildrop per user)"
+            )
+        self.path_template = path_template
+
+    @property
+    def spec(self) -> str:
+        return f"{self.kind}:{self.path_template}"
+
+    def path_for(self, user: str) -> Path:
+        check_user_name(user)
+        return Path(self.path_template.replace(USER_PLACEHOLDER, user))
+
+    def lock_path(self, path: Path) -> Path:
+        raise NotImplementedError
+
+    def prepare(self, path: Path) -> None:
+        """Make a missing maildrop exist (as an empty one)."""
+
+    def open(self, user: str) -> Maildrop:
+        path = self.path_for(user)
+        self.prepare(path)
+        lock = MaildropLock(self.lock_path(path))
+        try:
+            return self.maildrop_class(self, user, path, lock)
+        except BaseException:
+            lock.release()  # RFC 1939 section 4: never keep a lock we will not use
+            raise
+
+    def check_base_directory(self) -> None:
+        """Raise StoreSpecError unless the fixed part of the template exists."""
+        fixed = self.path_template.split(USER_PLACEHOLDER, 1)[0]
+        base = Path(fixed) if fixed.endswith("/") else Path(fixed).parent
+        if not base.is_dir():
+            raise StoreSpecError(f"store directory {str(base)!r} does not exist")
+
+
+class MaildirStore(MaildropStore):
+    kind = "maildir"
+    maildrop_class = MaildirMaildrop
+
+    def lock_path(self, path: Path) -> Path:
+        return path / LOCK_FILE_NAME
+
+    def prepare(self, path: Path) -> None:
+        for subdirectory in ("cur", "new", "tmp"):
+            (path / subdirectory).mkdir(parents=True, exist_ok=True)
+
+
+class MboxStore(MaildropStore):
+    kind = "mbox"
+    maildrop_class = MboxMaildrop
+
+    def lock_path(self, path: Path) -> Path:
+        return path.with_name(path.name + LOCK_FILE_SUFFIX)
+
+    def prepare(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+STORE_KINDS: dict[str, type[MaildropStore]] = {"maildir": MaildirStore, "mbox": MboxStore}
+
+
+def store_from_spec(spec: str) -> MaildropStore:
+    """``maildir:/path/{user}`` or ``mbox:/path/{user}`` to a store object."""
+    kind, separator, template = spec.partition(":")
+    if not separator or kind not in STORE_KINDS or not template:
+        raise StoreSpecError(
+            f"bad store spec {spec!r}: expected maildir:/path/{{user}} or mbox:/path/{{user}}"
+        )
+    if not os.path.isabs(template):
+        template = os.path.abspath(template)
+    return STORE_KINDS[kind](template)
