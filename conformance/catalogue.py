@@ -36,8 +36,13 @@ def load_catalogue() -> dict[str, Requirement]:
     for protocol in ("pop3", "smtp"):
         for e in data.get(protocol, []):
             out[e["id"]] = Requirement(
-                id=e["id"], protocol=protocol, rfc=int(e["rfc"]), section=str(e["section"]),
-                level=e["level"], summary=e["summary"], testable=bool(e["testable"]),
+                id=e["id"],
+                protocol=protocol,
+                rfc=int(e["rfc"]),
+                section=str(e["section"]),
+                level=e["level"],
+                summary=e["summary"],
+                testable=bool(e["testable"]),
                 how=e.get("how", ""),
             )
     return out

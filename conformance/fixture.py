@@ -97,7 +97,9 @@ class Fixture:
             return self.accounts[role]
         except KeyError:
             known = ", ".join(sorted(self.accounts))
-            raise FixtureError(f"{self.source}: no account role {role!r} (known: {known})") from None
+            raise FixtureError(
+                f"{self.source}: no account role {role!r} (known: {known})"
+            ) from None
 
 
 def generate_large_message(octets: int = LARGE_MESSAGE_OCTETS) -> bytes:

@@ -22,8 +22,13 @@ from pathlib import Path
 from conformance.errors import ProvisionError
 from conformance.fixture import Account, write_maildir
 
-__all__ = ["MaildirProvisioner", "NoneProvisioner", "ProvisionError", "Provisioner",
-           "make_provisioner"]
+__all__ = [
+    "MaildirProvisioner",
+    "NoneProvisioner",
+    "ProvisionError",
+    "Provisioner",
+    "make_provisioner",
+]
 
 
 class Provisioner(abc.ABC):
@@ -53,8 +58,9 @@ class MaildirProvisioner(Provisioner):
 
     name = "maildir"
 
-    def __init__(self, template: str, *, uid: int | None = None, gid: int | None = None,
-                 mode: int = 0o700) -> None:
+    def __init__(
+        self, template: str, *, uid: int | None = None, gid: int | None = None, mode: int = 0o700
+    ) -> None:
         if "{user}" not in template:
             raise ProvisionError(f"maildir template {template!r} must contain {{user}}")
         self.template = template
