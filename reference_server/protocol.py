@@ -337,7 +337,8 @@ class Pop3Session:
             args = [rest] if rest else []
         else:
             args = rest.split(" ") if rest else []
-        self._log("command", keyword=keyword, state=self.state.value)
+        if log.isEnabledFor(logging.DEBUG):
+            self._log("command", level=logging.DEBUG, keyword=keyword, state=self.state.value)
         handler: Callable[[list[str]], Reply] = getattr(self, "cmd_" + keyword.lower())
         previous_state = self.state
         try:
@@ -580,9 +581,10 @@ class Pop3Session:
         self.state = State.CLOSED
         self._pending.clear()
 
-    def _log(self, event: str, **fields: object) -> None:
+    def _log(self, event: str, *, level: int = logging.INFO, **fields: object) -> None:
+        """One structured line per event; callers never pass secrets."""
         details = " ".join(f"{key}={value}" for key, value in fields.items())
-        log.info("session=%s event=%s %s", self.session_id, event, details)
+        log.log(level, "session=%s event=%s %s", self.session_id, event, details)
 
 
 def top_of_message(content: bytes, body_lines: int) -> bytes:

@@ -192,7 +192,8 @@ class MaildirMaildrop(Maildrop):
         messages = []
         for (name, subdirectory), uid in zip(entries, uids, strict=True):
             file_path = self.path / subdirectory / name
-            messages.append(StoredMessage(str(file_path), uid, to_wire_form(file_path.read_bytes())))
+            content = to_wire_form(file_path.read_bytes())
+            messages.append(StoredMessage(str(file_path), uid, content))
         return messages
 
     @staticmethod
@@ -237,7 +238,8 @@ class MboxMaildrop(Maildrop):
             self.snapshot = b""
         self.ranges = parse_mbox(self.snapshot)
         uids = _unique(
-            [hashlib.sha256(self.snapshot[start:end]).hexdigest()[:40] for start, end in self.ranges]
+            [hashlib.sha256(self.snapshot[start:end]).hexdigest()[:40]
+             for start, end in self.ranges]
         )
         return [
             StoredMessage(f"{start}:{end}", uid, to_wire_form(mbox_message_content(self.snapshot,

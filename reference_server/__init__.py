@@ -1,0 +1,65 @@
+"""mailspec reference POP3 server (RFC 1939 + RFC 2449, LAST from RFC 1225).
+
+Layout:
+
+* :mod:`reference_server.protocol` -- sans-I/O state machine, ``Pop3Session``
+* :mod:`reference_server.storage`  -- Maildir / mbox maildrops and locking
+* :mod:`reference_server.server`   -- asyncio transport, ``start_server``
+* :mod:`reference_server.users`    -- users file
+* :mod:`reference_server.cli`      -- ``python -m reference_server``
+* :mod:`reference_server.pytest_plugin` -- the ``pop3_server`` fixture
+
+Extension seam: subclass :class:`Pop3Session` (override ``cmd_<keyword>``)
+and/or a store (``MaildirStore`` / ``MboxStore`` with its ``maildrop_class``
+overriding ``octet_count`` or ``commit``), then
+``start_server(store=..., users=..., session_class=..., port=0)``.
+"""
+
+from .protocol import (
+    CommandError,
+    Pop3Session,
+    Response,
+    SessionConfig,
+    State,
+    UserDirectory,
+    err,
+    ok,
+)
+from .server import Pop3Server, ServerHandle, ServerSettings, start_server
+from .storage import (
+    MaildirMaildrop,
+    MaildirStore,
+    Maildrop,
+    MaildropError,
+    MaildropLocked,
+    MaildropStore,
+    MboxMaildrop,
+    MboxStore,
+    StoredMessage,
+    store_from_spec,
+)
+
+__all__ = [
+    "CommandError",
+    "MaildirMaildrop",
+    "MaildirStore",
+    "Maildrop",
+    "MaildropError",
+    "MaildropLocked",
+    "MaildropStore",
+    "MboxMaildrop",
+    "MboxStore",
+    "Pop3Server",
+    "Pop3Session",
+    "Response",
+    "ServerHandle",
+    "ServerSettings",
+    "SessionConfig",
+    "State",
+    "StoredMessage",
+    "UserDirectory",
+    "err",
+    "ok",
+    "start_server",
+    "store_from_spec",
+]

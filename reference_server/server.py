@@ -1,0 +1,222 @@
+"""asyncio transport around the sans-I/O core, and an in-process starter.
+
+:class:`Pop3Server` runs on an event loop you own (the CLI uses it);
+:func:`start_server` runs one on a background thread so a plain, non-async
+test can use it::
+
+    with start_server(store="maildir:/tmp/m/{user}", users={"alice": "pw"},
+                      session_class=BrokenSession) as handle:
+        poplib.POP3(handle.host, handle.port)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .protocol import (
+    DEFAULT_AUTOLOGOUT_SECONDS,
+    Pop3Session,
+    SessionConfig,
+    UserDirectory,
+)
+from .storage import MaildropStore, store_from_spec
+from .users import load_users_file
+
+#: Bytes requested per read; lines are limited inside the session, so this
+#: only bounds how much unprocessed pipelined input is held at once.
+READ_CHUNK_OCTETS = 65536
+
+log = logging.getLogger("reference_server.server")
+
+
+@dataclass
+class ServerSettings:
+    autologout_seconds: float = DEFAULT_AUTOLOGOUT_SECONDS
+    session_config: SessionConfig = field(default_factory=SessionConfig)
+
+
+class Pop3Server:
+    """Accepts connections and runs one ``session_class`` per connection."""
+
+    def __init__(
+        self,
+        store: MaildropStore,
+        users: UserDirectory,
+        *,
+        session_class: type[Pop3Session] = Pop3Session,
+        settings: ServerSettings | None = None,
+    ) -> None:
+        self.store = store
+        self.users = users
+        self.session_class = session_class
+        self.settings = settings or ServerSettings()
+        self._server: asyncio.Server | None = None
+        self._session_numbers = itertools.count(1)
+        self._connections: set[asyncio.Task[None]] = set()
+
+    async def listen(self, host: str, port: int) -> tuple[str, int]:
+        self._server = await asyncio.start_server(
+            self._serve_connection, host, port, reuse_address=True, limit=READ_CHUNK_OCTETS
+        )
+        bound_host, bound_port = self._server.sockets[0].getsockname()[:2]
+        return bound_host, bound_port
+
+    async def close(self) -> None:
+        """Stop accepting, end every session without UPDATE, release locks."""
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        peer = writer.get_extra_info("peername")
+        session = self.session_class(
+            self.store,
+            self.users,
+            self.settings.session_config,
+            session_id=str(next(self._session_numbers)),
+            peer=f"{peer[0]}:{peer[1]}" if peer else "-",
+        )
+        try:
+            await self._converse(session, reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("session=%s transport failure", session.session_id)
+        finally:
+            session.connection_lost()
+            writer.close()
+            self._connections.discard(task)
+
+    async def _converse(
+        self,
+        session: Pop3Session,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        writer.write(session.greeting())
+        await writer.drain()
+        loop = asyncio.get_running_loop()
+        autologout = self.settings.autologout_seconds
+        deadline = loop.time() + autologout
+        while not session.closed:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                session.autologout()
+                return
+            try:
+                async with asyncio.timeout(remaining):
+                    data = await reader.read(READ_CHUNK_OCTETS)
+            except TimeoutError:
+                session.autologout()
+                return
+            if not data:
+                return
+            replies = session.receive_data(data)
+            if replies:
+                # RFC 1939 section 3: the timer restarts on activity, i.e. on
+                # each complete command, not on stray octets of a partial line.
+                deadline = loop.time() + autologout
+                writer.write(replies)
+                await writer.drain()
+        await writer.drain()
+
+
+class ServerHandle:
+    """A server running on a background thread; returned by :func:`start_server`."""
+
+    def __init__(self, server: Pop3Server, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.server = server
+        self.host = host
+        self.port = port
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"pop3-reference-server-{port}", daemon=True
+        )
+        self._requested = (host, port)
+        self._thread.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            raise self._startup_error
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self.host, self.port = self._loop.run_until_complete(
+                self.server.listen(*self._requested)
+            )
+        except BaseException as problem:
+            self._startup_error = problem
+            self._ready.set()
+            self._loop.close()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self.server.close())
+        self._loop.close()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout)
+
+    def __enter__(self) -> ServerHandle:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def start_server(
+    *,
+    store: MaildropStore | str,
+    users: UserDirectory | Mapping[str, str] | str | Path,
+    session_class: type[Pop3Session] = Pop3Session,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    autologout_seconds: float = DEFAULT_AUTOLOGOUT_SECONDS,
+    enable_apop: bool = False,
+    enable_last: bool = True,
+) -> ServerHandle:
+    """Start a server on a background thread; ``port=0`` picks a free port.
+
+    ``store`` is a store object or spec string; ``users`` a
+    :class:`UserDirectory` (kept live: later changes apply to new logins), a
+    mapping of user to secret, or the path of a users file.
+    """
+    if isinstance(store, str):
+        store = store_from_spec(store)
+    if isinstance(users, (str, Path)):
+        users = load_users_file(Path(users))
+    elif not isinstance(users, UserDirectory):
+        users = UserDirectory(users)
+    settings = ServerSettings(
+        autologout_seconds=autologout_seconds,
+        session_config=SessionConfig(enable_apop=enable_apop, enable_last=enable_last),
+    )
+    server = Pop3Server(store, users, session_class=session_class, settings=settings)
+    return ServerHandle(server, host, port)
+
