@@ -322,7 +322,7 @@ class Pop3Session:
             return self._refuse("empty command")
         if _CONTROL_CHARACTERS.search(text):
             return self._refuse("control characters are not allowed in commands")
-        keyword, _, rest = text.partition(" ")
+        keyword, separator, rest = text.partition(" ")
         if not _KEYWORD.fullmatch(keyword):
             return self._refuse("unknown command")
         keyword = keyword.upper()
@@ -334,9 +334,11 @@ class Pop3Session:
             return self._refuse("unknown command")
         if keyword == "PASS":
             # RFC 1939 section 7: the password is the rest of the line, spaces included.
-            args = [rest] if rest else []
+            args = [rest] if separator else []
         else:
-            args = rest.split(" ") if rest else []
+            # One space between arguments (RFC 1939 section 3): "LIST " or
+            # "LIST  1" carry an empty argument and are refused.
+            args = rest.split(" ") if separator else []
         if log.isEnabledFor(logging.DEBUG):
             self._log("command", level=logging.DEBUG, keyword=keyword, state=self.state.value)
         handler: Callable[[list[str]], Reply] = getattr(self, "cmd_" + keyword.lower())

@@ -1,0 +1,111 @@
+"""pytest plugin: a ``pop3_server`` fixture for POP3 client developers.
+
+One reference server runs per test session on a free loopback port; every
+test gets it emptied (no users, no messages)::
+
+    def test_my_client_downloads(pop3_server):
+        pop3_server.add_user("alice", "secret")
+        pop3_server.add_message("alice", b"Subject: hi\\r\\n\\r\\nbody\\r\\n")
+        my_client.fetch(pop3_server.host, pop3_server.port, "alice", "secret")
+        assert pop3_server.messages("alice") == []   # the client deleted it
+
+The plugin is registered through the ``pytest11`` entry point
+``mailspec_pop3_server``; nothing needs importing.  APOP is enabled (the
+greeting carries a timestamp) and the secret given to ``add_user`` serves
+both PASS and APOP.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .protocol import UserDirectory
+from .server import ServerHandle, start_server
+from .storage import MaildirStore, check_user_name
+
+
+class ReferencePop3Server:
+    """The object behind the ``pop3_server`` fixture."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.users = UserDirectory()
+        self.store = MaildirStore(str(root / "{user}"))
+        self._message_numbers = itertools.count(1)
+        self._handle: ServerHandle = start_server(
+            store=self.store, users=self.users, port=0, enable_apop=True
+        )
+
+    @property
+    def host(self) -> str:
+        return self._handle.host
+
+    @property
+    def port(self) -> int:
+        return self._handle.port
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._handle.address
+
+    def add_user(self, name: str, password: str) -> None:
+        """Create (or re-key) a user with an empty maildrop if it has none."""
+        check_user_name(name)
+        self.store.prepare(self.store.path_for(name))
+        self.users.set(name, password)
+
+    def add_message(self, user: str, content: bytes | str) -> str:
+        """Deliver one message; returns its UID. Messages keep the order added."""
+        if isinstance(content, str):
+            content = content.encode("utf-8")
+        maildir = self.store.path_for(user)
+        self.store.prepare(maildir)
+        unique_name = f"{next(self._message_numbers):012d}.{os.getpid()}.mailspec"
+        staging = maildir / "tmp" / unique_name
+        staging.write_bytes(content)
+        os.replace(staging, maildir / "new" / unique_name)  # Maildir delivery: tmp/ then new/
+        return unique_name
+
+    def messages(self, user: str) -> list[bytes]:
+        """Stored bytes of the messages left in ``user``'s maildrop, in POP3 order."""
+        maildir = self.store.path_for(user)
+        found = [
+            (path.name, path)
+            for subdirectory in ("cur", "new")
+            if (maildir / subdirectory).is_dir()
+            for path in (maildir / subdirectory).iterdir()
+            if not path.name.startswith(".")
+        ]
+        return [path.read_bytes() for _, path in sorted(found)]
+
+    def reset(self) -> None:
+        """Remove every user and maildrop."""
+        self.users.clear()
+        for entry in self.root.iterdir():
+            shutil.rmtree(entry, ignore_errors=True)
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+@pytest.fixture(scope="session")
+def pop3_server_session(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ReferencePop3Server]:
+    """The session-wide server; prefer ``pop3_server``, which is reset per test."""
+    server = ReferencePop3Server(tmp_path_factory.mktemp("pop3-maildrops"))
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pop3_server(pop3_server_session: ReferencePop3Server) -> ReferencePop3Server:
+    """A running reference POP3 server with no users and no messages."""
+    pop3_server_session.reset()
+    return pop3_server_session
