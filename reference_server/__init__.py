@@ -18,6 +18,7 @@ overriding ``octet_count`` or ``commit``), then
 from .protocol import (
     CommandError,
     Pop3Session,
+    Reply,
     Response,
     SessionConfig,
     State,
@@ -51,6 +52,7 @@ __all__ = [
     "MboxStore",
     "Pop3Server",
     "Pop3Session",
+    "Reply",
     "Response",
     "ServerHandle",
     "ServerSettings",

@@ -291,6 +291,8 @@ def parse_mbox(data: bytes) -> list[tuple[int, int]]:
             raise MaildropCorrupt("mbox does not start with a 'From ' line")
         previous_blank = line in (b"\n", b"\r\n")
         position = next_position
+    if not starts:
+        return []
     ends = [*starts[1:], len(data)]
     return list(zip(starts, ends, strict=True))
 

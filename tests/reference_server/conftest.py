@@ -154,11 +154,12 @@ class ServerProcess:
         host, _, port = self.ready_line[len(prefix):].strip().rpartition(":")
         self.host, self.port = host, int(port)
 
-    def stop(self) -> tuple[int, str]:
+    def stop(self) -> tuple[int, str, str]:
+        """SIGTERM; returns exit status, the rest of stdout, and stderr."""
         if self.process.poll() is None:
             self.process.terminate()
-        _, stderr = self.process.communicate(timeout=10)
-        return self.process.returncode, stderr.decode()
+        stdout, stderr = self.process.communicate(timeout=10)
+        return self.process.returncode, stdout.decode(), stderr.decode()
 
     def kill(self) -> None:
         self.process.kill()
