@@ -1,13 +1,20 @@
 """The effective configuration of a run: target, accounts, limits.
 
-Filled from the target config file (`--config`, YAML) and overridden by CLI
-flags. The engine only reads a `RunConfig`; parsing and validation of the
-file and flags live with the CLI (see `load_config`)."""
+Filled from the target config file (`--config`, YAML, see docs/cli.md) and
+overridden by CLI flags. The engine only reads a `RunConfig`; parsing and
+validation of the file and flags live here (`load_config`, `parse_target`).
+Every error names the file, the line and the field."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from conformance.errors import ConfigError, ProvisionError
 
 TlsMode = Literal["plain", "stls", "implicit"]
 
@@ -44,11 +51,240 @@ class RunConfig:
 
     def redacted(self) -> dict[str, object]:
         """The configuration as reports may show it: no passwords."""
-        from dataclasses import asdict
-
         data = asdict(self)
         data["accounts"] = {
             role: {k: ("***" if k == "password" else v) for k, v in acct.items()}
             for role, acct in self.accounts.items()
         }
         return data
+
+    def secrets(self) -> list[str]:
+        """Every password this configuration knows (for leak checks)."""
+        return [a["password"] for a in self.accounts.values() if a.get("password")]
+
+
+# --------------------------------------------------------------------------
+# Target addresses
+# --------------------------------------------------------------------------
+
+_TARGET_RE = re.compile(
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:\[\]]+)):(?P<port>[0-9]{1,5})$"
+)
+
+
+def parse_target(text: str) -> tuple[str, int]:
+    """`HOST:PORT` or `[IPv6]:PORT` -> (host, port). ValueError names the problem
+    without the flag or field (callers prefix it)."""
+    m = _TARGET_RE.match(text.strip()) if isinstance(text, str) else None
+    if not m:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    port = int(m["port"])
+    if not 0 < port < 65536:
+        raise ValueError(f"port must be 1-65535, got {port} in {text!r}")
+    return (m["v6"] or m["host"]), port
+
+
+# --------------------------------------------------------------------------
+# The config file
+# --------------------------------------------------------------------------
+
+TOP_KEYS = {
+    "target",
+    "tls",
+    "accounts",
+    "provision",
+    "fixture",
+    "autologout",
+    "capabilities",
+    "timeouts",
+}
+TIMEOUT_KEYS = {"read": "read_timeout", "auth": "auth_timeout", "scenario": "scenario_timeout"}
+ACCOUNT_KEYS = {"user", "password"}
+ROLE_RE = re.compile(r"^(main|empty|spare[1-9][0-9]*)$")
+
+
+class _Doc:
+    """The parsed file plus the composed node tree, to report line numbers."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        try:
+            self.node = yaml.compose(text, Loader=yaml.SafeLoader)
+            self.data: Any = yaml.safe_load(text)
+        except yaml.MarkedYAMLError as exc:
+            line = exc.problem_mark.line + 1 if exc.problem_mark else None
+            raise self._error(line, "", f"not valid YAML: {exc.problem}") from None
+        except yaml.YAMLError as exc:
+            raise self._error(None, "", f"not valid YAML: {exc}") from None
+
+    def _error(self, line: int | None, fieldname: str, message: str) -> ConfigError:
+        where = f"{self.path}:{line}" if line else str(self.path)
+        return ConfigError(
+            f"{where}: {fieldname}: {message}" if fieldname else f"{where}: {message}"
+        )
+
+    def line(self, *path: str | int) -> int | None:
+        node = self.node
+        best = node.start_mark.line + 1 if node is not None else None
+        for part in path:
+            if isinstance(node, yaml.MappingNode):
+                for key, value in node.value:
+                    if key.value == str(part):
+                        node, best = value, key.start_mark.line + 1
+                        break
+                else:
+                    return best
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+                if part >= len(node.value):
+                    return best
+                node = node.value[part]
+                best = node.start_mark.line + 1
+            else:
+                return best
+        return best
+
+    def error(self, path: tuple[str | int, ...], message: str) -> ConfigError:
+        name = ".".join(f"[{p}]" if isinstance(p, int) else p for p in path).replace(".[", "[")
+        return self._error(self.line(*path), name, message)
+
+
+def _number(doc: _Doc, path: tuple[str | int, ...], value: object, *, integer: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise doc.error(path, f"expected a number of seconds, got {value!r}")
+    if integer and not isinstance(value, int):
+        raise doc.error(path, f"expected a whole number of seconds, got {value!r}")
+    if value <= 0:
+        raise doc.error(path, f"must be positive, got {value!r}")
+    return value
+
+
+def check_provision(spec: str) -> None:
+    """Raise ValueError if `spec` is not a provisioner spelling we can build."""
+    if spec == "reference":
+        return
+    from conformance.provision import make_provisioner
+
+    try:
+        make_provisioner(spec)
+    except ProvisionError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
+    """Read a target config file into a `RunConfig` (on top of `base`)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: config file is not UTF-8") from None
+    doc = _Doc(path, text)
+    data = doc.data
+    cfg = base if base is not None else RunConfig()
+    if data is None:
+        return cfg
+    if not isinstance(data, dict):
+        raise doc._error(1, "", "expected a mapping of settings (target:, accounts:, …)")
+    for key in data:
+        if key not in TOP_KEYS:
+            known = ", ".join(sorted(TOP_KEYS))
+            raise doc.error((str(key),), f"unknown key (known: {known})")
+
+    if "target" in data:
+        try:
+            cfg.host, cfg.port = parse_target(data["target"])
+        except ValueError as exc:
+            raise doc.error(("target",), str(exc)) from None
+
+    if "tls" in data:
+        tls = data["tls"]
+        if tls in ("stls", "implicit"):
+            raise doc.error(("tls",), f"{tls!r}: TLS comes in a later release; use 'plain'")
+        if tls != "plain":
+            raise doc.error(("tls",), f"expected 'plain', got {tls!r}")
+        cfg.tls = "plain"
+
+    if "provision" in data:
+        spec = data["provision"]
+        if not isinstance(spec, str) or not spec:
+            raise doc.error(("provision",), f"expected a provisioner spec string, got {spec!r}")
+        try:
+            check_provision(spec)
+        except ValueError as exc:
+            raise doc.error(("provision",), str(exc)) from None
+        if spec == "reference" and "target" in data:
+            raise doc.error(
+                ("provision",),
+                "'reference' means the embedded server; with a target use none or maildir:TEMPLATE",
+            )
+        cfg.provision = spec
+
+    if "fixture" in data:
+        fx = data["fixture"]
+        if not isinstance(fx, str) or not fx:
+            raise doc.error(("fixture",), f"expected a directory path, got {fx!r}")
+        fx_path = Path(fx) if Path(fx).is_absolute() else path.parent / fx
+        if not (fx_path / "fixture.yaml").is_file():
+            raise doc.error(("fixture",), f"no fixture.yaml in {fx_path}")
+        cfg.fixture_dir = str(fx_path)
+
+    if "autologout" in data and data["autologout"] is not None:
+        cfg.autologout = int(_number(doc, ("autologout",), data["autologout"], integer=True))
+
+    if "capabilities" in data:
+        caps = data["capabilities"]
+        if caps == "auto":
+            cfg.capabilities = "auto"
+        elif isinstance(caps, list) and all(isinstance(c, str) and c for c in caps):
+            cfg.capabilities = [c.upper() for c in caps]
+        else:
+            raise doc.error(
+                ("capabilities",), f"expected 'auto' or a list of capability names, got {caps!r}"
+            )
+
+    if "timeouts" in data:
+        tms = data["timeouts"]
+        if not isinstance(tms, dict):
+            raise doc.error(("timeouts",), "expected a mapping with read, auth, scenario")
+        for key, value in tms.items():
+            if key not in TIMEOUT_KEYS:
+                raise doc.error(("timeouts", str(key)), "unknown key (known: auth, read, scenario)")
+            setattr(
+                cfg, TIMEOUT_KEYS[key], float(_number(doc, ("timeouts", key), value, integer=False))
+            )
+
+    if "accounts" in data:
+        accts = data["accounts"]
+        if not isinstance(accts, dict):
+            raise doc.error(("accounts",), "expected a mapping of role -> {user, password}")
+        out: dict[str, dict[str, str]] = {}
+        for role, entry in accts.items():
+            role = str(role)
+            if not ROLE_RE.match(role):
+                raise doc.error(
+                    ("accounts", role), "unknown role (known: main, empty, spare1, spare2, …)"
+                )
+            if not isinstance(entry, dict):
+                raise doc.error(("accounts", role), "expected a mapping with user and password")
+            for key in entry:
+                if key not in ACCOUNT_KEYS:
+                    raise doc.error(
+                        ("accounts", role, str(key)), "unknown key (known: password, user)"
+                    )
+            for key in sorted(ACCOUNT_KEYS):
+                value = entry.get(key)
+                if not isinstance(value, str) or not value:
+                    hint = " (quote it)" if isinstance(value, int | float) else ""
+                    raise doc.error(("accounts", role, key), f"required non-empty string{hint}")
+            out[role] = {"user": entry["user"], "password": entry["password"]}
+        cfg.accounts = out
+    return cfg
+
+
+def finalize(cfg: RunConfig) -> RunConfig:
+    """Defaults that depend on other settings: a real target is not ours to
+    provision unless a provisioner is named, so `reference` becomes `none`."""
+    if cfg.host is not None and cfg.provision == "reference":
+        cfg.provision = "none"
+    return cfg

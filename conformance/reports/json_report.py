@@ -1,0 +1,162 @@
+"""The JSON report: everything a run produced, for machines (the matrix,
+dashboards). Schema: docs/results.schema.json (`FORMAT`, version 1).
+
+Transcript entries carry the exact bytes as base64 and an escaped,
+printable `text`; passwords were already replaced in the transcript by the
+engine (unless `--no-redact`) and the config is `RunConfig.redacted()`."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+from conformance.reports.text import escape_bytes
+from conformance.results import (
+    Direction,
+    Failure,
+    RunResult,
+    ScenarioResult,
+    TargetFingerprint,
+    TranscriptEntry,
+    Verdict,
+)
+
+FORMAT = "mailspec-results"
+FORMAT_VERSION = 1
+
+
+def results_to_dict(run: RunResult) -> dict[str, Any]:
+    counts = run.counts()
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "tool": {"name": "mailspec", "version": run.tool_version},
+        "started_at": run.started_at,
+        "duration": round(run.duration, 6),
+        "strict": run.strict,
+        "exit_code": run.exit_code,
+        "target": {
+            "address": run.target.address,
+            "tls": run.target.tls,
+            "greeting": run.target.greeting,
+            "capabilities": list(run.target.capabilities),
+            "capa_authorization": run.target.capa_authorization,
+            "capa_transaction": run.target.capa_transaction,
+            "embedded": run.target.embedded,
+        },
+        "config": _jsonable(run.config),
+        "counts": {v.value: counts[v] for v in Verdict},
+        "results": [_result(r) for r in run.results],
+    }
+
+
+def _result(r: ScenarioResult) -> dict[str, Any]:
+    return {
+        "id": r.scenario_id,
+        "title": r.title,
+        "section": r.section,
+        "requirements": list(r.requirements),
+        "level": r.level,
+        "verdict": r.verdict.value,
+        "message": r.message,
+        "expectation_reason": r.expectation_reason,
+        "source": r.source,
+        "duration": round(r.duration, 6),
+        "failures": [
+            {
+                "step": f.step,
+                "step_text": f.step_text,
+                "expected": f.expected,
+                "actual": f.actual,
+                "requirement": f.requirement,
+                "level": f.level,
+                "kind": f.kind,
+            }
+            for f in r.failures
+        ],
+        "transcript": [
+            {
+                "at": round(e.at, 6),
+                "session": e.session,
+                "direction": e.direction.value,
+                "text": escape_bytes(e.data)
+                if e.direction is not Direction.EVENT
+                else e.data.decode("utf-8", "replace"),
+                "base64": base64.b64encode(e.data).decode("ascii"),
+            }
+            for e in r.transcript
+        ],
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def write_json(run: RunResult, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(results_to_dict(run), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+
+
+def results_from_dict(data: dict[str, Any]) -> RunResult:
+    """Rebuild a RunResult from a report (for `mailspec matrix` and tools)."""
+    if data.get("format") != FORMAT:
+        raise ValueError(f"not a mailspec results file (format={data.get('format')!r})")
+    t = data["target"]
+    return RunResult(
+        tool_version=data["tool"]["version"],
+        started_at=data["started_at"],
+        duration=data["duration"],
+        target=TargetFingerprint(
+            address=t["address"],
+            tls=t["tls"],
+            greeting=t["greeting"],
+            capabilities=list(t["capabilities"]),
+            capa_authorization=t.get("capa_authorization"),
+            capa_transaction=t.get("capa_transaction"),
+            embedded=t.get("embedded", False),
+        ),
+        config=data["config"],
+        strict=data.get("strict", False),
+        results=[
+            ScenarioResult(
+                scenario_id=r["id"],
+                title=r["title"],
+                section=r["section"],
+                requirements=list(r["requirements"]),
+                level=r["level"],
+                verdict=Verdict(r["verdict"]),
+                message=r["message"],
+                failures=[Failure(**f) for f in r["failures"]],
+                transcript=[
+                    TranscriptEntry(
+                        e["at"],
+                        e["session"],
+                        Direction(e["direction"]),
+                        base64.b64decode(e["base64"]),
+                    )
+                    for e in r["transcript"]
+                ],
+                duration=r["duration"],
+                source=r["source"],
+                expectation_reason=r.get("expectation_reason"),
+            )
+            for r in data["results"]
+        ],
+    )
+
+
+def load_results(path: str | Path) -> RunResult:
+    with open(path, encoding="utf-8") as fh:
+        return results_from_dict(json.load(fh))

@@ -1,0 +1,99 @@
+"""JUnit XML, written with the `junit-xml` package (docs/cli.md, "JUnit").
+
+* one <testsuite> per scenario section (e.g. "RFC 1939 §5 STAT");
+* <testcase name=SCENARIO-ID classname=SECTION>;
+* FAIL -> <failure>, XPASS -> <failure> ("xpass: …"), ERROR -> <error>,
+  SKIP -> <skipped>, XFAIL -> <skipped message="xfail: REASON">,
+  WARN -> a passing testcase whose <system-err> says "WARN: …" (a SHOULD/MAY
+  deviation must not fail a CI job unless --strict, which makes it a FAIL);
+* the transcript, printable and escaped, in the testcase <system-out>;
+* junit-xml 1.9 has no per-testcase properties (and the Jenkins schema
+  allows none), so requirement IDs and level are testsuite properties named
+  `SCENARIO-ID.requirements` / `SCENARIO-ID.level`, and are repeated in the
+  first lines of <system-out>.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from junit_xml import TestCase, TestSuite, to_xml_report_string
+
+from conformance.reports.text import explain, transcript_text
+from conformance.results import RunResult, ScenarioResult, Verdict
+
+
+def _testcase(r: ScenarioResult) -> TestCase:
+    header = [
+        f"{r.scenario_id}: {r.title}",
+        f"level: {r.level}",
+        f"requirements: {' '.join(r.requirements)}",
+        f"verdict: {r.verdict.value}",
+    ]
+    if r.source:
+        header.append(f"source: {r.source}")
+    stdout = "\n".join(header) + "\n\ntranscript:\n" + transcript_text(r.transcript)
+    details = "\n".join(explain(r))
+    tc = TestCase(
+        name=r.scenario_id,
+        classname=r.section,
+        elapsed_sec=r.duration,
+        stdout=stdout,
+        file=r.source.rsplit(":", 1)[0] if r.source else None,
+    )
+    v = r.verdict
+    if v is Verdict.FAIL:
+        tc.add_failure_info(message=r.message or "FAIL", output=details, failure_type="FAIL")
+    elif v is Verdict.XPASS:
+        tc.add_failure_info(
+            message=f"xpass: {r.expectation_reason or ''}".strip(),
+            output=details,
+            failure_type="XPASS",
+        )
+    elif v is Verdict.ERROR:
+        tc.add_error_info(message=r.message or "ERROR", output=details, error_type="ERROR")
+    elif v is Verdict.SKIP:
+        tc.add_skipped_info(message=r.message or "skipped")
+    elif v is Verdict.XFAIL:
+        tc.add_skipped_info(message=f"xfail: {r.expectation_reason or ''}", output=details)
+    elif v is Verdict.WARN:
+        tc.stderr = "WARN: SHOULD/MAY-level deviation (passes unless --strict)\n" + details
+    return tc
+
+
+def junit_suites(run: RunResult) -> list[TestSuite]:
+    sections: dict[str, list[ScenarioResult]] = {}
+    for r in run.results:
+        sections.setdefault(r.section, []).append(r)
+    suites = []
+    for index, (section, results) in enumerate(sections.items()):
+        props: dict[str, str] = {
+            "mailspec.version": run.tool_version,
+            "target": run.target.address,
+            "strict": str(run.strict).lower(),
+        }
+        for r in results:
+            props[f"{r.scenario_id}.requirements"] = " ".join(r.requirements)
+            props[f"{r.scenario_id}.level"] = r.level
+        suites.append(
+            TestSuite(
+                name=section,
+                test_cases=[_testcase(r) for r in results],
+                id=index,
+                package="mailspec",
+                timestamp=run.started_at,
+                hostname=run.target.address,
+                properties=props,
+            )
+        )
+    return suites
+
+
+def junit_xml_string(run: RunResult) -> str:
+    return to_xml_report_string(junit_suites(run), prettyprint=True, encoding="utf-8")
+
+
+def write_junit(run: RunResult, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(junit_xml_string(run), encoding="utf-8")

@@ -1,0 +1,93 @@
+"""Plain-text renderings shared by the console, JUnit, and the pytest plugin:
+escaped bytes, transcripts, and failure explanations (requirement summary and
+`RFC n §s` from the catalogue, never RFC sentences)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from conformance.results import Direction, Failure, ScenarioResult, TranscriptEntry
+
+_ESCAPES = {0x0D: "\\r", 0x0A: "\\n", 0x09: "\\t", 0x5C: "\\\\"}
+
+
+def escape_bytes(data: bytes) -> str:
+    """Printable ASCII kept; CR, LF, TAB, backslash and every other octet
+    escaped (`\\r`, `\\n`, `\\x00`, `\\xc3`)."""
+    out = []
+    for b in data:
+        if b in _ESCAPES:
+            out.append(_ESCAPES[b])
+        elif 0x20 <= b < 0x7F:
+            out.append(chr(b))
+        else:
+            out.append(f"\\x{b:02x}")
+    return "".join(out)
+
+
+def transcript_lines(entries: Iterable[TranscriptEntry]) -> list[str]:
+    """One text line per wire line: `  0.012 a S: +OK ready\\r\\n`."""
+    lines: list[str] = []
+    for e in entries:
+        prefix = f"{e.at:8.3f} {e.session} {e.direction.value}:"
+        if e.direction is Direction.EVENT:
+            lines.append(f"{prefix} {e.data.decode('utf-8', 'replace')}")
+            continue
+        chunks = e.data.splitlines(keepends=True) or [b""]
+        for chunk in chunks:
+            lines.append(f"{prefix} {escape_bytes(chunk)}")
+    return lines
+
+
+def transcript_text(entries: Iterable[TranscriptEntry]) -> str:
+    return "\n".join(transcript_lines(entries))
+
+
+def requirement_line(req_id: str) -> str:
+    """`POP3-1939-STAT-01 (MUST, RFC 1939 §5): summary` from the catalogue."""
+    from conformance.catalogue import load_catalogue
+
+    req = load_catalogue().get(req_id)
+    if req is None:
+        return f"{req_id} (not in the catalogue)"
+    return f"{req_id} ({req.level}, {req.reference}): {req.summary}"
+
+
+def failure_lines(failure: Failure) -> list[str]:
+    lines = []
+    if failure.step is not None:
+        lines.append(f"step {failure.step}: {failure.step_text}")
+    elif failure.step_text:
+        lines.append(failure.step_text)
+    lines.append(f"expected: {failure.expected}")
+    lines.append(f"  actual: {failure.actual}")
+    extra = [failure.kind] if failure.kind != "mismatch" else []
+    if failure.level != "MUST":
+        extra.append(f"{failure.level}-level check")
+    if extra:
+        lines.append(f"    kind: {', '.join(extra)}")
+    return lines
+
+
+def explain(result: ScenarioResult) -> list[str]:
+    """What the reader needs to understand a non-pass: the requirements with
+    their catalogue summary and section, then each failure's step, expected
+    and actual."""
+    lines = [f"{result.scenario_id}: {result.title}"]
+    if result.message:
+        lines.append(f"message: {result.message}")
+    if result.expectation_reason:
+        lines.append(f"expected failure: {result.expectation_reason}")
+    reqs = list(
+        dict.fromkeys(
+            [*result.requirements, *(f.requirement for f in result.failures if f.requirement)]
+        )
+    )
+    if reqs:
+        lines.append("requirements:")
+        lines.extend(f"  {requirement_line(r)}" for r in reqs)
+    for failure in result.failures:
+        lines.extend(failure_lines(failure))
+    if result.source:
+        lines.append(f"source: {result.source}")
+    return lines
