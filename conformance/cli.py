@@ -1,0 +1,359 @@
+"""The `mailspec` command (docs/cli.md).
+
+Exit codes: 0 = no FAIL and no XPASS; 1 = conformance failures; 2 = usage,
+config or scenario-file error; 3 = target unreachable or provisioning failed.
+User errors are one line on stderr naming the flag, or the file, line and
+field; never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import importlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from conformance import __version__
+from conformance.config import RunConfig, check_provision, finalize, load_config, parse_target
+from conformance.errors import ConfigError, MailspecError
+
+PROG = "mailspec"
+DEFAULT_JUNIT = Path("reports") / "junit.xml"
+DEFAULT_JSON = Path("reports") / "results.json"
+
+
+# --------------------------------------------------------------------------
+# Argument types: each error names the flag (argparse prefixes "argument --x:")
+# --------------------------------------------------------------------------
+
+
+def _target_arg(text: str) -> tuple[str, int]:
+    try:
+        return parse_target(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+def _provision_arg(text: str) -> str:
+    try:
+        check_provision(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _dir_arg(text: str) -> Path:
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such file or directory: {text!r}")
+    return path
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors read `mailspec run: error: argument --target: …`
+    and exit 2 (argparse's own convention, which matches ours)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="POP3 conformance test suite: replays RFC scenarios against a server.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def scenario_opts(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--select",
+            action="append",
+            default=[],
+            metavar="PATTERN",
+            help="glob over scenario id or requirement id (repeatable, OR-ed)",
+        )
+        p.add_argument(
+            "--scenarios",
+            action="append",
+            default=[],
+            type=_dir_arg,
+            metavar="DIR",
+            help="also load scenario files from DIR (repeatable)",
+        )
+
+    run = sub.add_parser("run", help="run scenarios against a target (default: embedded server)")
+    run.add_argument("--target", type=_target_arg, metavar="HOST:PORT")
+    run.add_argument("--config", type=Path, metavar="FILE", help="target config file (YAML)")
+    scenario_opts(run)
+    run.add_argument("--strict", action="store_true", help="SHOULD/MAY deviations FAIL")
+    run.add_argument("--expectations", type=Path, metavar="FILE", help="known failures (YAML)")
+    run.add_argument(
+        "--update-expectations",
+        type=Path,
+        metavar="FILE",
+        help="rewrite FILE from this run's failures (keeps existing reasons)",
+    )
+    run.add_argument("--junit", type=Path, default=DEFAULT_JUNIT, metavar="PATH")
+    run.add_argument("--json", type=Path, default=DEFAULT_JSON, metavar="PATH")
+    run.add_argument(
+        "--timeout", type=_seconds_arg, metavar="S", help="reply deadline (default 10)"
+    )
+    run.add_argument("--slow", action="store_true", help="include slow scenarios (autologout)")
+    run.add_argument("--provision", type=_provision_arg, metavar="SPEC")
+    run.add_argument(
+        "--no-redact", action="store_true", help="keep PASS/APOP/AUTH arguments in transcripts"
+    )
+    run.add_argument("-v", "--verbose", action="store_true")
+
+    lst = sub.add_parser("list", help="list scenarios grouped by section")
+    scenario_opts(lst)
+    lst.add_argument("-v", "--verbose", action="store_true", help="show notes, needs, source")
+
+    cov = sub.add_parser("coverage", help="requirement coverage of the scenario corpus")
+    cov.add_argument("--json", action="store_true", help="machine-readable output")
+    cov.add_argument("--scenarios", action="append", default=[], type=_dir_arg, metavar="DIR")
+    cov.add_argument("--protocol", default="pop3", choices=["pop3", "smtp"])
+    cov.add_argument("-q", "--quiet", action="store_true", help="omit the per-requirement list")
+
+    sub.add_parser(
+        "serve",
+        help="run the bundled reference server (python -m reference_server ARGS)",
+        add_help=False,
+    )
+
+    try:
+        matrix = importlib.import_module("conformance.matrix")
+    except ModuleNotFoundError as exc:
+        if exc.name != "conformance.matrix":
+            raise
+        mat = sub.add_parser("matrix", help="(not available in this build)")
+        mat.add_argument("rest", nargs=argparse.REMAINDER)
+        mat.set_defaults(matrix_missing=True)
+    else:
+        mat = sub.add_parser("matrix", help="compare results of several targets")
+        matrix.add_arguments(mat)
+        mat.set_defaults(matrix_run=matrix.run)
+    return parser
+
+
+# --------------------------------------------------------------------------
+# Scenario loading and selection
+# --------------------------------------------------------------------------
+
+
+def load_corpus(extra: Sequence[Path]) -> list[Any]:
+    """Bundled scenarios plus the user's directories (a directory given twice,
+    or the bundled one given explicitly, is loaded once)."""
+    try:
+        from conformance.scenario import bundled_scenario_dir, load_scenarios
+    except ModuleNotFoundError as exc:  # pragma: no cover - during development only
+        raise MailspecError(f"scenario loader not available: {exc}") from None
+    paths: list[Path] = []
+    seen: set[Path] = set()
+    for p in [bundled_scenario_dir(), *extra]:
+        key = Path(p).resolve()
+        if key not in seen:
+            seen.add(key)
+            paths.append(Path(p))
+    return list(load_scenarios(paths))
+
+
+def matches(scenario: Any, patterns: Sequence[str]) -> bool:
+    if not patterns:
+        return True
+    names = [scenario.id, *scenario.requirements]
+    return any(fnmatch.fnmatchcase(n, p) for p in patterns for n in names)
+
+
+def select(scenarios: list[Any], patterns: Sequence[str]) -> list[Any]:
+    chosen = [s for s in scenarios if matches(s, patterns)]
+    if patterns and not chosen:
+        raise ConfigError(
+            f"--select: no scenario or requirement matches {', '.join(map(repr, patterns))}"
+        )
+    return chosen
+
+
+# --------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------
+
+
+def build_config(args: argparse.Namespace) -> RunConfig:
+    cfg = load_config(args.config) if args.config else RunConfig()
+    if args.target:
+        cfg.host, cfg.port = args.target
+    if args.provision:
+        if args.provision == "reference" and cfg.host is not None:
+            raise ConfigError(
+                "--provision: 'reference' means the embedded server; "
+                "with a target use none or maildir:TEMPLATE"
+            )
+        cfg.provision = args.provision
+    if args.timeout:
+        cfg.read_timeout = args.timeout
+    cfg.strict = cfg.strict or args.strict
+    cfg.slow = cfg.slow or args.slow
+    if args.no_redact:
+        cfg.redact = False
+    return finalize(cfg)
+
+
+def _secrets(cfg: RunConfig) -> list[str]:
+    secrets = set(cfg.secrets())
+    try:
+        from conformance.fixture import load_fixture
+
+        fixture = load_fixture(cfg.fixture_dir)
+        secrets.update(a.password for a in fixture.accounts.values())
+    except Exception:  # the engine reports fixture problems itself
+        pass
+    return sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from conformance import expectations as xp
+    from conformance.console import Console
+    from conformance.reports import write_json, write_junit
+    from conformance.reports.redact import scrub_run
+
+    cfg = build_config(args)
+    corpus = load_corpus(args.scenarios)
+    scenarios = select(corpus, args.select)
+    skipped_slow = 0
+    if not cfg.slow:
+        skipped_slow = sum(1 for s in scenarios if getattr(s, "slow", False))
+        scenarios = [s for s in scenarios if not getattr(s, "slow", False)]
+        if not scenarios:
+            raise ConfigError("--select: only slow scenarios match; add --slow to run them")
+    exps: dict[str, xp.Expectation] = {}
+    if args.expectations:
+        exps = xp.load_expectations(args.expectations)
+        xp.check_known(exps, {s.id for s in corpus}, args.expectations)
+    previous = exps
+    if args.update_expectations and args.update_expectations != args.expectations:
+        if args.update_expectations.exists():
+            previous = xp.load_expectations(args.update_expectations)
+
+    from conformance.engine import run_suite
+
+    console = Console(verbose=args.verbose)
+    where = "embedded reference server" if cfg.host is None else cfg.address
+    console.header(where, len(scenarios))
+    if skipped_slow:
+        console._write(f"({skipped_slow} slow scenarios not selected; --slow runs them)")
+
+    def progress(result: Any, done: int, total: int) -> None:
+        xp.apply([result], exps)
+        console.result(result, done, total)
+
+    run = run_suite(scenarios, cfg, progress=progress)
+    xp.apply(run.results, exps)  # idempotent: covers results the callback did not see
+    if cfg.redact:
+        scrub_run(run, _secrets(cfg))
+    if args.junit:
+        write_junit(run, args.junit)
+    if args.json:
+        write_json(run, args.json)
+    if args.update_expectations:
+        xp.write_expectations(args.update_expectations, xp.updated(run.results, previous))
+    console.summary(run)
+    outputs = [str(p) for p in (args.junit, args.json) if p]
+    if args.update_expectations:
+        outputs.append(f"{args.update_expectations} (expectations)")
+    if outputs:
+        console._write(f"reports: {', '.join(outputs)}")
+    return run.exit_code
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from conformance.reports.text import requirement_line
+
+    scenarios = select(load_corpus(args.scenarios), args.select)
+    sections: dict[str, list[Any]] = {}
+    for s in scenarios:
+        sections.setdefault(s.section, []).append(s)
+    width = max((len(s.id) for s in scenarios), default=10)
+    for section, group in sections.items():
+        print(section)
+        for s in group:
+            slow = " [slow]" if getattr(s, "slow", False) else ""
+            print(f"  {s.id:<{width}}  {s.level:<6} {','.join(s.requirements)}  {s.title}{slow}")
+            if args.verbose:
+                for rid in s.requirements:
+                    print(f"      {requirement_line(rid)}")
+                if getattr(s, "needs", None):
+                    print(f"      needs: {' '.join(s.needs)}")
+                if getattr(s, "notes", None):
+                    print(f"      notes: {' '.join(str(s.notes).split())}")
+                if getattr(s, "source", None):
+                    print(f"      source: {s.source}")
+        print()
+    print(f"{len(scenarios)} scenarios in {len(sections)} sections")
+    return 0
+
+
+def cmd_coverage(args: argparse.Namespace) -> int:
+    from conformance.catalogue import load_catalogue
+    from conformance.coverage import compute_coverage, render_text
+
+    cov = compute_coverage(load_catalogue(), load_corpus(args.scenarios), args.protocol)
+    if args.json:
+        print(json.dumps(cov.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(render_text(cov, verbose=not args.quiet))
+    return 0
+
+
+def cmd_serve(rest: list[str]) -> int:
+    """Hand over to the reference server as its own process image; the suite
+    never imports it."""
+    argv = [sys.executable, "-m", "reference_server", *rest]
+    try:
+        os.execv(sys.executable, argv)
+    except OSError as exc:
+        raise MailspecError(f"cannot start the reference server: {exc}") from None
+    return 0  # pragma: no cover - execv does not return
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "serve":
+            return cmd_serve(argv[1:])
+        args = build_parser().parse_args(argv)
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "list":
+            return cmd_list(args)
+        if args.command == "coverage":
+            return cmd_coverage(args)
+        if args.command == "matrix":
+            if getattr(args, "matrix_missing", False):
+                raise ConfigError(
+                    "matrix: not available in this build (conformance.matrix missing)"
+                )
+            return int(args.matrix_run(args))
+        raise AssertionError(args.command)  # pragma: no cover
+    except MailspecError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `mailspec list | head`
+        sys.stderr.close()
+        return 0
