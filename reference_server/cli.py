@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import errno
 import logging
+import resource
 import signal
 import sys
 from collections.abc import Sequence
@@ -102,6 +103,17 @@ async def serve(server: Pop3Server, address: ListenAddress) -> None:
     await server.close()
 
 
+def raise_open_file_limit() -> None:
+    """Each TRANSACTION session holds a socket and a lock file descriptor."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = 65536 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
+        except (ValueError, OSError):
+            pass  # keep the inherited limit
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -128,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
         )
         server = Pop3Server(store, users, settings=settings)
+        raise_open_file_limit()
         asyncio.run(serve(server, address))
     except (ConfigurationError, UsersFileError) as problem:
         print(f"reference_server: error: {problem}", file=sys.stderr, flush=True)

@@ -31,6 +31,8 @@ from .users import load_users_file
 #: Bytes requested per read; lines are limited inside the session, so this
 #: only bounds how much unprocessed pipelined input is held at once.
 READ_CHUNK_OCTETS = 65536
+#: Pending-connection queue; large enough for a burst of 1,000 connects.
+LISTEN_BACKLOG = 1024
 
 log = logging.getLogger("reference_server.server")
 
@@ -62,7 +64,12 @@ class Pop3Server:
 
     async def listen(self, host: str, port: int) -> tuple[str, int]:
         self._server = await asyncio.start_server(
-            self._serve_connection, host, port, reuse_address=True, limit=READ_CHUNK_OCTETS
+            self._serve_connection,
+            host,
+            port,
+            reuse_address=True,
+            limit=READ_CHUNK_OCTETS,
+            backlog=LISTEN_BACKLOG,
         )
         bound_host, bound_port = self._server.sockets[0].getsockname()[:2]
         return bound_host, bound_port
