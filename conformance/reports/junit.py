@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from junit_xml import TestCase, TestSuite, to_xml_report_string
@@ -90,10 +91,17 @@ def junit_suites(run: RunResult) -> list[TestSuite]:
 
 
 def junit_xml_string(run: RunResult) -> str:
-    return to_xml_report_string(junit_suites(run), prettyprint=True, encoding="utf-8")
+    """The report as text. junit-xml writes `type="skipped"` on <skipped>,
+    which the Jenkins schema does not allow; that attribute is dropped."""
+    text = to_xml_report_string(junit_suites(run), prettyprint=False, encoding="utf-8")
+    root = ET.fromstring(text.encode("utf-8"))
+    for skipped in root.iter("skipped"):
+        skipped.attrib.pop("type", None)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=False) + "\n"
 
 
 def write_junit(run: RunResult, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(junit_xml_string(run), encoding="utf-8")
+    path.write_text('<?xml version="1.0" encoding="utf-8"?>\n' + junit_xml_string(run), "utf-8")

@@ -1,0 +1,126 @@
+"""JUnit and JSON reports: verdict mapping, schema validity, no secrets."""
+
+from __future__ import annotations
+
+import base64
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import jsonschema
+import xmlschema
+from cli_testlib import REPO, SECRET, make_result, make_run
+
+from conformance.reports import (
+    junit_xml_string,
+    load_results,
+    results_to_dict,
+    write_json,
+    write_junit,
+)
+from conformance.reports.redact import scrub_run
+from conformance.results import Direction, TranscriptEntry, Verdict
+
+XSD = Path(__file__).with_name("junit.xsd")
+SCHEMA = json.loads((REPO / "docs" / "results.schema.json").read_text("utf-8"))
+
+
+def _cases(xml: str) -> dict[str, ET.Element]:
+    root = ET.fromstring(xml.encode("utf-8"))
+    return {tc.get("name"): tc for tc in root.iter("testcase")}
+
+
+def test_junit_validates_against_the_jenkins_style_xsd(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "junit.xml"
+    write_junit(make_run(), path)
+    xmlschema.XMLSchema(str(XSD)).validate(str(path))
+
+
+def test_xsd_rejects_a_malformed_report() -> None:
+    bad = "<testsuites><testsuite><testcase name='x'/></testsuite></testsuites>"  # no name/tests
+    assert not xmlschema.XMLSchema(str(XSD)).is_valid(bad)
+
+
+def test_junit_verdict_mapping() -> None:
+    cases = _cases(junit_xml_string(make_run()))
+    assert cases["stat.fail"].find("failure") is not None
+    assert cases["stat.fail"].find("error") is None
+    assert cases["top.error"].find("error") is not None
+    assert cases["top.skip"].find("skipped").get("message") == "target lacks TOP"
+    assert cases["top.xfail"].find("skipped").get("message") == "xfail: bug 42"
+    assert cases["top.xpass"].find("failure").get("message").startswith("xpass")
+    warn = cases["stat.warn"]
+    assert warn.find("failure") is None and warn.find("skipped") is None
+    assert "WARN" in warn.find("system-err").text
+    passed = cases["stat.pass"]
+    assert [c.tag for c in passed] == ["system-out"]
+
+
+def test_junit_one_suite_per_section_with_requirement_properties() -> None:
+    root = ET.fromstring(junit_xml_string(make_run()).encode())
+    suites = {s.get("name"): s for s in root.iter("testsuite")}
+    assert set(suites) == {"RFC 1939 §5 STAT", "RFC 1939 §7 TOP"}
+    props = {p.get("name"): p.get("value") for p in suites["RFC 1939 §5 STAT"].iter("property")}
+    assert props["stat.fail.requirements"] == "POP3-1939-STAT-01"
+    assert props["stat.warn.level"] == "SHOULD"
+    assert suites["RFC 1939 §5 STAT"].get("failures") == "1"
+
+
+def test_junit_failure_text_explains_with_catalogue_and_escaped_transcript() -> None:
+    fail = _cases(junit_xml_string(make_run()))["stat.fail"]
+    text = fail.find("failure").text
+    assert "POP3-1939-STAT-01 (MUST, RFC 1939 §5)" in text
+    assert "step 4: S: +OK {count} {size:int}" in text
+    assert "expected: +OK 2 320" in text
+    out = fail.find("system-out").text
+    assert "a S: +OK 2 320\\x00junk\\r\\n" in out  # NUL escaped, not raw
+    assert "requirements: POP3-1939-STAT-01" in out
+
+
+def test_json_report_validates_and_keeps_exact_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "r" / "results.json"
+    write_json(make_run(), path)
+    data = json.loads(path.read_text("utf-8"))
+    jsonschema.validate(data, SCHEMA)
+    entry = data["results"][1]["transcript"][3]
+    assert base64.b64decode(entry["base64"]) == b"+OK 2 320\x00junk\r\n"
+    assert entry["text"] == "+OK 2 320\\x00junk\\r\\n"
+    assert data["counts"]["XPASS"] == 1 and data["exit_code"] == 1
+    assert data["target"]["greeting"].startswith("+OK")
+
+
+def test_json_schema_rejects_unknown_verdict() -> None:
+    data = results_to_dict(make_run())
+    data["results"][0]["verdict"] = "MAYBE"
+    try:
+        jsonschema.validate(data, SCHEMA)
+    except jsonschema.ValidationError:
+        return
+    raise AssertionError("schema accepted verdict MAYBE")
+
+
+def test_json_round_trip(tmp_path: Path) -> None:
+    run = make_run()
+    write_json(run, tmp_path / "x.json")
+    back = load_results(tmp_path / "x.json")
+    assert [r.verdict for r in back.results] == [r.verdict for r in run.results]
+    assert back.results[1].failures == run.results[1].failures
+    assert back.results[1].transcript == run.results[1].transcript
+
+
+def test_scrub_removes_echoed_password_everywhere(tmp_path: Path) -> None:
+    leaky = make_result(
+        "auth.echo",
+        Verdict.FAIL,
+        message=f"got -ERR bad password {SECRET}",
+        transcript=[TranscriptEntry(0.0, "a", Direction.SERVER, f"-ERR {SECRET}\r\n".encode())],
+    )
+    run = make_run([leaky])
+    scrub_run(run, [SECRET])
+    write_json(run, tmp_path / "r.json")
+    write_junit(run, tmp_path / "j.xml")
+    for name in ("r.json", "j.xml"):
+        text = (tmp_path / name).read_text("utf-8")
+        assert SECRET not in text
+        assert base64.b64encode(SECRET.encode()).decode() not in text
+    assert "***" in run.results[0].message
