@@ -17,11 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pop3_testlib import write_maildir
 
 from reference_server import UserDirectory, start_server
 from reference_server.server import ServerHandle
-
-from .conftest import write_maildir
 
 PASSWORD = "interop-pw"
 

@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from pop3_testlib import write_maildir
 
 from reference_server.storage import (
     MaildirStore,
@@ -20,8 +21,6 @@ from reference_server.storage import (
     store_from_spec,
     to_wire_form,
 )
-
-from .conftest import write_maildir
 
 
 def contents(store, user: str) -> list[bytes]:
