@@ -1,0 +1,102 @@
+"""Target config file: loading, validation errors with file/line/field, flag overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conformance.config import RunConfig, finalize, load_config, parse_target
+from conformance.errors import ConfigError
+
+GOOD = """\
+# a real server
+target: mail.example.org:1110
+tls: plain
+provision: maildir:/srv/mail/{user}/Maildir
+autologout: 600
+capabilities: [top, UIDL, user]
+timeouts:
+  read: 5
+  auth: 45.5
+  scenario: 90
+accounts:
+  main: {user: alice, password: "s3cret-main"}
+  empty:
+    user: bob
+    password: s3cret-empty
+  spare1: {user: carol, password: s3cret-spare}
+"""
+
+
+def _file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "target.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_full_file_loads(tmp_path: Path) -> None:
+    cfg = load_config(_file(tmp_path, GOOD))
+    assert (cfg.host, cfg.port) == ("mail.example.org", 1110)
+    assert cfg.provision == "maildir:/srv/mail/{user}/Maildir"
+    assert cfg.autologout == 600
+    assert cfg.capabilities == ["TOP", "UIDL", "USER"]
+    assert (cfg.read_timeout, cfg.auth_timeout, cfg.scenario_timeout) == (5.0, 45.5, 90.0)
+    assert cfg.accounts["empty"] == {"user": "bob", "password": "s3cret-empty"}
+
+
+def test_redacted_hides_passwords(tmp_path: Path) -> None:
+    red = load_config(_file(tmp_path, GOOD)).redacted()
+    assert "s3cret" not in repr(red)
+    assert red["accounts"]["main"] == {"user": "alice", "password": "***"}
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("target: foo\n", r"target\.yaml:1: target: expected HOST:PORT, got 'foo'"),
+        ("\n\ntls: stls\n", r"target\.yaml:3: tls: 'stls': TLS comes in a later release"),
+        ("tls: wat\n", r"target\.yaml:1: tls: expected 'plain'"),
+        ("targte: a:1\n", r"target\.yaml:1: targte: unknown key"),
+        (
+            "accounts:\n  main:\n    user: a\n    password: 1234\n",
+            r"target\.yaml:4: accounts\.main\.password: required non-empty string \(quote it\)",
+        ),
+        (
+            "accounts:\n  boss: {user: a, password: b}\n",
+            r"target\.yaml:2: accounts\.boss: unknown role",
+        ),
+        (
+            "accounts:\n  main: {user: a, pass: b}\n",
+            r"target\.yaml:2: accounts\.main\.pass: unknown key",
+        ),
+        ("timeouts:\n  read: -1\n", r"target\.yaml:2: timeouts\.read: must be positive"),
+        ("timeouts:\n  raed: 1\n", r"target\.yaml:2: timeouts\.raed: unknown key"),
+        ("autologout: soon\n", r"target\.yaml:1: autologout: expected a number of seconds"),
+        ("capabilities: some\n", r"target\.yaml:1: capabilities: expected 'auto' or a list"),
+        ("provision: ftp:x\n", r"target\.yaml:1: provision: unknown provisioner 'ftp:x'"),
+        ("target: a:1\nprovision: reference\n", r"target\.yaml:2: provision: 'reference' means"),
+        ("target: [a\n", r"target\.yaml:\d+: not valid YAML"),
+        ("- a\n", r"target\.yaml:1: expected a mapping"),
+    ],
+)
+def test_errors_name_file_line_field(tmp_path: Path, text: str, where: str) -> None:
+    with pytest.raises(ConfigError, match=where):
+        load_config(_file(tmp_path, text))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read config file"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_target_without_provision_defaults_to_none(tmp_path: Path) -> None:
+    cfg = finalize(load_config(_file(tmp_path, "target: '[::1]:110'\n")))
+    assert (cfg.host, cfg.port, cfg.provision) == ("::1", 110, "none")
+    assert finalize(RunConfig()).provision == "reference"
+
+
+@pytest.mark.parametrize("bad", ["foo", "host:", ":110", "h:99999", "h:1:2", ""])
+def test_parse_target_rejects(bad: str) -> None:
+    with pytest.raises(ValueError):
+        parse_target(bad)
