@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import poplib
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,31 @@ def test_reset_removes_users_and_messages(pop3_server: ReferencePop3Server) -> N
 def test_each_test_starts_empty(pop3_server: ReferencePop3Server) -> None:
     assert pop3_server.users.names() == []
     assert list(pop3_server.root.iterdir()) == []
+
+
+def test_plugin_module_works_as_a_plugin_without_conftest(tmp_path: Path) -> None:
+    """What the pytest11 entry point does: load the module with ``-p``."""
+    import os
+    import subprocess
+    import sys
+
+
+    (tmp_path / "test_client.py").write_text(
+        "import poplib\n"
+        "def test_fetch(pop3_server):\n"
+        "    pop3_server.add_user('u', 'p')\n"
+        "    pop3_server.add_message('u', b'Subject: s\\r\\n\\r\\nb\\r\\n')\n"
+        "    c = poplib.POP3(pop3_server.host, pop3_server.port, timeout=10)\n"
+        "    c.user('u'); c.pass_('p')\n"
+        "    assert c.stat() == (1, 17)\n"
+        "    c.quit()\n"
+    )
+    repository = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "reference_server.pytest_plugin",
+         "-p", "no:cacheprovider", "-o", "addopts=", "-q", str(tmp_path / "test_client.py")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(repository)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
