@@ -22,7 +22,9 @@ Spellings (config `provision:` / CLI `--provision`), built by
     smtp:HOST:PORT                        deliver over SMTP, wait for POP3 STAT
     command:'deliver-script --flag'       run SCRIPT MESSAGE-FILE USER per message
 
-Options go between the kind and the colon, comma-separated:
+Options go between the kind and the colon, comma-separated (`exact=no` on
+maildir/mbox declares a server that rewrites stored messages, e.g. adds
+X-UIDL headers, so scenarios compare bodies; `eol=lf` writes LF line ends):
 `mbox,owner=mail,group=mail,mode=0660:/var/mail/{user}` (owner alone takes
 that user's primary group),
 `smtp,rcpt={user}@example.org,timeout=60:127.0.0.1:25`, `command,exact:./put.sh`.
@@ -214,7 +216,9 @@ class _FileStore(Provisioner):
         *,
         owner: str | int | tuple[int | None, int | None] | None = None,
         mode: str | int | None = None,
+        exact: bool = True,
     ) -> None:
+        self.byte_exact = exact
         if USER_PLACEHOLDER not in template:
             raise ProvisionError(
                 f"{self.name} template {template!r} must contain {{user}} (one maildrop per user)"
@@ -239,6 +243,8 @@ class _FileStore(Provisioner):
                 parts.append(f"group={self.gid}")
         if self.mode != DEFAULT_FILE_MODE:
             parts.append(f"mode={self.mode:04o}")
+        if not self.byte_exact:
+            parts.append("exact=no")
         return "".join("," + p for p in parts)
 
     def describe(self) -> str:
@@ -261,6 +267,11 @@ class MaildirProvisioner(_FileStore):
     Server caches in the Maildir root (dovecot-uidlist, dovecot.index*,
     courier/mailutils UID files) are removed first, so UIDs are assigned
     afresh instead of a re-created file landing after the others.
+
+    Option `eol=lf` stores every line end as LF (and ends the last line),
+    the Maildir convention that MDAs follow: some servers (GNU Mailutils)
+    cannot parse a header whose lines end in CRLF. The wire form a server
+    must send is the same either way. Default `eol=raw`: the fixture's bytes.
     """
 
     name = "maildir"
@@ -273,8 +284,25 @@ class MaildirProvisioner(_FileStore):
         gid: int | None = None,
         owner: str | int | tuple[int | None, int | None] | None = None,
         mode: str | int | None = None,
+        eol: str = "raw",
+        exact: bool = True,
     ) -> None:
-        super().__init__(template, owner=owner if owner is not None else (uid, gid), mode=mode)
+        super().__init__(
+            template, owner=owner if owner is not None else (uid, gid), mode=mode, exact=exact
+        )
+        if eol not in ("raw", "lf", "crlf"):
+            raise ProvisionError(f"maildir eol={eol!r}: expected raw, lf or crlf")
+        self.eol = eol
+
+    def stored_bytes(self, message: FixtureMessage) -> bytes:
+        if self.eol == "raw":
+            return message.raw
+        wire = message.wire
+        return wire if self.eol == "crlf" else wire.replace(b"\r\n", b"\n")
+
+    def describe(self) -> str:
+        extra = f",eol={self.eol}" if self.eol != "raw" else ""
+        return f"{self.name}{self._options()}{extra}:{self.template}"
 
     def reset(self, account: Account) -> None:
         root = self.path_for(account)
@@ -307,7 +335,7 @@ class MaildirProvisioner(_FileStore):
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
                 with os.fdopen(fd, "wb") as out:
-                    out.write(message.raw)
+                    out.write(self.stored_bytes(message))
                     out.flush()
                     os.fsync(out.fileno())
                 _apply(tmp, self.mode, self.uid, self.gid)
@@ -366,8 +394,9 @@ class MboxProvisioner(_FileStore):
         owner: str | int | tuple[int | None, int | None] | None = None,
         mode: str | int | None = None,
         eol: str = "lf",
+        exact: bool = True,
     ) -> None:
-        super().__init__(template, owner=owner, mode=mode)
+        super().__init__(template, owner=owner, mode=mode, exact=exact)
         if eol not in ("lf", "crlf"):
             raise ProvisionError(f"mbox eol={eol!r}: expected lf or crlf")
         self.eol = eol
@@ -645,6 +674,14 @@ def _split_spec(spec: str) -> tuple[str, dict[str, str], str]:
     return kind.strip(), options, arg if sep else ""
 
 
+def _flag(value: str, spec: str) -> bool:
+    if value in ("", "yes", "true", "1"):
+        return True
+    if value in ("no", "false", "0"):
+        return False
+    raise ProvisionError(f"provisioner {spec!r}: exact={value!r}: expected yes or no")
+
+
 def _host_port(arg: str, spec: str) -> tuple[str, int]:
     if arg.startswith("["):
         host, _, rest = arg[1:].partition("]")
@@ -657,8 +694,8 @@ def _host_port(arg: str, spec: str) -> tuple[str, int]:
 
 
 _ALLOWED_OPTIONS: Mapping[str, frozenset[str]] = {
-    "maildir": frozenset({"owner", "group", "mode"}),
-    "mbox": frozenset({"owner", "group", "mode", "eol"}),
+    "maildir": frozenset({"owner", "group", "mode", "eol", "exact"}),
+    "mbox": frozenset({"owner", "group", "mode", "eol", "exact"}),
     "smtp": frozenset({"rcpt", "from", "timeout"}),
     "command": frozenset({"exact", "timeout"}),
     "none": frozenset(),
@@ -712,10 +749,13 @@ def make_provisioner(
         return NoneProvisioner()
     if not arg:
         raise ProvisionError(f"provisioner {spec!r} needs an argument: {_USAGE}")
+    exact = _flag(options.get("exact", "yes"), spec)
     if kind == "maildir":
-        return MaildirProvisioner(arg, owner=owner, mode=mode)
+        eol = options.get("eol", "raw")
+        return MaildirProvisioner(arg, owner=owner, mode=mode, eol=eol, exact=exact)
     if kind == "mbox":
-        return MboxProvisioner(arg, owner=owner, mode=mode, eol=options.get("eol", "lf"))
+        eol = options.get("eol", "lf")
+        return MboxProvisioner(arg, owner=owner, mode=mode, eol=eol, exact=exact)
     if kind == "smtp":
         host, port = _host_port(arg, spec)
         return SmtpProvisioner(
@@ -727,7 +767,7 @@ def make_provisioner(
             timeout=wait,
         )
     # command
-    exact = options.get("exact", "no") in ("", "yes", "true", "1")
+    exact = _flag(options.get("exact", "no"), spec)
     return CommandProvisioner(arg, exact=exact, target=target, timeout=wait)
 
 
