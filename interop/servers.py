@@ -161,7 +161,7 @@ class ManagedServer:
         prov = self.provisioner()
         for account in self.fixture.accounts.values():
             prov.reset(account)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
+        log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
