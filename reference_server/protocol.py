@@ -1,8 +1,10 @@
 """Sans-I/O POP3 protocol core (RFC 1939, RFC 2449, RFC 3206, LAST from RFC 1225).
 
 Nothing in this module touches a socket or an event loop: feed received bytes
-to :meth:`Pop3Session.receive_data` and send back the bytes it returns.  The
-only I/O happens inside the injected maildrop store (:mod:`.storage`).
+to :meth:`Pop3Session.receive_data` and send back the bytes it returns (or
+:meth:`Pop3Session.feed` them and iterate :meth:`Pop3Session.replies` to get
+one reply per command, executed lazily).  The only I/O happens inside the
+injected maildrop store (:mod:`.storage`).
 
 State machine
 =============
@@ -81,7 +83,7 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from .storage import (
@@ -262,13 +264,22 @@ class Pop3Session:
         return text
 
     def receive_data(self, data: bytes) -> bytes:
-        """Consume received octets; return every reply due, in command order.
+        """Consume received octets; return every reply due, in command order."""
+        self.feed(data)
+        return b"".join(self.replies())
 
-        Stops consuming after a reply that closes the session; bytes that
-        follow a QUIT are never processed (RFC 1939 section 6).
-        """
-        out = bytearray()
+    def feed(self, data: bytes) -> None:
+        """Buffer received octets; :meth:`replies` then executes complete lines."""
         self._pending += data
+
+    def replies(self) -> Iterator[bytes]:
+        """Execute buffered complete lines one by one, yielding each reply.
+
+        A transport can send (and wait for the peer to read) each reply
+        before the next command runs, so pipelined RETRs never pile up in
+        memory.  Stops after a reply that closes the session: bytes after
+        QUIT are never processed (RFC 1939 section 6).
+        """
         while not self.closed:
             newline = self._pending.find(b"\n")
             if newline < 0:
@@ -276,18 +287,14 @@ class Pop3Session:
                     # Bounded buffer: drop the excess, answer once the line ends.
                     self._pending.clear()
                     self._discarding_long_line = True
-                break
+                return
             line = bytes(self._pending[:newline])
             del self._pending[: newline + 1]
-            if self._discarding_long_line:
+            if self._discarding_long_line or len(line) + 1 > MAX_COMMAND_LINE_OCTETS:
                 self._discarding_long_line = False
-                out += err("command line too long").to_bytes()
+                yield err("command line too long").to_bytes()
                 continue
-            if len(line) + 1 > MAX_COMMAND_LINE_OCTETS:
-                out += err("command line too long").to_bytes()
-                continue
-            out += self.handle_line(line)
-        return bytes(out)
+            yield self.handle_line(line)
 
     def autologout(self) -> None:
         """The inactivity timer fired: close without UPDATE (RFC 1939 section 3)."""

@@ -136,14 +136,13 @@ class Pop3Server:
                 return
             if not data:
                 return
-            replies = session.receive_data(data)
-            if replies:
+            session.feed(data)
+            for reply in session.replies():
                 # RFC 1939 section 3: the timer restarts on activity, i.e. on
                 # each complete command, not on stray octets of a partial line.
                 deadline = loop.time() + autologout
-                writer.write(replies)
-                await writer.drain()
-        await writer.drain()
+                writer.write(reply)
+                await writer.drain()  # one reply at a time: bounded memory
 
 
 class ServerHandle:

@@ -567,3 +567,14 @@ def test_every_reply_line_ends_in_crlf(converse: Converse) -> None:
     everything = b"".join(talk.send(c) for c in ["STAT", "LIST", "UIDL", "RETR 2", "TOP 3 1",
                                                    "CAPA", "BOGUS"])
     assert b"\n" not in everything.replace(b"\r\n", b"")
+
+
+def test_replies_execute_pipelined_commands_one_at_a_time(converse: Converse) -> None:
+    talk = converse()
+    talk.login()
+    talk.session.feed(b"RETR 1\r\nRETR 2\r\nRETR 3\r\n")
+    replies = talk.session.replies()
+    first = next(replies)
+    assert first.startswith(b"+OK") and talk.session.highest_accessed == 1
+    assert [reply[:3] for reply in replies] == [b"+OK", b"+OK"]
+    assert talk.session.highest_accessed == 3
