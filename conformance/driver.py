@@ -1,0 +1,272 @@
+"""Raw TCP sessions to the target: bounded, deadline-driven reads, and a
+transcript of the exact bytes both ways. Never poplib: the suite must see
+what the server really sends."""
+
+from __future__ import annotations
+
+import enum
+import select
+import socket
+import time
+from dataclasses import dataclass, field
+
+from conformance.framing import FramingFinding
+from conformance.reader import (
+    BodyEnd,
+    BodyLine,
+    ConnectionEnded,
+    Flood,
+    ReplyReader,
+    State,
+    StatusLine,
+)
+from conformance.results import Direction
+from conformance.transcript import ClientRedactor, Transcript, show_bytes
+
+RECV_CHUNK_OCTETS = 65_536
+CRLF = b"\r\n"
+
+
+class ConnectError(Exception):
+    """The TCP connection could not be made; message names address and cause."""
+
+
+class Outcome(enum.StrEnum):
+    COMPLETE = "complete"
+    CLOSED = "closed"  # orderly EOF from the server
+    RESET = "reset"  # connection reset by the server
+    TIMEOUT = "timeout"  # nothing (more) arrived before the deadline
+    FLOOD = "flood"  # a size bound was crossed
+
+
+@dataclass
+class Reply:
+    outcome: Outcome
+    status: StatusLine | None = None
+    lines: list[bytes] = field(default_factory=list)  # unstuffed body lines
+    body_octets: int | None = None  # RFC 1939 §11 count, when the body ended
+    findings: list[FramingFinding] = field(default_factory=list)
+    detail: str = ""  # for FLOOD / partial data
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(line + CRLF for line in self.lines)
+
+
+@dataclass
+class Quiet:
+    """What happened while waiting for nothing to happen."""
+
+    outcome: Outcome  # TIMEOUT = stayed quiet; CLOSED/RESET; COMPLETE = data arrived
+    data: bytes = b""
+
+
+def deadline_after(seconds: float) -> float:
+    return time.monotonic() + seconds
+
+
+class Session:
+    """One TCP connection of a scenario."""
+
+    def __init__(
+        self,
+        name: str,
+        sock: socket.socket,
+        transcript: Transcript,
+        *,
+        max_line_octets: int,
+        max_body_octets: int,
+        redact: bool,
+    ) -> None:
+        self.name = name
+        self.sock = sock
+        self.transcript = transcript
+        self.reader = ReplyReader(max_line_octets, max_body_octets)
+        self.redactor = ClientRedactor(redact)
+        self.closed_by_server = False  # EOF or reset seen
+        self.closed_by_us = False
+        self.greeting: bytes | None = None
+        self._reset_seen = False
+
+    @classmethod
+    def connect(
+        cls,
+        name: str,
+        host: str,
+        port: int,
+        transcript: Transcript,
+        *,
+        timeout: float,
+        max_line_octets: int = 65_536,
+        max_body_octets: int = 64 << 20,
+        redact: bool = True,
+    ) -> Session:
+        sock = open_connection(host, port, timeout)
+        transcript.event(name, f"connected to {format_address(host, port)}")
+        return cls(
+            name,
+            sock,
+            transcript,
+            max_line_octets=max_line_octets,
+            max_body_octets=max_body_octets,
+            redact=redact,
+        )
+
+    @property
+    def usable(self) -> bool:
+        return not (self.closed_by_server or self.closed_by_us)
+
+    # -- writing ---------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Send `data` in one write; the transcript gets the redacted form."""
+        self.transcript.record(self.name, Direction.CLIENT, self.redactor.redact(data))
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            self.transcript.event(self.name, f"send failed: {exc}")
+            self.closed_by_server = True
+
+    # -- reading ---------------------------------------------------------------
+
+    def read_reply(self, multiline_if_positive: bool, deadline: float) -> Reply:
+        self.reader.begin_reply(multiline_if_positive)
+        reply = Reply(Outcome.COMPLETE)
+        while True:
+            event = self.reader.next_event()
+            if event is None:
+                if self.reader.state is State.DONE:
+                    return reply
+                if self.reader.state is State.BROKEN:
+                    reply.outcome = Outcome.CLOSED
+                    return reply
+                received = self._receive(deadline)
+                if isinstance(received, Outcome):
+                    reply.outcome = received
+                    return reply
+                continue
+            if isinstance(event, StatusLine):
+                reply.status = event
+                self.redactor.status_received()
+            elif isinstance(event, BodyLine):
+                reply.lines.append(event.data)
+            elif isinstance(event, BodyEnd):
+                reply.body_octets = event.octets
+            elif isinstance(event, FramingFinding):
+                reply.findings.append(event)
+            elif isinstance(event, Flood):
+                self.transcript.event(self.name, f"stopped reading: {event.what}")
+                reply.outcome, reply.detail = Outcome.FLOOD, event.what
+                return reply
+            elif isinstance(event, ConnectionEnded):
+                reply.outcome = Outcome.RESET if self._reset_seen else Outcome.CLOSED
+                reply.detail = show_bytes(event.partial) if event.partial else ""
+                return reply
+
+    def _receive(self, deadline: float) -> bytes | Outcome:
+        """One chunk fed to the reader; or TIMEOUT. EOF and reset are fed as
+        EOF (the reader reports what was unfinished)."""
+        if self.reader.at_eof:
+            return Outcome.RESET if self._reset_seen else Outcome.CLOSED
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return Outcome.TIMEOUT
+        self.sock.settimeout(remaining)
+        try:
+            chunk = self.sock.recv(RECV_CHUNK_OCTETS)
+        except TimeoutError:
+            return Outcome.TIMEOUT
+        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
+            self._reset_seen = True
+            self.transcript.event(self.name, f"connection reset by the server ({exc.strerror})")
+            self._mark_eof()
+            return b""
+        except OSError as exc:
+            self._reset_seen = True
+            self.transcript.event(self.name, f"receive failed: {exc}")
+            self._mark_eof()
+            return b""
+        if not chunk:
+            self.transcript.event(self.name, "connection closed by the server (EOF)")
+            self._mark_eof()
+            return b""
+        self.transcript.record(self.name, Direction.SERVER, chunk)
+        self.reader.feed(chunk)
+        return chunk
+
+    def _mark_eof(self) -> None:
+        self.closed_by_server = True
+        self.reader.feed_eof()
+
+    def drain_unsolicited(self) -> bytes:
+        """Bytes that arrived while no reply was expected: what is already
+        buffered plus what the socket holds right now (no waiting)."""
+        if self.usable:
+            while self._readable_now():
+                received = self._receive(time.monotonic() + 0.05)
+                if not isinstance(received, bytes) or not received:
+                    break
+        return self.reader.take_buffered()
+
+    def _readable_now(self) -> bool:
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return bool(readable)
+
+    def wait_quiet(self, seconds: float, deadline: float) -> Quiet:
+        """Wait `seconds` (capped by `deadline`); report the first data, close
+        or reset. TIMEOUT means nothing happened."""
+        pending = self.reader.take_buffered()
+        if pending:
+            return Quiet(Outcome.COMPLETE, pending)
+        if self.closed_by_server:
+            return Quiet(Outcome.RESET if self._reset_seen else Outcome.CLOSED)
+        until = min(time.monotonic() + seconds, deadline)
+        received = self._receive(until)
+        if isinstance(received, Outcome):
+            return Quiet(received)
+        if received:
+            return Quiet(Outcome.COMPLETE, self.reader.take_buffered())
+        return Quiet(Outcome.RESET if self._reset_seen else Outcome.CLOSED)
+
+    def close(self) -> None:
+        if not self.closed_by_us:
+            self.closed_by_us = True
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.transcript.event(self.name, "closed by the client")
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def open_connection(host: str, port: int, timeout: float) -> socket.socket:
+    """Connect over IPv4 or IPv6 (every address getaddrinfo gives, in
+    order); ConnectError names each attempt's failure."""
+    where = format_address(host, port)
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConnectError(f"cannot resolve {host!r}: {exc.strerror}") from None
+    problems = []
+    deadline = deadline_after(timeout)
+    for family, kind, proto, _name, address in addresses:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            sock.connect(address)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        except TimeoutError:
+            problems.append(f"{address[0]}: no answer within {timeout:.1f} s")
+        except ConnectionRefusedError:
+            problems.append(f"{address[0]}: connection refused")
+        except OSError as exc:
+            problems.append(f"{address[0]}: {exc.strerror or exc}")
+        sock.close()
+    raise ConnectError(f"cannot connect to {where}: " + "; ".join(problems or ["no address"]))

@@ -1,0 +1,148 @@
+"""The embedded default target: the bundled reference POP3 server, started
+as its own process (`python -m reference_server`) over a temporary Maildir
+store written from the fixture.
+
+The suite never imports the server it checks: this module only locates the
+package (importlib.util.find_spec) so the child process can import it."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import selectors
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from conformance.config import RunConfig
+from conformance.errors import TargetUnreachable
+from conformance.fixture import Fixture
+from conformance.provision import MaildirProvisioner
+
+SERVER_MODULE = "reference_server"
+READY_LINE_PREFIX = b"mailspec-reference-server listening on "
+READY_TIMEOUT_SECONDS = 20.0
+STOP_GRACE_SECONDS = 5.0
+MAX_READY_LINE_OCTETS = 4096
+
+
+class EmbeddedServer:
+    """Owns the server process and its temporary store for one run."""
+
+    def __init__(self, fixture: Fixture, config: RunConfig) -> None:
+        self.fixture = fixture
+        self.config = config
+        self.workdir: Path | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.provisioner: MaildirProvisioner | None = None
+        self._stderr_path: Path | None = None
+
+    def start(self) -> tuple[str, int]:
+        """Write the store, start the server, return its (host, port)."""
+        package_root = locate_server_package()
+        self.workdir = Path(tempfile.mkdtemp(prefix="mailspec-embedded-"))
+        template = str(self.workdir / "maildirs" / "{user}")
+        self.provisioner = MaildirProvisioner(template)
+        for account in self.fixture.accounts.values():
+            self.provisioner.reset(account)
+        users_file = self.workdir / "users"
+        users_file.write_text(
+            "".join(f"{a.user}:{a.password}\n" for a in self.fixture.accounts.values()),
+            encoding="utf-8",
+        )
+        users_file.chmod(0o600)
+        self._stderr_path = self.workdir / "server.log"
+        command = [
+            sys.executable, "-m", SERVER_MODULE,
+            "--listen", "127.0.0.1:0",
+            "--store", f"maildir:{template}",
+            "--users", str(users_file),
+            "--apop",
+            "--log-level", "WARNING",
+        ]  # fmt: skip
+        if self.config.autologout is not None:
+            command += ["--autologout", str(self.config.autologout)]
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(package_root), environment.get("PYTHONPATH", "")) if p
+        )
+        with open(self._stderr_path, "wb") as stderr:
+            self.process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env=environment,
+                cwd=self.workdir,
+            )
+        return self._await_ready_line()
+
+    def _await_ready_line(self) -> tuple[str, int]:
+        assert self.process is not None and self.process.stdout is not None
+        received = b""
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            while b"\n" not in received:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or len(received) > MAX_READY_LINE_OCTETS:
+                    self._fail(f"no ready line within {READY_TIMEOUT_SECONDS:.0f} s")
+                if not selector.select(remaining):
+                    continue
+                chunk = os.read(self.process.stdout.fileno(), 1024)
+                if not chunk:
+                    self._fail("the server exited before it was ready")
+                received += chunk
+        line = received.split(b"\n", 1)[0].strip()
+        if not line.startswith(READY_LINE_PREFIX):
+            self._fail(f"unexpected first output line {line!r}")
+        host, _, port = line[len(READY_LINE_PREFIX) :].decode().rpartition(":")
+        if not port.isdigit():
+            self._fail(f"cannot read HOST:PORT from {line!r}")
+        return host.strip("[]"), int(port)
+
+    def _fail(self, why: str) -> None:
+        log = self._log_tail()
+        self.stop()
+        raise TargetUnreachable(
+            f"the embedded reference server did not start: {why}"
+            + (f"; its log ends with: {log}" if log else "")
+        )
+
+    def _log_tail(self, limit: int = 600) -> str:
+        if self._stderr_path is None or not self._stderr_path.exists():
+            return ""
+        return self._stderr_path.read_text("utf-8", errors="replace").strip()[-limit:]
+
+    def stop(self) -> None:
+        """Terminate (then kill) the server and remove the temporary store."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(STOP_GRACE_SECONDS)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(STOP_GRACE_SECONDS)
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+            self.process = None
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+
+def locate_server_package() -> Path:
+    """The directory to put on the child's PYTHONPATH; TargetUnreachable
+    when the reference server is not installed."""
+    spec = importlib.util.find_spec(SERVER_MODULE)
+    if spec is None or not spec.submodule_search_locations:
+        raise TargetUnreachable(
+            "no target: --host was not given and the bundled reference server "
+            f"({SERVER_MODULE}) is not importable here; install mailspec with it "
+            "(pip install -e .) or pass --host/--port of a POP3 server"
+        )
+    return Path(next(iter(spec.submodule_search_locations))).parent
