@@ -349,7 +349,6 @@ class Pop3Session:
         if log.isEnabledFor(logging.DEBUG):
             self._log("command", level=logging.DEBUG, keyword=keyword, state=self.state.value)
         handler: Callable[[list[str]], Reply] = getattr(self, "cmd_" + keyword.lower())
-        previous_state = self.state
         try:
             reply = handler(args)
         except CommandError as refusal:
@@ -357,13 +356,6 @@ class Pop3Session:
         except Exception:
             log.exception("session=%s handler for %s failed", self.session_id, keyword)
             reply = err("[SYS/TEMP] internal server error")
-        if (
-            previous_state is State.USER_ACCEPTED
-            and self.state is State.USER_ACCEPTED
-            and keyword != "CAPA"
-        ):
-            self.state = State.AUTHORIZATION
-            self.user_name = None
         return reply
 
     def _refuse(self, text: str) -> Response:

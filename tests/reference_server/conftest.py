@@ -52,7 +52,9 @@ def converse(
     """Factory of conversations; every session is closed at teardown."""
     sessions: list[Pop3Session] = []
 
-    def make(config: SessionConfig | None = None, cls: type[Pop3Session] = Pop3Session):
+    def make(
+        config: SessionConfig | None = None, cls: type[Pop3Session] = Pop3Session
+    ) -> Conversation:
         session = cls(store, users, config or SessionConfig(hostname="test.invalid"))
         sessions.append(session)
         return Conversation(session)

@@ -4,6 +4,7 @@ this directory on sys.path, as for tests/cli/cli_testlib.py)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -112,10 +113,10 @@ class ServerProcess:
         host, _, port = self.ready_line[len(prefix):].strip().rpartition(":")
         self.host, self.port = host, int(port)
 
-    def stop(self) -> tuple[int, str, str]:
-        """SIGTERM; returns exit status, the rest of stdout, and stderr."""
+    def stop(self, stop_signal: int = signal.SIGTERM) -> tuple[int, str, str]:
+        """Signal the server; returns exit status, the rest of stdout, and stderr."""
         if self.process.poll() is None:
-            self.process.terminate()
+            self.process.send_signal(stop_signal)
         stdout, stderr = self.process.communicate(timeout=10)
         return self.process.returncode, stdout.decode(), stderr.decode()
 

@@ -16,9 +16,10 @@ from reference_server.protocol import (
     Reply,
     SessionConfig,
     State,
+    UserDirectory,
     top_of_message,
 )
-from reference_server.storage import MaildropLock
+from reference_server.storage import MaildropLock, MboxStore
 
 Converse = Callable[..., Conversation]
 
@@ -448,9 +449,9 @@ def test_locked_maildrop_gets_in_use_only_for_right_credentials(
     second.login()
 
 
-def test_corrupt_mbox_is_sys_perm_and_lock_is_released(tmp_path: Path, users) -> None:
-    from reference_server.storage import MboxStore
-
+def test_corrupt_mbox_is_sys_perm_and_lock_is_released(
+    tmp_path: Path, users: UserDirectory
+) -> None:
     (tmp_path / "alice").write_bytes(b"this is not an mbox\n")
     store = MboxStore(str(tmp_path / "{user}"))
     talk = Conversation(Pop3Session(store, users))

@@ -7,7 +7,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from reference_server import (
     MaildirStore,
     Pop3Session,
     Reply,
+    StoredMessage,
     UserDirectory,
     err,
     start_server,
@@ -203,12 +204,12 @@ def test_session_subclass_is_used_by_start_server(
 
 
 class CountsLfOctets(MaildirMaildrop):
-    def octet_count(self, message) -> int:  # type: ignore[no-untyped-def]
+    def octet_count(self, message: StoredMessage) -> int:
         return len(message.content.replace(b"\r\n", b"\n"))
 
 
 class NeverCommits(MaildirMaildrop):
-    def commit(self, deleted) -> None:  # type: ignore[no-untyped-def]
+    def commit(self, deleted: Sequence[StoredMessage]) -> None:
         return None
 
 
@@ -249,8 +250,9 @@ def store_spec(store: MaildirStore) -> str:
     return store.spec
 
 
-def test_cli_prints_ready_line_quickly_and_stops_on_sigterm(
-    server_process: StartProcess, store_spec: str, users_file: Path
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_cli_prints_ready_line_quickly_and_stops_on_signal(
+    server_process: StartProcess, store_spec: str, users_file: Path, stop_signal: int
 ) -> None:
     server = server_process("--listen", "127.0.0.1:0", "--store", store_spec,
                             "--users", str(users_file))
@@ -260,7 +262,7 @@ def test_cli_prints_ready_line_quickly_and_stops_on_sigterm(
     client.user("alice")
     client.pass_(PASSWORD)
     client.quit()
-    returncode, stdout_rest, stderr = server.stop()
+    returncode, stdout_rest, stderr = server.stop(stop_signal)
     assert returncode == 0
     assert stdout_rest == ""  # the ready line is the only stdout output
     assert "event=login user=alice" in stderr

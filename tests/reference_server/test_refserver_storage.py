@@ -16,6 +16,7 @@ from reference_server.storage import (
     MaildropCorrupt,
     MaildropError,
     MaildropLocked,
+    MaildropStore,
     MboxStore,
     StoreSpecError,
     store_from_spec,
@@ -23,7 +24,7 @@ from reference_server.storage import (
 )
 
 
-def contents(store, user: str) -> list[bytes]:
+def contents(store: MaildropStore, user: str) -> list[bytes]:
     maildrop = store.open(user)
     try:
         return [message.content for message in maildrop.messages]
@@ -31,7 +32,7 @@ def contents(store, user: str) -> list[bytes]:
         maildrop.release()
 
 
-def uids(store, user: str) -> list[str]:
+def uids(store: MaildropStore, user: str) -> list[str]:
     maildrop = store.open(user)
     try:
         return [message.uid for message in maildrop.messages]
