@@ -852,26 +852,9 @@ def lint_scenarios(scenarios: Iterable[Scenario]) -> list[str]:
             notes.append(
                 f"{where}: cites requirements marked not testable: {', '.join(untestable)}"
             )
-        if not scenario.commits and _sends_dele_then_quit(scenario):
-            notes.append(f"{where}: sends DELE and QUIT but says commits: false")
         if not any(
             isinstance(s, ReplyStep | ExpectCloseStep | ExpectOpenStep | AssertStep)
             for s in scenario.steps
         ):
             notes.append(f"{where}: checks nothing (no S:, assert or expect step)")
     return notes
-
-
-def _sends_dele_then_quit(scenario: Scenario) -> bool:
-    verbs = []
-    for step in scenario.steps:
-        templates: tuple[tuple[Segment, ...], ...] = ()
-        if isinstance(step, CommandStep):
-            templates = (step.template,)
-        elif isinstance(step, PipelineStep):
-            templates = step.templates
-        for template in templates:
-            first = template[0] if template else ""
-            if isinstance(first, str) and first.strip():
-                verbs.append(first.split()[0].upper())
-    return "DELE" in verbs and "QUIT" in verbs[verbs.index("DELE") :]
