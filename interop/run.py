@@ -1,0 +1,134 @@
+"""Interoperability run: the suite against real POP3 servers, then the matrix.
+
+    python -m interop.run                      # reference, dovecot, mailutils
+    python -m interop.run dovecot --select 'stat.*'
+    python -m interop.run --reports reports/   # where the JSON and matrix go
+
+For each server: install it from Debian if missing, start it under a temp
+directory on 127.0.0.1 and a free port, provision the fixture with the
+suite's own provisioner, run `mailspec run --target ... --provision ...
+--json REPORTS/interop-NAME.json`, stop it by PID. `reference` is the
+bundled reference server (embedded, no --target). Then
+`mailspec matrix` renders REPORTS/interop-matrix.md and .html.
+
+Exit status: 0 when every run completed (whatever its verdicts: the
+classification of non-PASS verdicts is in docs/interop.md), 3 when a
+server could not be installed or started, 2 on a usage error, and the
+`mailspec run` status (2/3) when a run itself could not happen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from conformance.fixture import load_fixture  # noqa: E402
+from interop.servers import SERVERS, ServerUnavailable  # noqa: E402
+
+ALL_TARGETS = ("reference", *SERVERS)
+
+
+def mailspec(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`mailspec ARGS` with this checkout's package first on the path."""
+    environ = {**os.environ, **(env or {})}
+    environ["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [environ.get("PYTHONPATH")])])
+    return subprocess.run([sys.executable, "-m", "conformance", *args], env=environ, check=False)
+
+
+def run_target(
+    name: str, reports: Path, select: list[str], extra: list[str], keep: bool, install: bool
+) -> tuple[int, float, str]:
+    """Run the suite against one target. Returns (mailspec exit code, wall
+    seconds, a one-line description)."""
+    json_path = reports / f"interop-{name}.json"
+    selectors = [a for s in select for a in ("--select", s)]
+    if name == "reference":
+        started = time.monotonic()
+        done = mailspec("run", "--json", str(json_path), *selectors, *extra)
+        return done.returncode, time.monotonic() - started, "bundled reference server (embedded)"
+    cls = SERVERS[name]
+    cls.ensure_installed(install=install)
+    server = cls(load_fixture(), keep=keep)
+    server.start()
+    try:
+        print(f"== {name}: {server.version()} on {server.address}, {server.provision_spec}")
+        started = time.monotonic()
+        done = mailspec(
+            "run",
+            "--target",
+            server.address,
+            "--provision",
+            server.provision_spec,
+            "--json",
+            str(json_path),
+            *selectors,
+            *extra,
+        )
+        wall = time.monotonic() - started
+    finally:
+        if keep:
+            print(f"   kept {server.workdir} (log {server.log_path})")
+        server.stop()
+    return done.returncode, wall, f"{server.version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m interop.run", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("targets", nargs="*", metavar="TARGET", help=" ".join(ALL_TARGETS))
+    parser.add_argument("--reports", type=Path, default=REPO / "reports")
+    parser.add_argument("--select", action="append", default=[], metavar="PATTERN")
+    parser.add_argument("--keep", action="store_true", help="keep temp dirs and logs")
+    parser.add_argument("--no-install", action="store_true", help="never run apt-get")
+    parser.add_argument("--no-matrix", action="store_true")
+    parser.add_argument("--timing", type=Path, help="write wall times (JSON) here")
+    args, extra = parser.parse_known_args(argv)
+    targets = args.targets or list(ALL_TARGETS)
+    unknown = [t for t in targets if t not in ALL_TARGETS]
+    if unknown:
+        parser.error(f"unknown target {unknown[0]!r} (known: {', '.join(ALL_TARGETS)})")
+    args.reports.mkdir(parents=True, exist_ok=True)
+
+    status = 0
+    timing: dict[str, float] = {}
+    produced: list[str] = []
+    for name in targets:
+        try:
+            code, wall, what = run_target(
+                name, args.reports, args.select, extra, args.keep, not args.no_install
+            )
+        except (ServerUnavailable, RuntimeError) as exc:
+            print(f"interop: {name}: {exc}", file=sys.stderr)
+            status = max(status, 3)
+            continue
+        timing[name] = round(wall, 1)
+        print(f"== {name}: mailspec exit {code} after {wall:.1f} s ({what})")
+        if code in (0, 1):
+            produced.append(str(args.reports / f"interop-{name}.json"))
+        else:
+            status = max(status, code)
+    if args.timing:
+        args.timing.write_text(json.dumps(timing, indent=2) + "\n")
+    if produced and not args.no_matrix:
+        md = args.reports / "interop-matrix.md"
+        html = args.reports / "interop-matrix.html"
+        done = mailspec("matrix", *produced, "--markdown", str(md), "--html", str(html))
+        if done.returncode == 0:
+            print(f"matrix: {md}, {html}")
+        else:
+            status = max(status, done.returncode)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
