@@ -74,8 +74,8 @@ def explain(result: ScenarioResult) -> list[str]:
     their catalogue summary and section, then each failure's step, expected
     and actual."""
     lines = [f"{result.scenario_id}: {result.title}"]
-    if result.message:
-        lines.append(f"message: {result.message}")
+    if result.message and not result.failures:
+        lines.append(f"message: {result.message}")  # with failures, they say it in full
     if result.expectation_reason:
         lines.append(f"expected failure: {result.expectation_reason}")
     reqs = list(

@@ -91,3 +91,29 @@ def make_run(results: list[ScenarioResult] | None = None) -> RunResult:
 
 
 PYTHON = sys.executable
+
+# Two tiny scenarios for end-to-end runs: one passes, one fails on purpose.
+SELFTEST = """\
+section: "mailspec self-test"
+scenarios:
+  - id: selftest.greets-and-quits
+    title: the greeting is positive and QUIT closes
+    requirements: [POP3-1939-GREET-01]
+    level: MUST
+    steps:
+      - open: a
+      - S: +OK
+      - C: QUIT
+      - S: +OK
+      - expect_close
+  - id: selftest.wrong-on-purpose
+    title: deliberately expects -ERR to STAT after login
+    requirements: [POP3-1939-STAT-01]
+    level: MUST
+    steps:
+      - open: a
+      - S: +OK
+      - login
+      - C: STAT
+      - S: -ERR
+"""

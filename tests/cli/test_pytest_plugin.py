@@ -1,0 +1,96 @@
+"""The pytest plugin, driven through pytester in a child process: scenario
+files are collected only where they should be, verdicts map to pytest
+outcomes, and ordinary test runs collect nothing and start no server."""
+
+from __future__ import annotations
+
+import socket
+from importlib.metadata import entry_points
+
+import pytest
+from cli_testlib import SELFTEST
+
+WARN_SCENARIO = """\
+section: "mailspec self-test"
+scenarios:
+  - id: selftest.should-level
+    title: a SHOULD-level check that breaks
+    requirements: [POP3-1939-STAT-03]
+    level: SHOULD
+    steps:
+      - open: a
+      - S: -ERR
+"""
+
+
+def _plugin_args() -> list[str]:
+    installed = any(ep.name == "mailspec" for ep in entry_points(group="pytest11"))
+    return [] if installed else ["-p", "conformance.pytest_plugin"]
+
+
+@pytest.fixture
+def env(
+    pytester: pytest.Pytester, subprocess_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in subprocess_env.items():
+        monkeypatch.setenv(key, value)
+
+
+def test_scenarios_run_as_pytest_items(pytester: pytest.Pytester, env: None) -> None:
+    (pytester.path / "scenarios").mkdir()
+    (pytester.path / "scenarios" / "selftest.yaml").write_text(SELFTEST, encoding="utf-8")
+    (pytester.path / "scenarios" / "warn.yaml").write_text(WARN_SCENARIO, encoding="utf-8")
+    (pytester.path / "scenarios" / "fixture.yaml").write_text("accounts: {}\n", encoding="utf-8")
+    result = pytester.runpytest_subprocess(
+        *_plugin_args(), "scenarios", "-rA", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=2, failed=1, warnings=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*selftest.wrong-on-purpose*",
+            "*POP3-1939-STAT-01 (MUST, RFC 1939 §5)*",
+            "*step 5: S: -ERR*",
+        ]
+    )
+    assert "MailspecWarning" in result.stdout.str()
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_unreachable_target_is_an_error_not_a_failure(pytester: pytest.Pytester, env: None) -> None:
+    (pytester.path / "scenarios").mkdir()
+    (pytester.path / "scenarios" / "selftest.yaml").write_text(SELFTEST, encoding="utf-8")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = pytester.runpytest_subprocess(
+        *_plugin_args(), "scenarios", f"--mailspec-target=127.0.0.1:{port}"
+    )
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines([f"*127.0.0.1:{port}*"])
+
+
+def test_ordinary_runs_collect_no_scenarios(pytester: pytest.Pytester, env: None) -> None:
+    data = pytester.path / "tests" / "scenarios"
+    data.mkdir(parents=True)
+    (data / "selftest.yaml").write_text(SELFTEST, encoding="utf-8")
+    (pytester.path / "tests" / "config.yaml").write_text("scenarios: 3\n", encoding="utf-8")
+    (pytester.path / "tests" / "test_plain.py").write_text(
+        "import sys\n\ndef test_no_server():\n    assert 'conformance.engine' not in sys.modules\n",
+        encoding="utf-8",
+    )
+    result = pytester.runpytest_subprocess(*_plugin_args(), "tests", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "selftest" not in result.stdout.str()
+
+
+def test_skip_maps_to_pytest_skip(pytester: pytest.Pytester, env: None) -> None:
+    (pytester.path / "scenarios").mkdir()
+    (pytester.path / "scenarios" / "s.yaml").write_text(
+        SELFTEST.split("  - id: selftest.wrong")[0].replace(
+            "    level: MUST\n", "    level: MUST\n    needs: [NO-SUCH-CAPABILITY]\n"
+        ),
+        encoding="utf-8",
+    )
+    result = pytester.runpytest_subprocess(*_plugin_args(), "scenarios", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*target lacks NO-SUCH-CAPABILITY*"])
