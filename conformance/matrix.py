@@ -326,13 +326,13 @@ def render_bytes(data: bytes, limit: int) -> str:
     while i < n:
         b = shown[i]
         if b == 0x0D and i + 1 < n and shown[i + 1] == 0x0A:
-            parts.append('<span class="eol" title="CRLF">␍␊</span>\n')
+            parts.append('<span class="eol" title="CRLF">\\r\\n</span>')
             i += 2
             continue
         if b == 0x0A:
-            parts.append('<span class="bad" title="bare LF (0x0a)">␊</span>\n')
+            parts.append('<span class="bad" title="bare LF (0x0a)">\\n</span>')
         elif b == 0x0D:
-            parts.append('<span class="bad" title="bare CR (0x0d)">␍</span>')
+            parts.append('<span class="bad" title="bare CR (0x0d)">\\r</span>')
         elif 0x20 <= b < 0x7F:
             j = i
             while j < n and 0x20 <= shown[j] < 0x7F:
@@ -365,19 +365,30 @@ def render_bytes(data: bytes, limit: int) -> str:
 
 
 def _transcript_html(cell: Cell, limit: int) -> str:
-    lines = []
+    """One row per wire line (a reply body spans several rows); the time,
+    session and direction label only the first row of each entry."""
+    rows = []
     for e in cell.transcript:
         cls = {"C": "c", "S": "s"}.get(e.direction, "ev")
         label = f"{e.at:7.3f} {html.escape(e.session)} {html.escape(e.direction)}:"
-        who = f'<span class="who">{label}</span>'
         if cls == "ev":
-            body = html.escape(e.data.decode("utf-8", "replace"))
-        else:
-            body = render_bytes(e.data, limit)
-        lines.append(f'<div class="{cls}">{who}<span class="data">{body}</span></div>')
-    if not lines:
-        lines.append('<div class="ev">(no transcript)</div>')
-    return "".join(lines)
+            text = html.escape(e.data.decode("utf-8", "replace"))
+            rows.append(f'<div class="ev"><span class="who">{label}</span>{text}</div>')
+            continue
+        shown, rest = e.data[:limit], len(e.data) - limit
+        lines = shown.splitlines(keepends=True) or [b""]
+        for i, line in enumerate(lines):
+            who = label if i == 0 else ""
+            tail = ""
+            if rest > 0 and i == len(lines) - 1:
+                tail = f'<span class="more">… {rest} more octets not shown</span>'
+            rows.append(
+                f'<div class="{cls}"><span class="who">{who}</span>'
+                f'<span class="data">{render_bytes(line, len(line))}{tail}</span></div>'
+            )
+    if not rows:
+        rows.append('<div class="ev">(no transcript)</div>')
+    return "".join(rows)
 
 
 CSS = """
@@ -400,8 +411,9 @@ h1{font-size:22px;margin:0 0 4px}
 display:flex;gap:18px;align-items:center;flex-wrap:wrap}
 .controls input[type=search]{padding:4px 8px;border:1px solid #c7ccd3;border-radius:6px;width:240px}
 .legend span{margin-right:6px}
-.wrap{padding:0 24px 24px;overflow:auto;max-height:calc(100vh - 60px)}
-table.m{border-collapse:separate;border-spacing:0;background:#fff;border:1px solid var(--line);border-radius:8px;margin-top:10px}
+.wrap{padding:0 24px 24px}
+.tablewrap{overflow:auto;max-height:calc(100vh - 70px);margin-top:10px;display:inline-block;max-width:100%;border:1px solid var(--line);border-radius:8px}
+table.m{border-collapse:separate;border-spacing:0;background:#fff}
 table.m th,table.m td{border-bottom:1px solid var(--line);padding:4px 10px;text-align:left;white-space:nowrap}
 table.m thead th{position:sticky;top:0;background:var(--head);z-index:3;font-weight:600}
 table.m th.sc{position:sticky;left:0;background:#fff;z-index:2;font-weight:normal;max-width:520px;white-space:normal}
@@ -425,11 +437,13 @@ section.tr:target{outline:3px solid #5c8df6}
 .msg{padding:6px 12px;color:#333}
 .fails{margin:0;padding:6px 12px 6px 30px;font-size:13px}
 .fails code{background:#f4f5f7;padding:0 3px;border-radius:3px}
-.tx{font:12.5px/1.5 ui-monospace,Menlo,Consolas,monospace;padding:8px 12px;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
+.tx{font:12.5px/1.5 ui-monospace,Menlo,Consolas,monospace;padding:8px 12px;overflow-x:auto;word-break:break-all}
 .tx .c{color:#0b4fb3}.tx .s{color:#17612b}.tx .ev{color:#7a869a;font-style:italic}
-.tx .who{color:#8a94a3;user-select:none;margin-right:6px}
+.tx .who{color:#8a94a3;user-select:none;display:inline-block;width:9.5em;white-space:pre;vertical-align:top}
+.tx .data{display:inline-block;max-width:calc(100% - 10em)}
+.tx>div{white-space:pre-wrap}
 .tx .c .who{color:#6f95d6}.tx .s .who{color:#5f9f70}
-.eol{color:#b5bcc6;font-size:10px}
+.eol{color:#aab2bd;font-size:10.5px;margin-left:1px}
 .bad{background:#ffe1e1;color:#b00020;border:1px solid #f3a1a1;border-radius:3px;padding:0 2px;font-size:11px}
 .u8{background:#eef4ff;border-bottom:1px dotted #5c8df6}
 .more{color:#7a869a;font-style:italic}
@@ -515,7 +529,10 @@ def render_html(
         + "".join(f'<a class="v v-{v}" href="#" onclick="return false">{v}</a> ' for v in VERDICTS)
         + "</span></div>"
     )
-    parts.append('<div class="wrap"><table class="m"><thead><tr><th class="sc">scenario</th>')
+    parts.append(
+        '<div class="wrap"><div class="tablewrap"><table class="m"><thead><tr>'
+        '<th class="sc">scenario</th>'
+    )
     parts.extend(f"<th>{e(t.label)}</th>" for t in matrix.targets)
     parts.append("</tr></thead><tbody>")
     ncols = len(matrix.targets) + 1
@@ -544,7 +561,7 @@ def render_html(
                     f'title="{e(tip)}">{e(c.verdict)}</a></td>'
                 )
             parts.append("</tr>")
-    parts.append("</tbody></table>")
+    parts.append("</tbody></table></div>")
     for t in matrix.targets:
         parts.append(f'<h3 class="tgt" id="target-{e(t.label)}">Transcripts: {e(t.label)}</h3>')
         for r in matrix.rows:

@@ -68,12 +68,14 @@ def test_html_has_every_cell_and_its_transcript_anchor(samples):
 
 def test_html_transcript_shows_invisible_bytes(samples):
     page = matrix.render_html(matrix.load_matrix([str(samples[0])]))
-    assert '<span class="eol" title="CRLF">␍␊</span>' in page
+    assert '<span class="eol" title="CRLF">\\r\\n</span>' in page
     assert 'title="bare LF (0x0a)"' in page
     assert 'title="control octet 0x00">NUL</span>' in page
     assert 'title="UTF-8 e2 80 94">—</span>' in page
     assert 'title="octet 0xff">\\xff</span>' in page
     assert '<div class="c"><span class="who">' in page and '<div class="s">' in page
+    # a multi-line reply: one row per line, the label only on the first
+    assert '<div class="s"><span class="who"></span><span class="data">..' in page
 
 
 def test_html_transcript_limit(tmp_path):
