@@ -15,8 +15,6 @@ sys.path.insert(0, str(Path(__file__).parent))  # cli_testlib (importlib import 
 
 from cli_testlib import REPO
 
-pytest_plugins = ["pytester"]
-
 
 @dataclass
 class CliResult:
