@@ -101,8 +101,8 @@ class Expression:
         """`octets = [1, 2], size = 3` for failure messages."""
         shown = []
         for name in sorted(self.names):
-            value = env.get(name, "<undefined>")
-            shown.append(f"{name} = {_short_repr(value)}")
+            value = _short_repr(env[name]) if name in env else "<undefined>"
+            shown.append(f"{name} = {value}")
         return ", ".join(shown)
 
 
@@ -126,6 +126,10 @@ def parse_expression(text: str) -> Expression:
                 )
             if node.keywords:
                 raise ExpressionSyntaxError(f"invalid expression {text!r}: no keyword arguments")
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+            raise ExpressionSyntaxError(
+                f"invalid expression {text!r}: attribute {node.attr!r} is not allowed"
+            )
         if isinstance(node, ast.Attribute) and not _is_name_chain(node):
             raise ExpressionSyntaxError(
                 f"invalid expression {text!r}: attributes only on names (accounts.main.user)"

@@ -1,0 +1,8 @@
+"""Engine tests: helpers live in engine_fakes (importlib import mode)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
