@@ -55,9 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="mailspec reference POP3 server (RFC 1939, RFC 2449, LAST from RFC 1225)",
     )
     parser.add_argument("--listen", default="127.0.0.1:1110", help="HOST:PORT (port 0: any free)")
-    parser.add_argument(
-        "--store", required=True, help="maildir:/path/{user} or mbox:/path/{user}"
-    )
+    parser.add_argument("--store", required=True, help="maildir:/path/{user} or mbox:/path/{user}")
     parser.add_argument("--users", required=True, help="file of user:password lines")
     parser.add_argument(
         "--autologout",

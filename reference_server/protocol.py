@@ -26,7 +26,7 @@ nothing, except that USER_ACCEPTED falls back to AUTHORIZATION):
     AUTHORIZATION  --CAPA---------------------------------->  AUTHORIZATION
     USER_ACCEPTED  --PASS ok, maildrop locked-------------->  TRANSACTION
     USER_ACCEPTED  --PASS refused-------------------------->  AUTHORIZATION
-    USER_ACCEPTED  --CAPA---------------------------------->  USER_ACCEPTED
+    USER_ACCEPTED  --CAPA (answered)----------------------->  AUTHORIZATION
     USER_ACCEPTED  --QUIT---------------------------------->  CLOSED (no UPDATE)
     USER_ACCEPTED  --any other command (refused)----------->  AUTHORIZATION
     TRANSACTION    --STAT LIST RETR DELE NOOP RSET TOP UIDL LAST CAPA-->  TRANSACTION
@@ -210,8 +210,7 @@ class Pop3Session:
         State.AUTHORIZATION: frozenset({"USER", "APOP", "QUIT", "CAPA"}),
         State.USER_ACCEPTED: frozenset({"PASS", "QUIT", "CAPA"}),
         State.TRANSACTION: frozenset(
-            {"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL", "LAST", "QUIT",
-             "CAPA"}
+            {"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL", "LAST", "QUIT", "CAPA"}
         ),
         State.CLOSED: frozenset(),
     }
@@ -237,7 +236,11 @@ class Pop3Session:
         self.maildrop: Maildrop | None = None
         self.messages: list[StoredMessage] = []
         self.deleted: set[int] = set()
+        #: RFC 1225 LAST: the value at login (from earlier sessions' RETRs),
+        #: the current value, and the numbers RETR touched in this session.
+        self.initial_highest_accessed = 0
         self.highest_accessed = 0
+        self.retrieved: set[int] = set()
         self.apop_timestamp: str | None = (
             f"<{os.getpid()}.{secrets.token_hex(8)}@{self.config.hostname}>"
             if self.config.enable_apop
@@ -455,7 +458,12 @@ class Pop3Session:
         self.maildrop = maildrop
         self.messages = list(maildrop.messages)
         self.deleted = set()
-        self.highest_accessed = 0
+        seen = maildrop.seen_uids()
+        self.initial_highest_accessed = max(
+            (n for n, m in enumerate(self.messages, start=1) if m.uid in seen), default=0
+        )
+        self.highest_accessed = self.initial_highest_accessed
+        self.retrieved = set()
         self.user_name = user
         self.state = State.TRANSACTION
         self._log("login", user=user, method=method, messages=len(self.messages))
@@ -481,6 +489,11 @@ class Pop3Session:
 
     def cmd_capa(self, args: list[str]) -> Reply:
         self.expect_arguments(args, 0, 0)
+        if self.state is State.USER_ACCEPTED:
+            # RFC 1939 section 7: PASS only *immediately* after USER; a CAPA in
+            # between ends the USER/PASS pair (strict sequencing reading).
+            self.state = State.AUTHORIZATION
+            self.user_name = None
         body = b"".join(line.encode("ascii") + CRLF for line in self.capabilities())
         return ok("capability list follows", body)
 
@@ -502,8 +515,22 @@ class Pop3Session:
             if not isinstance(problem, (MaildropError, OSError)):
                 log.exception("session=%s commit failed", self.session_id)
             return err("[SYS/TEMP] some deleted messages were not removed", close=True)
+        self._record_retrieved(doomed)
         self._log("update", user=self.user_name, removed=len(doomed))
         return ok(f"bye, {len(doomed)} messages removed", close=True)
+
+    def _record_retrieved(self, removed: list[StoredMessage]) -> None:
+        """Remember this session's RETRs for the next login's LAST (RFC 1225)."""
+        assert self.maildrop is not None
+        if not self.retrieved:
+            return
+        gone = {m.uid for m in removed}
+        present = {m.uid for m in self.messages} - gone
+        seen = self.maildrop.seen_uids() | {self.message(n).uid for n in self.retrieved}
+        try:
+            self.maildrop.record_seen(seen & present)
+        except OSError as problem:  # bookkeeping only: the UPDATE itself succeeded
+            self._log("seen-record-failed", user=self.user_name, detail=str(problem))
 
     # --- TRANSACTION ----------------------------------------------------------
 
@@ -529,6 +556,7 @@ class Pop3Session:
         self.expect_arguments(args, 1, 1)
         number = self.parse_message_number(args[0])
         self.highest_accessed = max(self.highest_accessed, number)
+        self.retrieved.add(number)
         return ok(f"{self.octets(number)} octets", self.message(number).content)
 
     def cmd_top(self, args: list[str]) -> Reply:
@@ -537,8 +565,9 @@ class Pop3Session:
         line_count = parse_decimal(args[1])
         if line_count is None:
             raise CommandError("line count must be a non-negative decimal number")
-        return ok("top of message follows", top_of_message(self.message(number).content,
-                                                           line_count))
+        return ok(
+            "top of message follows", top_of_message(self.message(number).content, line_count)
+        )
 
     def cmd_dele(self, args: list[str]) -> Reply:
         self.expect_arguments(args, 1, 1)
@@ -554,8 +583,8 @@ class Pop3Session:
     def cmd_rset(self, args: list[str]) -> Reply:
         self.expect_arguments(args, 0, 0)
         self.deleted.clear()
-        # RFC 1225: LAST goes back to its value at session start (always 0 here).
-        self.highest_accessed = 0
+        # RFC 1225: LAST goes back to its value at the start of the session.
+        self.highest_accessed = self.initial_highest_accessed
         count, size = self._drop_listing()
         return ok(f"maildrop has {count} messages ({size} octets)")
 

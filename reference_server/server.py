@@ -225,4 +225,3 @@ def start_server(
     )
     server = Pop3Server(store, users, session_class=session_class, settings=settings)
     return ServerHandle(server, host, port)
-

@@ -63,6 +63,8 @@ from typing import ClassVar
 
 LOCK_FILE_NAME = ".mailspec-lock"
 LOCK_FILE_SUFFIX = ".mailspec-lock"
+SEEN_FILE_NAME = ".mailspec-seen"  # RFC 1225 LAST bookkeeping, written in UPDATE
+SEEN_FILE_SUFFIX = ".mailspec-seen"
 USER_PLACEHOLDER = "{user}"
 _UID_OCTETS = re.compile(r"[\x21-\x7e]{1,70}")
 _LINE_ENDS = re.compile(rb"\r?\n")
@@ -157,6 +159,25 @@ class Maildrop:
     def release(self) -> None:
         self.lock.release()
 
+    # RFC 1225 "highest number accessed": which messages earlier sessions
+    # retrieved is kept beside the maildrop as a list of unique-ids, written
+    # only in UPDATE (so a dropped session leaves it as it was).
+
+    def seen_uids(self) -> set[str]:
+        """Unique-ids of messages retrieved with RETR in earlier sessions."""
+        try:
+            text = self.store.seen_path(self.path).read_text("ascii")
+        except (OSError, UnicodeDecodeError):
+            return set()
+        return {line for line in text.splitlines() if line}
+
+    def record_seen(self, uids: set[str]) -> None:
+        """Replace the retrieved-messages record, atomically."""
+        target = self.store.seen_path(self.path)
+        temporary = target.with_name(target.name + ".tmp")
+        temporary.write_text("".join(uid + "\n" for uid in sorted(uids)), "ascii")
+        os.replace(temporary, target)
+
 
 def _unique(uids: list[str]) -> list[str]:
     seen: dict[str, int] = {}
@@ -238,12 +259,15 @@ class MboxMaildrop(Maildrop):
             self.snapshot = b""
         self.ranges = parse_mbox(self.snapshot)
         uids = _unique(
-            [hashlib.sha256(self.snapshot[start:end]).hexdigest()[:40]
-             for start, end in self.ranges]
+            [
+                hashlib.sha256(self.snapshot[start:end]).hexdigest()[:40]
+                for start, end in self.ranges
+            ]
         )
         return [
-            StoredMessage(f"{start}:{end}", uid, to_wire_form(mbox_message_content(self.snapshot,
-                                                                                  start, end)))
+            StoredMessage(
+                f"{start}:{end}", uid, to_wire_form(mbox_message_content(self.snapshot, start, end))
+            )
             for (start, end), uid in zip(self.ranges, uids, strict=True)
         ]
 
@@ -255,12 +279,10 @@ class MboxMaildrop(Maildrop):
         if current[: len(self.snapshot)] != self.snapshot:
             raise MaildropError(f"{self.path} was changed by another program; nothing removed")
         kept = [
-            self.snapshot[start:end]
-            for start, end in self.ranges
-            if f"{start}:{end}" not in doomed
+            self.snapshot[start:end] for start, end in self.ranges if f"{start}:{end}" not in doomed
         ]
         prefix = self.snapshot[: self.ranges[0][0]] if self.ranges else b""
-        tail = current[len(self.snapshot):]
+        tail = current[len(self.snapshot) :]
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.rewrite")
         try:
             with open(temporary, "wb") as output:
@@ -301,7 +323,7 @@ def mbox_message_content(data: bytes, start: int, end: int) -> bytes:
     """The message inside one mbox range: no From line, separator line, quoting."""
     region = data[start:end]
     first_line_end = region.find(b"\n")
-    body = b"" if first_line_end < 0 else region[first_line_end + 1:]
+    body = b"" if first_line_end < 0 else region[first_line_end + 1 :]
     for separator in (b"\r\n\r\n", b"\n\n"):
         if body.endswith(separator):
             body = body[: -len(separator) // 2]
@@ -337,6 +359,10 @@ class MaildropStore:
     def lock_path(self, path: Path) -> Path:
         raise NotImplementedError
 
+    def seen_path(self, path: Path) -> Path:
+        """Where the LAST bookkeeping (RFC 1225) of a maildrop is kept."""
+        raise NotImplementedError
+
     def prepare(self, path: Path) -> None:
         """Make a missing maildrop exist (as an empty one)."""
 
@@ -365,6 +391,9 @@ class MaildirStore(MaildropStore):
     def lock_path(self, path: Path) -> Path:
         return path / LOCK_FILE_NAME
 
+    def seen_path(self, path: Path) -> Path:
+        return path / SEEN_FILE_NAME
+
     def prepare(self, path: Path) -> None:
         for subdirectory in ("cur", "new", "tmp"):
             (path / subdirectory).mkdir(parents=True, exist_ok=True)
@@ -376,6 +405,9 @@ class MboxStore(MaildropStore):
 
     def lock_path(self, path: Path) -> Path:
         return path.with_name(path.name + LOCK_FILE_SUFFIX)
+
+    def seen_path(self, path: Path) -> Path:
+        return path.with_name(path.name + SEEN_FILE_SUFFIX)
 
     def prepare(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

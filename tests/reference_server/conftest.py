@@ -46,9 +46,7 @@ def users() -> UserDirectory:
 
 
 @pytest.fixture
-def converse(
-    store: MaildropStore, users: UserDirectory
-) -> Iterator[Callable[..., Conversation]]:
+def converse(store: MaildropStore, users: UserDirectory) -> Iterator[Callable[..., Conversation]]:
     """Factory of conversations; every session is closed at teardown."""
     sessions: list[Pop3Session] = []
 

@@ -110,7 +110,7 @@ class ServerProcess:
             self.ready_line,
             self.process.stderr.read().decode() if self.process.stderr else "",
         )
-        host, _, port = self.ready_line[len(prefix):].strip().rpartition(":")
+        host, _, port = self.ready_line[len(prefix) :].strip().rpartition(":")
         self.host, self.port = host, int(port)
 
     def stop(self, stop_signal: int = signal.SIGTERM) -> tuple[int, str, str]:

@@ -30,9 +30,8 @@ MESSAGES = [
     b"From: c@example.org\nSubject: no final newline\n\nlast line without newline",
     b"From: d@example.org\nSubject: 8bit\nContent-Type: text/plain; charset=utf-8\n\n"
     b"caf\xc3\xa9 \xe2\x82\xac\nFrom the middle of a line\n",
-    b"From: e@example.org\nSubject: big\n\n" + b"".join(
-        b"line %06d %s\n" % (i, b"x" * 60) for i in range(3000)
-    ),
+    b"From: e@example.org\nSubject: big\n\n"
+    + b"".join(b"line %06d %s\n" % (i, b"x" * 60) for i in range(3000)),
     b"From: f@example.org\nSubject: empty body\n\n",
 ]
 
@@ -111,7 +110,9 @@ def test_fetchmail_fetches_byte_identical_messages(
     outbox.mkdir()
     deliver = tmp_path / "deliver.py"
     deliver.write_text(DELIVER_SCRIPT)
-    rc = private_file(tmp_path / "fetchmailrc", f"""\
+    rc = private_file(
+        tmp_path / "fetchmailrc",
+        f"""\
 set no bouncemail
 set no syslog
 set invisible
@@ -119,16 +120,30 @@ poll {handle.host} service {handle.port} protocol pop3 auth password no dns
   user "alice" there with password "{PASSWORD}" is "alice" here
   keep fetchall no rewrite sslproto ''
   mda "{sys.executable} {deliver} {outbox}"
-""")
-    run_client([fetchmail, "--nodetach", "--silent", "-f", str(rc),
-                "-i", str(tmp_path / "fetchids"), "--pidfile", str(tmp_path / "fetchmail.pid")],
-               tmp_path)
+""",
+    )
+    run_client(
+        [
+            fetchmail,
+            "--nodetach",
+            "--silent",
+            "-f",
+            str(rc),
+            "-i",
+            str(tmp_path / "fetchids"),
+            "--pidfile",
+            str(tmp_path / "fetchmail.pid"),
+        ],
+        tmp_path,
+    )
     assert delivered_files(outbox) == EXPECTED
     assert remaining(maildir) == len(MESSAGES)  # "keep"
 
 
 def mpop_config(handle: ServerHandle, tmp_path: Path, outbox: Path, keep: bool) -> Path:
-    return private_file(tmp_path / "mpoprc", f"""\
+    return private_file(
+        tmp_path / "mpoprc",
+        f"""\
 defaults
 account default
 host {handle.host}
@@ -141,7 +156,8 @@ delivery maildir {outbox}
 keep {"on" if keep else "off"}
 received_header off
 uidls_file {tmp_path / "mpop-uidls"}
-""")
+""",
+    )
 
 
 @pytest.mark.interop
@@ -210,5 +226,5 @@ verbose = 0
     # getmail's MDA_external delivery prepends an envelope trace header.
     trace = b"Return-Path: <unknown>\n"
     assert all(message.startswith(trace) for message in delivered)
-    assert [message[len(trace):] for message in delivered] == EXPECTED
+    assert [message[len(trace) :] for message in delivered] == EXPECTED
     assert remaining(maildir) == len(MESSAGES)

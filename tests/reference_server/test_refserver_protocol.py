@@ -71,8 +71,19 @@ def test_keywords_are_case_insensitive(converse: Converse, keyword: str) -> None
 
 @pytest.mark.parametrize(
     "line",
-    [b"", b"XYZZY", b"AB", b"STATUS", b"ST\x00AT", b"STAT\x00", b"NO\x07OP", b"\xff\xfe",
-     b"ST\xc3\xa9T", b"1234", b" STAT"],
+    [
+        b"",
+        b"XYZZY",
+        b"AB",
+        b"STATUS",
+        b"ST\x00AT",
+        b"STAT\x00",
+        b"NO\x07OP",
+        b"\xff\xfe",
+        b"ST\xc3\xa9T",
+        b"1234",
+        b" STAT",
+    ],
 )
 @pytest.mark.parametrize("logged_in", [False, True])
 def test_unknown_or_malformed_commands_are_refused(
@@ -115,15 +126,54 @@ def test_only_pass_capa_quit_follow_a_successful_user(converse: Converse, comman
     assert talk.status(f"PASS {PASSWORD}").startswith("-ERR"), "PASS no longer follows USER"
 
 
-def test_capa_between_user_and_pass_keeps_the_user(converse: Converse) -> None:
+def test_capa_between_user_and_pass_is_answered_but_ends_the_user_pass_pair(
+    converse: Converse,
+) -> None:
     talk = converse()
     talk.status("USER alice")
     talk.send("CAPA")
+    assert talk.status(f"PASS {PASSWORD}").startswith("-ERR")
+    assert talk.session.state is State.AUTHORIZATION
+    talk.status("USER alice")
     assert talk.status(f"PASS {PASSWORD}").startswith("+OK")
 
 
-@pytest.mark.parametrize("command", ["USER alice", "USER bob", f"PASS {PASSWORD}", "PASS bobpw",
-                                     "APOP bob " + "0" * 32])
+def test_last_starts_from_messages_retrieved_in_an_earlier_committed_session(
+    converse: Converse,
+) -> None:
+    first = converse()
+    first.status("USER alice")
+    first.status(f"PASS {PASSWORD}")
+    first.send("RETR 2")
+    assert first.status("LAST") == "+OK 2"
+    first.status("QUIT")
+    second = converse()
+    second.status("USER alice")
+    second.status(f"PASS {PASSWORD}")
+    assert second.status("LAST") == "+OK 2"
+    second.send("RETR 1")
+    assert second.status("LAST") == "+OK 2", "a lower RETR never lowers LAST"
+    second.status("RSET")
+    assert second.status("LAST") == "+OK 2", "RSET returns to the value at login"
+
+
+def test_last_ignores_retrievals_of_a_session_that_ended_without_quit(
+    converse: Converse,
+) -> None:
+    first = converse()
+    first.status("USER alice")
+    first.status(f"PASS {PASSWORD}")
+    first.send("RETR 2")
+    first.session.connection_lost()
+    second = converse()
+    second.status("USER alice")
+    second.status(f"PASS {PASSWORD}")
+    assert second.status("LAST") == "+OK 0"
+
+
+@pytest.mark.parametrize(
+    "command", ["USER alice", "USER bob", f"PASS {PASSWORD}", "PASS bobpw", "APOP bob " + "0" * 32]
+)
 def test_authorization_commands_are_refused_in_transaction(
     converse: Converse, command: str
 ) -> None:
@@ -240,8 +290,20 @@ def test_list_scan_listings_match_retr_octets(converse: Converse) -> None:
 
 @pytest.mark.parametrize("command", ["LIST", "UIDL", "RETR", "DELE", "TOP"])
 @pytest.mark.parametrize(
-    "argument", ["0", "-1", "4", "99999999999999999999", "4294967297", "18446744073709551617",
-                 "1x", "x", "+1", "1.0", "１"],
+    "argument",
+    [
+        "0",
+        "-1",
+        "4",
+        "99999999999999999999",
+        "4294967297",
+        "18446744073709551617",
+        "1x",
+        "x",
+        "+1",
+        "1.0",
+        "１",
+    ],
 )
 def test_bad_message_numbers_are_refused(converse: Converse, command: str, argument: str) -> None:
     talk = converse()
@@ -258,9 +320,28 @@ def test_leading_zeros_are_a_plain_number(converse: Converse) -> None:
 
 
 @pytest.mark.parametrize(
-    "line", ["LIST 1 2", "UIDL 1 2", "RETR", "RETR 1 2", "DELE", "DELE 1 1", "TOP 1", "TOP",
-             "TOP 1 2 3", "TOP 1 -1", "TOP 1 x", "STAT 1", "NOOP x", "RSET 1", "LAST 1",
-             "QUIT now", "CAPA x", "LIST ", "STAT "],
+    "line",
+    [
+        "LIST 1 2",
+        "UIDL 1 2",
+        "RETR",
+        "RETR 1 2",
+        "DELE",
+        "DELE 1 1",
+        "TOP 1",
+        "TOP",
+        "TOP 1 2 3",
+        "TOP 1 -1",
+        "TOP 1 x",
+        "STAT 1",
+        "NOOP x",
+        "RSET 1",
+        "LAST 1",
+        "QUIT now",
+        "CAPA x",
+        "LIST ",
+        "STAT ",
+    ],
 )
 def test_argument_count_errors(converse: Converse, line: str) -> None:
     talk = converse()
@@ -369,8 +450,9 @@ def test_deleted_message_is_refused_everywhere(converse: Converse) -> None:
     assert talk.send("STAT") == before
 
 
-def test_dele_does_not_touch_the_maildrop_before_quit(converse: Converse, maildir_root: Path
-                                                      ) -> None:
+def test_dele_does_not_touch_the_maildrop_before_quit(
+    converse: Converse, maildir_root: Path
+) -> None:
     talk = converse()
     talk.login()
     talk.send("DELE 1")
@@ -426,8 +508,16 @@ def test_capa_is_the_same_in_both_states(converse: Converse) -> None:
     talk.login()
     after = body_lines(talk.send("CAPA"))
     assert before == after
-    for tag in [b"TOP", b"USER", b"UIDL", b"RESP-CODES", b"AUTH-RESP-CODE", b"PIPELINING",
-                b"EXPIRE NEVER", b"LOGIN-DELAY 0"]:
+    for tag in [
+        b"TOP",
+        b"USER",
+        b"UIDL",
+        b"RESP-CODES",
+        b"AUTH-RESP-CODE",
+        b"PIPELINING",
+        b"EXPIRE NEVER",
+        b"LOGIN-DELAY 0",
+    ]:
         assert tag in before
     assert any(line.startswith(b"IMPLEMENTATION ") for line in before)
 
@@ -544,9 +634,7 @@ def test_pipelined_commands_answer_in_order_and_stop_after_quit(
 ) -> None:
     talk = converse()
     batch = f"USER alice\r\nPASS {PASSWORD}\r\nSTAT\r\nDELE 1\r\nLIST 1\r\nQUIT\r\nNOOP\r\n"
-    statuses = [
-        line[:4] for line in talk.session.receive_data(batch.encode()).split(b"\r\n")[:-1]
-    ]
+    statuses = [line[:4] for line in talk.session.receive_data(batch.encode()).split(b"\r\n")[:-1]]
     assert statuses == [b"+OK ", b"+OK ", b"+OK ", b"+OK ", b"-ERR", b"+OK "]
     assert maildir_names(maildir_root / "alice") == ["0002.test", "0003.test"]
 
@@ -558,15 +646,16 @@ def test_byte_at_a_time_gives_the_same_replies(converse: Converse) -> None:
     first.connection_lost()  # release the maildrop lock for the second session
     assert whole.count(b"+OK") == 5
     dribbled = converse().session
-    pieces = b"".join(dribbled.receive_data(batch[i:i + 1]) for i in range(len(batch)))
+    pieces = b"".join(dribbled.receive_data(batch[i : i + 1]) for i in range(len(batch)))
     assert pieces == whole
 
 
 def test_every_reply_line_ends_in_crlf(converse: Converse) -> None:
     talk = converse()
     talk.login()
-    everything = b"".join(talk.send(c) for c in ["STAT", "LIST", "UIDL", "RETR 2", "TOP 3 1",
-                                                   "CAPA", "BOGUS"])
+    everything = b"".join(
+        talk.send(c) for c in ["STAT", "LIST", "UIDL", "RETR 2", "TOP 3 1", "CAPA", "BOGUS"]
+    )
     assert b"\n" not in everything.replace(b"\r\n", b"")
 
 

@@ -66,7 +66,6 @@ def test_plugin_module_works_as_a_plugin_without_conftest(tmp_path: Path) -> Non
     import subprocess
     import sys
 
-
     (tmp_path / "test_client.py").write_text(
         "import poplib\n"
         "def test_fetch(pop3_server):\n"
@@ -79,10 +78,24 @@ def test_plugin_module_works_as_a_plugin_without_conftest(tmp_path: Path) -> Non
     )
     repository = Path(__file__).resolve().parents[2]
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "reference_server.pytest_plugin",
-         "-p", "no:cacheprovider", "-o", "addopts=", "-q", str(tmp_path / "test_client.py")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": str(repository)},
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "reference_server.pytest_plugin",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=",
+            "-q",
+            str(tmp_path / "test_client.py"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(repository), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout

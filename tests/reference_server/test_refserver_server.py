@@ -91,6 +91,7 @@ def test_drop_without_quit_keeps_everything_and_releases_the_lock(
     assert client.command("DELE 1").startswith(b"+OK")
     client.sock.shutdown(socket.SHUT_RDWR)
     client.close()
+
     # Once the server noticed, the next login works and sees all three messages.
     def relogin_sees_three() -> bool:
         again = LineClient(handle.host, handle.port)
@@ -99,6 +100,7 @@ def test_drop_without_quit_keeps_everything_and_releases_the_lock(
             return again.command(f"PASS {PASSWORD}").startswith(b"+OK alice has 3")
         finally:
             again.close()
+
     wait_until(relogin_sees_three)
     assert len(maildir_names(maildir_root / "alice")) == 3
 
@@ -161,6 +163,7 @@ def test_many_concurrent_sessions(tmp_path: Path) -> None:
         write_maildir(tmp_path, f"user{i}", [b"Subject: %d\r\n\r\nbody\r\n" % i])
     failures: list[str] = []
     with start_server(store=f"maildir:{tmp_path}/{{user}}", users=users, port=0) as running:
+
         def fetch(i: int) -> None:
             try:
                 client = poplib.POP3(running.host, running.port, timeout=10)
@@ -170,6 +173,7 @@ def test_many_concurrent_sessions(tmp_path: Path) -> None:
                 client.quit()
             except Exception as problem:  # collected, asserted below
                 failures.append(f"{i}: {problem!r}")
+
         threads = [threading.Thread(target=fetch, args=(i,)) for i in range(50)]
         for thread in threads:
             thread.start()
@@ -225,8 +229,9 @@ def test_store_subclass_is_used_by_start_server(
     faulty_store = type("FaultyStore", (MaildirStore,), {"maildrop_class": maildrop_class})(
         store.path_template
     )
-    with start_server(store=faulty_store, users=users, port=0,
-                      session_class=RefusesCapaSession) as running:
+    with start_server(
+        store=faulty_store, users=users, port=0, session_class=RefusesCapaSession
+    ) as running:
         client = LineClient(running.host, running.port)
         assert client.command("CAPA") == b"-ERR no CAPA here\r\n"
         login(client)
@@ -235,8 +240,9 @@ def test_store_subclass_is_used_by_start_server(
         client.command("QUIT")
         client.close()
     if maildrop_class is CountsLfOctets:
-        lf_total = sum(len(m.replace(b"\r\n", b"\n")) + (not m.endswith(b"\n"))
-                       for m in SAMPLE_MESSAGES)
+        lf_total = sum(
+            len(m.replace(b"\r\n", b"\n")) + (not m.endswith(b"\n")) for m in SAMPLE_MESSAGES
+        )
         assert stat == b"+OK 3 %d\r\n" % lf_total
     else:
         assert len(maildir_names(maildir_root / "alice")) == 3
@@ -254,8 +260,9 @@ def store_spec(store: MaildirStore) -> str:
 def test_cli_prints_ready_line_quickly_and_stops_on_signal(
     server_process: StartProcess, store_spec: str, users_file: Path, stop_signal: int
 ) -> None:
-    server = server_process("--listen", "127.0.0.1:0", "--store", store_spec,
-                            "--users", str(users_file))
+    server = server_process(
+        "--listen", "127.0.0.1:0", "--store", store_spec, "--users", str(users_file)
+    )
     assert server.startup_seconds < 1.5
     assert server.host == "127.0.0.1" and server.port > 0
     client = poplib.POP3(server.host, server.port, timeout=10)
@@ -272,8 +279,16 @@ def test_cli_prints_ready_line_quickly_and_stops_on_signal(
 def test_cli_apop_and_no_last_switches(
     server_process: StartProcess, store_spec: str, users_file: Path
 ) -> None:
-    server = server_process("--listen", "127.0.0.1:0", "--store", store_spec,
-                            "--users", str(users_file), "--apop", "--no-last")
+    server = server_process(
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        store_spec,
+        "--users",
+        str(users_file),
+        "--apop",
+        "--no-last",
+    )
     client = poplib.POP3(server.host, server.port, timeout=10)
     client.apop("alice", PASSWORD)
     with pytest.raises(poplib.error_proto):
@@ -339,8 +354,9 @@ def test_cli_configuration_errors_are_one_line_and_exit_2(
     command = [sys.executable, "-m", "reference_server"]
     for option, value in base.items():
         command += [option, value]
-    result = subprocess.run(command, capture_output=True, timeout=20, text=True,
-                            cwd=Path(__file__).resolve().parents[2])
+    result = subprocess.run(
+        command, capture_output=True, timeout=20, text=True, cwd=Path(__file__).resolve().parents[2]
+    )
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
@@ -355,9 +371,20 @@ def test_cli_port_in_use(store_spec: str, users_file: Path) -> None:
         occupier.listen()
         port = occupier.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "reference_server", "--listen", f"127.0.0.1:{port}",
-             "--store", store_spec, "--users", str(users_file)],
-            capture_output=True, timeout=20, text=True,
+            [
+                sys.executable,
+                "-m",
+                "reference_server",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--store",
+                store_spec,
+                "--users",
+                str(users_file),
+            ],
+            capture_output=True,
+            timeout=20,
+            text=True,
             cwd=Path(__file__).resolve().parents[2],
         )
     assert result.returncode == 2

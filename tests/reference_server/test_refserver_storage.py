@@ -151,8 +151,9 @@ def test_crlf_mbox_parses_the_same(tmp_path: Path) -> None:
     assert contents(store, "u") == contents(store, "v")
 
 
-def test_mbox_uid_moves_with_the_message_after_expunge(mbox_store: MboxStore, tmp_path: Path
-                                                       ) -> None:
+def test_mbox_uid_moves_with_the_message_after_expunge(
+    mbox_store: MboxStore, tmp_path: Path
+) -> None:
     before = uids(mbox_store, "u")
     maildrop = mbox_store.open("u")
     maildrop.commit([maildrop.messages[0]])
@@ -220,15 +221,20 @@ def test_second_open_in_the_same_process_is_locked_out(tmp_path: Path, kind: str
 def test_lock_holds_against_another_process(tmp_path: Path) -> None:
     store = MaildirStore(str(tmp_path / "{user}"))
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sys
             sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
             from reference_server.storage import MaildirStore
             drop = MaildirStore({store.path_template!r}).open("u")
             print("locked", flush=True)
             sys.stdin.read()
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
