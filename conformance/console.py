@@ -10,7 +10,7 @@ import sys
 import time
 from typing import TextIO
 
-from conformance.reports.text import explain
+from conformance.reports.text import explain, transcript_lines
 from conformance.results import RunResult, ScenarioResult, Verdict
 
 _COLORS = {
@@ -142,6 +142,10 @@ class Console:
                 self._write(f"  {self.paint(r.verdict, r.verdict.value)} {lines[0]}")
                 for line in lines[1:]:
                     self._write(f"    {line}")
+                if self.verbose and r.transcript:
+                    self._write("    transcript:")
+                    for line in transcript_lines(r.transcript):
+                        self._write(f"    {line}")
         self._write()
         t = run.target
         origin = " (embedded reference server)" if t.embedded else ""

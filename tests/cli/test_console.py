@@ -87,3 +87,15 @@ def test_progress_only_on_long_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mod, "PROGRESS_AFTER", 0.0)
     console.progress(4, 10, "x")
     assert err.getvalue().startswith("[4/10]")
+
+
+def test_verbose_shows_failure_transcripts_escaped() -> None:
+    out = io.StringIO()
+    console = Console(out, io.StringIO(), color=False, verbose=True)
+    console.summary(make_run([make_result("stat.fail", Verdict.FAIL)]))
+    text = out.getvalue()
+    assert "transcript:" in text
+    assert "a S: +OK 2 320\\x00junk\\r\\n" in text
+    quiet = io.StringIO()
+    Console(quiet, io.StringIO(), color=False).summary(make_run([make_result("x.f", Verdict.FAIL)]))
+    assert "transcript:" not in quiet.getvalue()
