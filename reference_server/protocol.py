@@ -173,23 +173,38 @@ class SessionConfig:
     hostname: str = field(default_factory=socket.gethostname)
 
 
+class LoginMethod(enum.Enum):
+    """How a user may authenticate. RFC 1939 section 13 recommends one
+    method per user, so a user is either a PASS user or an APOP user."""
+
+    PASS = "pass"
+    APOP = "apop"
+
+
 class UserDirectory:
-    """Maps user names to their shared secret (PASS password and APOP secret)."""
+    """Maps user names to their shared secret and their one login method."""
 
     def __init__(self, secrets_by_user: Mapping[str, str] | None = None) -> None:
         self._secrets: dict[str, str] = dict(secrets_by_user or {})
+        self._methods: dict[str, LoginMethod] = {}
 
     def secret_for(self, user: str) -> str | None:
         return self._secrets.get(user)
 
-    def set(self, user: str, secret: str) -> None:
+    def method_for(self, user: str) -> LoginMethod:
+        return self._methods.get(user, LoginMethod.PASS)
+
+    def set(self, user: str, secret: str, method: LoginMethod = LoginMethod.PASS) -> None:
         self._secrets[user] = secret
+        self._methods[user] = method
 
     def remove(self, user: str) -> None:
         self._secrets.pop(user, None)
+        self._methods.pop(user, None)
 
     def clear(self) -> None:
         self._secrets.clear()
+        self._methods.clear()
 
     def names(self) -> list[str]:
         return list(self._secrets)
@@ -416,8 +431,10 @@ class Pop3Session:
             raise CommandError("missing password")
         assert user is not None
         secret = self.users.secret_for(user)
-        if secret is None or not hmac.compare_digest(
-            secret.encode("utf-8"), args[0].encode("utf-8")
+        if (
+            secret is None
+            or self.users.method_for(user) is not LoginMethod.PASS
+            or not hmac.compare_digest(secret.encode("utf-8"), args[0].encode("utf-8"))
         ):
             self._log("login-failed", user=user, method="PASS")
             return err("[AUTH] invalid user name or password")
@@ -431,7 +448,7 @@ class Pop3Session:
         if not user or not _HEX_DIGEST.fullmatch(digest):
             raise CommandError("APOP needs a name and a 32-digit hex MD5 digest")
         secret = self.users.secret_for(user)
-        if secret is None:
+        if secret is None or self.users.method_for(user) is not LoginMethod.APOP:
             self._log("login-failed", user=user, method="APOP")
             return err("[AUTH] invalid user name or digest")
         expected = hashlib.md5(

@@ -11,8 +11,9 @@ test gets it emptied (no users, no messages)::
 
 The plugin is registered through the ``pytest11`` entry point
 ``mailspec_pop3_server``; nothing needs importing.  APOP is enabled (the
-greeting carries a timestamp) and the secret given to ``add_user`` serves
-both PASS and APOP.
+greeting carries a timestamp); a user logs in by USER/PASS, or by APOP when
+added with ``add_user(name, secret, apop=True)`` (one method per user, as
+RFC 1939 section 13 recommends).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from .protocol import UserDirectory
+from .protocol import LoginMethod, UserDirectory
 from .server import ServerHandle, start_server
 from .storage import MaildirStore, check_user_name
 
@@ -54,11 +55,14 @@ class ReferencePop3Server:
     def address(self) -> tuple[str, int]:
         return self._handle.address
 
-    def add_user(self, name: str, password: str) -> None:
-        """Create (or re-key) a user with an empty maildrop if it has none."""
+    def add_user(self, name: str, password: str, *, apop: bool = False) -> None:
+        """Create (or re-key) a user with an empty maildrop if it has none.
+
+        A user logs in by one method (RFC 1939 section 13): USER/PASS, or
+        APOP with ``apop=True``."""
         check_user_name(name)
         self.store.prepare(self.store.path_for(name))
-        self.users.set(name, password)
+        self.users.set(name, password, LoginMethod.APOP if apop else LoginMethod.PASS)
 
     def add_message(self, user: str, content: bytes | str) -> str:
         """Deliver one message; returns its UID. Messages keep the order added."""

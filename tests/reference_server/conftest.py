@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # pop3_testlib (importlib import mode)
 
 from pop3_testlib import (
+    APOP_USER,
     PASSWORD,
     SAMPLE_MESSAGES,
     Conversation,
@@ -18,7 +19,7 @@ from pop3_testlib import (
     write_maildir,
 )
 
-from reference_server.protocol import Pop3Session, SessionConfig, UserDirectory
+from reference_server.protocol import LoginMethod, Pop3Session, SessionConfig, UserDirectory
 
 # The fixture under test, imported here so these tests run even when the
 # package is not installed (the pytest11 entry point then does not exist).
@@ -42,7 +43,9 @@ def store(maildir_root: Path) -> MaildropStore:
 
 @pytest.fixture
 def users() -> UserDirectory:
-    return UserDirectory({"alice": PASSWORD, "bob": "bobpw"})
+    directory = UserDirectory({"alice": PASSWORD, "bob": "bobpw"})
+    directory.set(APOP_USER, PASSWORD, LoginMethod.APOP)
+    return directory
 
 
 @pytest.fixture
@@ -80,5 +83,5 @@ def server_process(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 @pytest.fixture
 def users_file(tmp_path: Path) -> Path:
     path = tmp_path / "users"
-    path.write_text(f"# test users\n\nalice:{PASSWORD}\nbob:bobpw\n")
+    path.write_text(f"# test users\n\nalice:{PASSWORD}\nbob:bobpw\napop {APOP_USER}:{PASSWORD}\n")
     return path

@@ -16,6 +16,7 @@ from reference_server.protocol import Pop3Session
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "s3cret word"
+APOP_USER = "carol"  # logs in by APOP only (RFC 1939 section 13)
 
 
 def write_maildir(root: Path, user: str, messages: Sequence[bytes]) -> Path:

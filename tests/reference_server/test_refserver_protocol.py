@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from pop3_testlib import PASSWORD, Conversation, maildir_names
+from pop3_testlib import APOP_USER, PASSWORD, Conversation, maildir_names
 
 from reference_server.protocol import (
     MAX_COMMAND_LINE_OCTETS,
@@ -241,15 +241,24 @@ def apop_digest(greeting: bytes, secret: str) -> str:
 
 def test_apop_accepts_the_right_digest(converse: Converse) -> None:
     talk = converse(SessionConfig(enable_apop=True, hostname="h"))
-    reply = talk.status(f"APOP alice {apop_digest(talk.greeting, PASSWORD)}")
+    reply = talk.status(f"APOP {APOP_USER} {apop_digest(talk.greeting, PASSWORD)}")
     assert reply.startswith("+OK") and talk.session.state is State.TRANSACTION
+
+
+def test_a_user_logs_in_by_one_method_only(converse: Converse) -> None:
+    pass_user = converse(SessionConfig(enable_apop=True, hostname="h"))
+    digest = apop_digest(pass_user.greeting, PASSWORD)
+    assert pass_user.status(f"APOP alice {digest}").startswith("-ERR [AUTH]")
+    apop_user = converse(SessionConfig(enable_apop=True, hostname="h"))
+    apop_user.status(f"USER {APOP_USER}")
+    assert apop_user.status(f"PASS {PASSWORD}").startswith("-ERR [AUTH]")
 
 
 def test_apop_digest_of_another_greeting_is_refused(converse: Converse) -> None:
     first = converse(SessionConfig(enable_apop=True, hostname="h"))
     second = converse(SessionConfig(enable_apop=True, hostname="h"))
     replayed = apop_digest(first.greeting, PASSWORD)
-    assert second.status(f"APOP alice {replayed}").startswith("-ERR [AUTH]")
+    assert second.status(f"APOP {APOP_USER} {replayed}").startswith("-ERR [AUTH]")
 
 
 @pytest.mark.parametrize(

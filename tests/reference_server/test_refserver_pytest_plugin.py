@@ -36,10 +36,17 @@ def test_returned_uid_is_the_uidl(pop3_server: ReferencePop3Server) -> None:
     client.quit()
 
 
-def test_apop_is_available(pop3_server: ReferencePop3Server) -> None:
-    pop3_server.add_user("carol", "secret")
+def test_apop_is_available_for_users_added_as_apop_users(
+    pop3_server: ReferencePop3Server,
+) -> None:
+    pop3_server.add_user("carol", "secret", apop=True)
     client = poplib.POP3(pop3_server.host, pop3_server.port, timeout=10)
     assert client.apop("carol", "secret").startswith(b"+OK")
+    client.quit()
+    client = poplib.POP3(pop3_server.host, pop3_server.port, timeout=10)
+    client.user("carol")
+    with pytest.raises(poplib.error_proto):
+        client.pass_("secret")
     client.quit()
 
 

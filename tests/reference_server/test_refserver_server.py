@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from pop3_testlib import (
+    APOP_USER,
     PASSWORD,
     SAMPLE_MESSAGES,
     LineClient,
@@ -290,7 +291,7 @@ def test_cli_apop_and_no_last_switches(
         "--no-last",
     )
     client = poplib.POP3(server.host, server.port, timeout=10)
-    client.apop("alice", PASSWORD)
+    client.apop(APOP_USER, PASSWORD)
     with pytest.raises(poplib.error_proto):
         client._shortcmd("LAST")
     client.quit()
