@@ -50,7 +50,11 @@ class EmbeddedServer:
             self.provisioner.reset(account)
         users_file = self.workdir / "users"
         users_file.write_text(
-            "".join(f"{a.user}:{a.password}\n" for a in self.fixture.accounts.values()),
+            # "apop user:secret" lines make APOP-only users (reference server's format)
+            "".join(
+                f"{'apop ' if a.login == 'apop' else ''}{a.user}:{a.password}\n"
+                for a in self.fixture.accounts.values()
+            ),
             encoding="utf-8",
         )
         users_file.chmod(0o600)

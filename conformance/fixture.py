@@ -71,12 +71,18 @@ class FixtureMessage:
         return self.header + b"".join(line + b"\r\n" for line in kept)
 
 
+LOGIN_METHODS = ("pass", "apop")
+
+
 @dataclass(frozen=True)
 class Account:
     role: str
     user: str
     password: str
     messages: tuple[FixtureMessage, ...] = field(default_factory=tuple)
+    #: How the account logs in: "pass" (USER/PASS) or "apop". RFC 1939 §13
+    #: recommends one method per user, so servers may refuse the other one.
+    login: str = "pass"
 
     @property
     def count(self) -> int:
@@ -152,7 +158,7 @@ def load_fixture(directory: str | os.PathLike[str] | None = None) -> Fixture:
         where = f"{spec_path}: accounts.{role}"
         if not isinstance(entry, dict):
             raise FixtureError(f"{where}: must be a mapping with user, password, messages")
-        unknown = set(entry) - {"user", "password", "messages"}
+        unknown = set(entry) - {"user", "password", "messages", "login"}
         if unknown:
             raise FixtureError(f"{where}: unknown key {sorted(unknown)[0]!r}")
         for key in ("user", "password"):
@@ -161,10 +167,15 @@ def load_fixture(directory: str | os.PathLike[str] | None = None) -> Fixture:
         if entry["user"] in users:
             raise FixtureError(f"{where}.user: {entry['user']!r} used by two roles")
         users.add(entry["user"])
+        login = entry.get("login", "pass")
+        if login not in LOGIN_METHODS:
+            raise FixtureError(f"{where}.login: expected one of {', '.join(LOGIN_METHODS)}")
         messages = []
         for i, item in enumerate(entry.get("messages") or [], start=1):
             messages.append(_load_message(base, item, f"{where}.messages[{i}]"))
-        accounts[str(role)] = Account(str(role), entry["user"], entry["password"], tuple(messages))
+        accounts[str(role)] = Account(
+            str(role), entry["user"], entry["password"], tuple(messages), login
+        )
     for role in ROLES_REQUIRED:
         if role not in accounts:
             raise FixtureError(f"{spec_path}: accounts.{role}: required role missing")
