@@ -46,7 +46,7 @@ CATALOGUE_LEVEL_TO_SCENARIO_LEVEL = {
     "SHOULD-NOT": "SHOULD",
     "MAY": "MAY",
 }
-ACCOUNT_ROLES = ("main", "empty", "spare1", "spare2", "spare3", "spare4")
+ACCOUNT_ROLES = ("main", "empty", "spare1", "spare2", "spare3", "spare4", "apop")
 DEFAULT_SESSION = "a"
 DEFAULT_ACCOUNT = "main"
 SCENARIO_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*(?:\.[a-z0-9]+(?:-[a-z0-9]+)*)+$")
