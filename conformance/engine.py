@@ -312,7 +312,13 @@ class _ScenarioRun:
         engine_session = self._session(step)
         account = engine_session.account
         positive = status_pattern("+OK")
-        for text in (f"USER {account.user}", f"PASS {account.password}"):
+        commands = [f"USER {account.user}", f"PASS {account.password}"]
+        if account.login == "apop":  # the account's one login method (RFC 1939 §13)
+            timestamp = greeting_timestamp(engine_session.session.greeting)
+            if timestamp is None:
+                self._fail(step, "a greeting <timestamp> for APOP", "a greeting without one")
+            commands = [f"APOP {account.user} {apop_digest_of(timestamp, account.password)}"]
+        for text in commands:
             self._send_commands(step, engine_session, [text])
             reply = self._read(step, engine_session, multiline_override=None)
             self._framing(step, reply.findings)
