@@ -539,7 +539,12 @@ def _is_auth(data: bytes) -> bool:
 
 
 class VerificationError(Exception):
-    """The maildrop does not hold what the fixture says; message shows the difference."""
+    """The maildrop could not be checked, or does not hold what the fixture
+    says (`content`); the message shows the difference."""
+
+    def __init__(self, message: str, *, content: bool = False) -> None:
+        super().__init__(message)
+        self.content = content
 
 
 def verify_maildrop(
@@ -580,7 +585,7 @@ def _verify_over(probe: ProbeSession, account: Account, byte_exact: bool) -> Non
         account, (int(fields[1]), int(fields[2])), [s for s in sizes if s], byte_exact
     )
     if differences:
-        raise VerificationError("; ".join(differences))
+        raise VerificationError("; ".join(differences), content=True)
     probe.command("QUIT")
 
 
@@ -745,9 +750,12 @@ class Runner:
                     self.provisioner.byte_exact,
                     transcript,
                 )
-            except (ProvisionError, VerificationError) as exc:
+            except ProvisionError as exc:
                 self._needs_reset.add(role)  # try again before the next scenario
-                return f"mailbox not ready: {exc}{self._blame(role)}"
+                return f"mailbox not ready: {exc}"
+            except VerificationError as exc:
+                self._needs_reset.add(role)
+                return f"mailbox not ready: {exc}{self._blame(role) if exc.content else ''}"
         return None
 
     def _reset(self, account: Account) -> None:

@@ -36,7 +36,15 @@ RESET = Action("RESET")  # close with RST
 FLOOD_LINE = Action("FLOOD_LINE")  # send octets without LF, forever
 FLOOD_BODY = Action("FLOOD_BODY")  # +OK then body lines, forever
 
-Reply = bytes | Action
+
+@dataclass(frozen=True)
+class SendThenClose:
+    """Send these bytes, then close the connection."""
+
+    data: bytes
+
+
+Reply = bytes | Action | SendThenClose
 
 
 MESSAGE_ONE = FixtureMessage("one.eml", b"Subject: one\r\n\r\nfirst line\r\n.dot line\r\n")
@@ -116,13 +124,13 @@ class ScriptedServer:
 
     def stop(self) -> None:
         self._stopping.set()
-        self._listener.close()
         with self._lock:
-            for sock in self._sockets:
-                try:
-                    sock.close()
-                except OSError:
-                    pass
+            for sock in [self._listener, *self._sockets]:
+                for end in (lambda s: s.shutdown(socket.SHUT_RDWR), lambda s: s.close()):
+                    try:
+                        end(sock)
+                    except OSError:
+                        pass
         for thread in self._threads:
             thread.join(timeout=2)
 
@@ -182,6 +190,10 @@ class ScriptedServer:
         if isinstance(reply, bytes):
             conn.sendall(reply)
             return True
+        if isinstance(reply, SendThenClose):
+            conn.sendall(reply.data)
+            conn.shutdown(socket.SHUT_RDWR)
+            return False
         if reply is STALL:
             self._stopping.wait(60)
             return False
@@ -221,6 +233,12 @@ def config_for(server: ScriptedServer, **overrides: object) -> RunConfig:
     }
     values.update(overrides)
     return RunConfig(**values)  # type: ignore[arg-type]
+
+
+def steps(*items: str) -> str:
+    """Step lines for `run_text`: "C: NOOP" is a step; "  timeout: 1" (two
+    leading spaces) a modifier of the step before."""
+    return "".join(f"      {i}\n" if i.startswith("  ") else f"      - {i}\n" for i in items)
 
 
 SCENARIO_HEADER = """\

@@ -1,0 +1,238 @@
+"""The sans-I/O reply reader. Every case is fed whole, one byte at a time,
+and with trailing garbage (which must stay buffered, untouched)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from conformance import framing
+from conformance.framing import FramingFinding
+from conformance.reader import (
+    BodyEnd,
+    BodyLine,
+    ConnectionEnded,
+    Event,
+    Flood,
+    ReplyReader,
+    State,
+    StatusLine,
+)
+
+GARBAGE = b"GARBAGE\x00 not part of the reply"
+
+
+def whole(reader: ReplyReader, data: bytes) -> list[Event]:
+    reader.feed(data)
+    return drain(reader)
+
+
+def byte_by_byte(reader: ReplyReader, data: bytes) -> list[Event]:
+    events: list[Event] = []
+    for i in range(len(data)):
+        reader.feed(data[i : i + 1])
+        events.extend(drain(reader))
+    return events
+
+
+def drain(reader: ReplyReader) -> list[Event]:
+    events = []
+    while (event := reader.next_event()) is not None:
+        events.append(event)
+    return events
+
+
+FEEDERS: dict[str, Callable[[ReplyReader, bytes], list[Event]]] = {
+    "whole": whole,
+    "byte-by-byte": byte_by_byte,
+}
+
+
+def read(data: bytes, how: str, *, multiline: bool = False, eof: bool = False, **limits: int):
+    reader = ReplyReader(**limits)
+    reader.begin_reply(multiline)
+    events = FEEDERS[how](reader, data)
+    if eof:
+        reader.feed_eof()
+        events += drain(reader)
+    return reader, events
+
+
+def rules(events: list[Event]) -> list[str]:
+    return [e.rule.key for e in events if isinstance(e, FramingFinding)]
+
+
+def without_findings(events: list[Event]) -> list[Event]:
+    return [e for e in events if not isinstance(e, FramingFinding)]
+
+
+@pytest.fixture(params=list(FEEDERS))
+def how(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.mark.parametrize("garbage", [b"", GARBAGE], ids=["clean", "trailing-garbage"])
+def test_single_line_replies(how: str, garbage: bytes) -> None:
+    for raw, status in (
+        (b"+OK 2 320\r\n", "+OK"),
+        (b"-ERR no such message\r\n", "-ERR"),
+        (b"+OK\r\n", "+OK"),
+    ):
+        reader, events = read(raw + garbage, how)
+        assert events == [StatusLine(raw, raw[:-2], status)]
+        assert reader.state is State.DONE
+        assert reader.buffered == garbage
+
+
+@pytest.mark.parametrize("garbage", [b"", GARBAGE], ids=["clean", "trailing-garbage"])
+def test_multiline_body_is_unstuffed_and_counted(how: str, garbage: bytes) -> None:
+    raw = b"+OK 3 octets\r\nSubject: x\r\n..dot\r\n...\r\n\r\n.\r\n"
+    reader, events = read(raw + garbage, how, multiline=True)
+    assert events == [
+        StatusLine(b"+OK 3 octets\r\n", b"+OK 3 octets", "+OK"),
+        BodyLine(b"Subject: x\r\n", b"Subject: x"),
+        BodyLine(b"..dot\r\n", b".dot"),
+        BodyLine(b"...\r\n", b".."),
+        BodyLine(b"\r\n", b""),
+        BodyEnd(len(b"Subject: x\r\n.dot\r\n..\r\n\r\n")),
+    ]
+    assert reader.buffered == garbage
+
+
+def test_negative_reply_to_a_multiline_command_has_no_body(how: str) -> None:
+    reader, events = read(b"-ERR no\r\n.\r\n", how, multiline=True)
+    assert without_findings(events) == [StatusLine(b"-ERR no\r\n", b"-ERR no", "-ERR")]
+    assert reader.buffered == b".\r\n"
+
+
+def test_empty_body(how: str) -> None:
+    _, events = read(b"+OK\r\n.\r\n", how, multiline=True)
+    assert events[-1] == BodyEnd(0)
+
+
+def test_bare_lf_is_a_line_end_finding_and_the_line_still_counts(how: str) -> None:
+    _, events = read(b"+OK 1 2\n", how)
+    assert rules(events) == ["line-end"]
+    assert StatusLine(b"+OK 1 2\n", b"+OK 1 2", "+OK") in events
+
+
+def test_bare_cr_inside_a_body_line(how: str) -> None:
+    _, events = read(b"+OK\r\na\rb\r\n.\r\n", how, multiline=True)
+    assert rules(events) == ["line-end"]
+    finding = next(e for e in events if isinstance(e, FramingFinding))
+    assert "bare CR" in finding.detail and "a\\rb\\r\\n" in finding.detail
+
+
+@pytest.mark.parametrize("line", [b"+ok\r\n", b"+OKAY\r\n", b"OK\r\n", b"-ERR\tx\r\n", b" +OK\r\n"])
+def test_status_not_exactly_ok_or_err(how: str, line: bytes) -> None:
+    _, events = read(line, how)
+    assert rules(events) == ["status"]
+    assert StatusLine(line, line[:-2], None) in events
+
+
+def test_status_line_length_limit(how: str) -> None:
+    at_limit = b"+OK " + b"x" * (512 - 6) + b"\r\n"
+    _, events = read(at_limit, how)
+    assert len(at_limit) == 512 and rules(events) == []
+    _, events = read(b"+OK " + b"x" * (512 - 5) + b"\r\n", how)
+    assert rules(events) == ["status-length"]
+    finding = next(e for e in events if isinstance(e, FramingFinding))
+    assert finding.rule.requirements == ("POP3-1939-RESP-02", "POP3-2449-LEN-03")
+    assert "513 octets" in finding.detail
+
+
+def test_unstuffed_dot_line(how: str) -> None:
+    _, events = read(b"+OK\r\n.hidden\r\n.\r\n", how, multiline=True)
+    assert rules(events) == ["stuffing"]
+    assert BodyLine(b".hidden\r\n", b"hidden") in events
+
+
+def test_eof_inside_the_body_is_a_terminator_finding(how: str) -> None:
+    reader, events = read(b"+OK\r\nline\r\npart", how, multiline=True, eof=True)
+    assert rules(events) == ["terminator"]
+    assert isinstance(events[-1], ConnectionEnded) and events[-1].partial == b"part"
+    assert reader.state is State.BROKEN
+
+
+def test_eof_inside_the_status_line(how: str) -> None:
+    _, events = read(b"+OK no line end", how, eof=True)
+    assert rules(events) == ["line-end"]
+    assert events[-1] == ConnectionEnded(b"+OK no line end")
+
+
+def test_eof_before_anything(how: str) -> None:
+    _, events = read(b"", how, eof=True)
+    assert events == [ConnectionEnded(b"")]
+
+
+def test_endless_line_stops_at_the_bound() -> None:
+    reader = ReplyReader(max_line_octets=1000)
+    reader.begin_reply(False)
+    for _ in range(50):
+        reader.feed(b"x" * 100)
+        events = drain(reader)
+        if events:
+            break
+    assert events == [Flood("a line longer than 1000 octets without LF")]
+    assert reader.state is State.BROKEN
+    assert reader.buffered == b""
+    reader.feed(b"y" * 10_000)  # ignored: the reader holds nothing more
+    assert reader.buffered == b"" and drain(reader) == []
+
+
+def test_long_line_arriving_in_one_chunk_with_its_lf_is_a_flood(how: str) -> None:
+    _, events = read(b"+OK " + b"x" * 2000 + b"\r\n", how, max_line_octets=1000)
+    assert any(isinstance(e, Flood) for e in events)
+
+
+def test_body_larger_than_the_bound(how: str) -> None:
+    body = b"+OK\r\n" + b"0123456789\r\n" * 20 + b".\r\n"
+    _, events = read(body, how, multiline=True, max_body_octets=100)
+    assert events[-1] == Flood("a body larger than 100 octets")
+    assert sum(isinstance(e, BodyLine) for e in events) == 8
+
+
+PIPELINED = b"+OK a\r\n+OK\r\n1 2\r\n.\r\n-ERR c\r\n"
+PIPELINED_MODES = [False, True, False]
+
+
+def statuses(events: list[Event]) -> list[str | None]:
+    return [e.status for e in events if isinstance(e, StatusLine)]
+
+
+def test_pipelined_replies_in_one_chunk() -> None:
+    reader = ReplyReader()
+    reader.feed(PIPELINED)
+    events: list[Event] = []
+    for multiline in PIPELINED_MODES:
+        reader.begin_reply(multiline)
+        events += drain(reader)
+        assert reader.state is State.DONE
+    assert statuses(events) == ["+OK", "+OK", "-ERR"]
+    assert BodyEnd(5) in events and reader.buffered == b""
+
+
+def test_pipelined_replies_byte_by_byte() -> None:
+    reader = ReplyReader()
+    modes = list(PIPELINED_MODES)
+    reader.begin_reply(modes.pop(0))
+    events: list[Event] = []
+    for i in range(len(PIPELINED)):
+        reader.feed(PIPELINED[i : i + 1])
+        events += drain(reader)
+        if reader.state is State.DONE and modes:
+            reader.begin_reply(modes.pop(0))
+    assert statuses(events) == ["+OK", "+OK", "-ERR"] and not modes
+
+
+def test_framing_rule_table_matches_the_documented_requirements() -> None:
+    table = {rule.key: rule.requirements for rule in framing.RULES}
+    assert table == {
+        "line-end": ("POP3-1939-RESP-01", "POP3-1939-SIZE-03"),
+        "status": ("POP3-1939-RESP-03", "POP3-1939-RESP-04"),
+        "status-length": ("POP3-1939-RESP-02", "POP3-2449-LEN-03"),
+        "terminator": ("POP3-1939-MULTI-01",),
+        "stuffing": ("POP3-1939-MULTI-02",),
+        "unsolicited": ("POP3-1939-GREET-02", "POP3-1939-RESP-01"),
+    }
