@@ -452,8 +452,11 @@ class _Pop3Helper:
                 f"cannot reach POP3 target {self.host}:{self.port} to provision: {exc}"
             ) from None
         try:
-            conn.user(account.user)
-            conn.pass_(account.password)
+            if getattr(account, "login", "pass") == "apop":  # APOP-only account
+                conn.apop(account.user, account.password)
+            else:
+                conn.user(account.user)
+                conn.pass_(account.password)
         except (poplib.error_proto, OSError) as exc:
             with contextlib.suppress(Exception):
                 conn.close()

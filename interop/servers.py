@@ -331,6 +331,11 @@ class MailutilsServer(ManagedServer):
     pop3d runs as `pop3d --inetd`, one process per connection, spawned by
     interop/inetd.py (Debian's own package runs it from inetd too).
 
+    APOP secrets of the fixture's APOP-only accounts (`login: apop`) go
+    into a database made with `popauth` (same package); those accounts get
+    no password in the passwd file, so they log in by APOP only, and the
+    others by USER/PASS only, as the fixture declares.
+
     Mailutils rewrites stored messages (it adds X-UIDL, X-UID, Status...
     headers), so the store is declared not byte-exact (`exact=no`).
     mbox, not Maildir: Mailutils' Maildir reader cannot parse headers
@@ -356,10 +361,12 @@ class MailutilsServer(ManagedServer):
         for sub in ("vpw", "mail", "lock"):
             (d / sub).mkdir(exist_ok=True)
         os.chmod(d / "lock", 0o1777)
-        lines = "".join(
-            f"{a.user}:{_crypt_sha512(a.password)}:{self.uid}:{self.gid}::{d}/mail/{a.user}:/bin/false\n"
-            for a in self.fixture.accounts.values()
-        )
+        lines = ""
+        for a in self.fixture.accounts.values():
+            # an APOP-only account (fixture `login: apop`) gets no usable
+            # password here, so PASS is refused for it (RFC 1939 section 13)
+            hashed = "*" if getattr(a, "login", "pass") == "apop" else _crypt_sha512(a.password)
+            lines += f"{a.user}:{hashed}:{self.uid}:{self.gid}::{d}/mail/{a.user}:/bin/false\n"
         for name in ("127.0.0.1", "localhost"):
             (d / "vpw" / name).write_text(lines)
             os.chmod(d / "vpw" / name, 0o600)
@@ -372,6 +379,24 @@ auth {{
 }};
 mandatory-locking {{ enable yes; lock-directory "{d}/lock"; }};
 """
+        popauth = shutil.which("popauth") or shutil.which("popauth", path="/usr/sbin:/usr/bin")
+        if popauth:
+            # APOP secrets: Mailutils always puts a timestamp in its greeting,
+            # so without this database every APOP would be refused
+            secrets = "".join(
+                f"{a.user} {a.password}\n"
+                for a in self.fixture.accounts.values()
+                if getattr(a, "login", "pass") == "apop"
+            )
+            (d / "apop.txt").write_text(secrets)
+            subprocess.run(
+                [popauth, "-c", "-f", str(d / "apop.txt"), "-o", str(d / "apop")],
+                check=True,
+                capture_output=True,
+            )
+            (d / "apop.txt").unlink()
+            conf += f'apop-database-file "{d}/apop";\n'
+
         (d / "pop3d.conf").write_text(conf)
         return [
             sys.executable,
