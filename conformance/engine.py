@@ -418,11 +418,10 @@ class _ScenarioRun:
                 actual = f"no reply within {waited:.1f} s after {label}"
             self._fail(step, repr(wanted), actual, kind="timeout")
         if reply.outcome is Outcome.FLOOD:
-            self.failures.append(
-                framing_failure(
-                    step, framing.finding(framing.LINE_END, f"{reply.detail} after {label}")
-                )
-            )
+            # a line without an end breaks the CRLF rule; a body without an end, the terminator
+            rule = framing.TERMINATOR if reply.detail.startswith("a body") else framing.LINE_END
+            finding = framing.finding(rule, f"{reply.detail} after {label}")
+            self.failures.append(framing_failure(step, finding))
             raise _StopScenario
         how = "reset" if reply.outcome is Outcome.RESET else "closed"
         partial = f" after sending {reply.detail}" if reply.detail else ""
@@ -792,14 +791,18 @@ def external_provisioner(spec: str, target: tuple[str, int]) -> Provisioner:
 
 
 def run_suite(
-    scenarios: list[Scenario], config: RunConfig, *, progress: ProgressCallback | None = None
+    scenarios: list[Scenario],
+    config: RunConfig,
+    *,
+    progress: ProgressCallback | None = None,
+    fixture: Fixture | None = None,
 ) -> RunResult:
     """Run `scenarios` in order; raises TargetUnreachable/ProvisionError only
-    when the run cannot start."""
+    when the run cannot start. `fixture` replaces the one `config` names."""
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     started = time.monotonic()
     results: list[ScenarioResult] = []
-    with Runner(config) as runner:
+    with Runner(config, fixture=fixture) as runner:
         for position, scenario in enumerate(scenarios, 1):
             result = runner.run(scenario)
             results.append(result)

@@ -100,11 +100,20 @@ def test_flood_is_cut_at_the_bound(flood: object, limit: str, what: str) -> None
     assert received_octets(transcript) <= bound + 2 * 65_536
 
 
+def test_body_flood_verdict_names_the_terminator_rule(tmp_path: Path) -> None:
+    with scripted({"RETR 1": FLOOD_BODY}) as server:
+        result = run_text(tmp_path, server, RETR_STEPS, max_body_octets=300_000)
+    assert result.verdict is Verdict.FAIL
+    assert result.failures[-1].requirement == "POP3-1939-MULTI-01"
+    assert "a body larger than 300000 octets after C: RETR 1" in result.failures[-1].actual
+
+
 def test_flood_verdict_is_a_framing_fail(tmp_path: Path) -> None:
     with scripted({"RETR 1": FLOOD_LINE}) as server:
         result = run_text(tmp_path, server, RETR_STEPS, max_line_octets=100_000)
     assert result.verdict is Verdict.FAIL
     assert result.failures[-1].kind == "framing"
+    assert result.failures[-1].requirement == "POP3-1939-RESP-01"
     assert (
         "a line longer than 100000 octets without LF after C: RETR 1" in result.failures[-1].actual
     )

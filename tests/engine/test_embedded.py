@@ -1,0 +1,113 @@
+"""End to end: the embedded reference server, started as its own process,
+runs a small scenario file through Runner; commits are re-provisioned."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from conformance import embedded
+from conformance.config import RunConfig
+from conformance.engine import Runner
+from conformance.errors import TargetUnreachable
+from conformance.results import Verdict
+from conformance.scenario import load_scenario_file
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("reference_server") is None, reason="reference_server not present"
+)
+
+SCENARIOS = """\
+section: "end to end"
+scenarios:
+  - id: e2e.retr-and-sizes
+    title: RETR sends fixture messages byte for byte; sizes agree
+    requirements: [POP3-1939-RETR-01]
+    level: MUST
+    needs: [UIDL, TOP, APOP]
+    steps:
+      - open: a
+      - S: +OK
+      - login
+      - C: STAT
+      - S: "+OK {count} {size:int}"
+      - C: LIST
+      - S: +OK
+        body: {each: "{msg:int} {octets:int}", count: count}
+      - assert: sum(octets) == size
+      - C: RETR 2
+      - S: +OK
+        body: {message: 2}
+        octets: retr2
+      - assert: retr2 == octets[1]
+      - C: TOP 2 1
+      - S: +OK
+        body: {message: 2, top: 1}
+      - C: UIDL
+      - S: +OK
+        body: {each: "{n:int} {uid:uid}"}
+      - assert: unique(uid)
+      - C: QUIT
+      - S: +OK
+      - expect_close
+  - id: e2e.dele-commits
+    title: DELE then QUIT removes a message
+    requirements: [POP3-1939-DELE-01]
+    level: MUST
+    account: spare1
+    commits: true
+    steps:
+      - open: a
+      - S: +OK
+      - login
+      - C: DELE 1
+      - S: +OK
+      - C: QUIT
+      - S: +OK
+      - open: b
+      - S: +OK
+        session: b
+      - login:
+        session: b
+      - C: STAT
+        session: b
+      - S: "+OK {count - 1} {n:int}"
+        session: b
+  - id: e2e.dele-was-undone
+    title: The next scenario on the account sees the fixture again
+    requirements: [POP3-1939-DELE-01]
+    level: MUST
+    account: spare1
+    steps:
+      - open: a
+      - S: +OK
+      - login
+      - C: STAT
+      - S: "+OK {count} {size:int}"
+      - C: APOP {user} {apop_digest(password)}
+      - S: -ERR
+"""
+
+
+def test_embedded_server_end_to_end(tmp_path: Path) -> None:
+    path = tmp_path / "e2e.yaml"
+    path.write_text(SCENARIOS, encoding="utf-8")
+    scenarios = load_scenario_file(path)
+    with Runner(RunConfig(read_timeout=5)) as runner:
+        process = runner._embedded.process
+        workdir = runner._embedded.workdir
+        assert runner.fingerprint.embedded and "APOP" in runner.fingerprint.capabilities
+        results = [runner.run(s) for s in scenarios]
+    for result in results:
+        assert result.verdict is Verdict.PASS, (result.scenario_id, result.message)
+    assert process.poll() is not None  # stopped
+    assert not workdir.exists()  # cleaned
+
+
+def test_missing_reference_server_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(TargetUnreachable, match=r"reference server .* is not importable"):
+        with Runner(RunConfig()):
+            pass

@@ -1,0 +1,176 @@
+"""Every verdict the engine produces, and the reasons it gives."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from engine_fakes import config_for, run_text, scenario_file, scripted, small_fixture, steps
+
+from conformance.config import RunConfig
+from conformance.engine import Runner, run_suite
+from conformance.errors import TargetUnreachable
+from conformance.results import Verdict
+from conformance.scenario import load_scenario_file
+
+STAT_OK = steps("open: a", "S: +OK", "login", "C: STAT", 'S: "+OK {count} {size:int}"')
+# LIST 1 is not used by the pre-scenario verification, so it can be broken alone
+LIST_ONE = steps("open: a", "S: +OK", "login", "C: LIST 1", 'S: "+OK {count - 1} {size:int}"')
+BROKEN_LIST_ONE = {"LIST 1": b"+OK 3 999\r\n"}
+
+
+def test_pass_captures_and_asserts(tmp_path: Path) -> None:
+    body = STAT_OK + steps(
+        "C: LIST", "S: +OK", '  body: {each: "{msg:int} {octets:int}", count: count}',
+        "assert: sum(octets) == size", "C: QUIT", "S: +OK", "expect_close",
+    )  # fmt: skip
+    with scripted() as server:
+        result = run_text(tmp_path, server, body)
+    assert result.verdict is Verdict.PASS, result.message
+    assert result.failures == [] and result.message == ""
+    assert result.duration > 0 and result.source.endswith("case.yaml:3")
+
+
+def test_must_mismatch_fails_and_names_step_expected_and_got(tmp_path: Path) -> None:
+    with scripted(BROKEN_LIST_ONE) as server:
+        result = run_text(tmp_path, server, LIST_ONE + steps("C: NOOP", "S: +OK"))
+    assert result.verdict is Verdict.FAIL
+    (failure,) = result.failures
+    assert failure.step == 5 and failure.step_text == "S: +OK {count - 1} {size:int}"
+    assert failure.expected == "'+OK {count - 1} {size:int}' after C: LIST 1"
+    assert "{count - 1} = '1' at column 1, got '3 999'" in failure.actual
+    assert failure.level == "MUST" and failure.kind == "mismatch"
+    assert result.message == failure.one_line()
+    assert b"NOOP" not in b"".join(e.data for e in result.transcript)  # stopped at the failure
+
+
+def test_should_mismatch_warns_and_strict_turns_it_into_fail(tmp_path: Path) -> None:
+    with scripted(BROKEN_LIST_ONE) as server:
+        assert run_text(tmp_path, server, LIST_ONE, level="SHOULD").verdict is Verdict.WARN
+        assert run_text(tmp_path, server, LIST_ONE, level="MAY").verdict is Verdict.WARN
+        strict = run_text(tmp_path, server, LIST_ONE, level="SHOULD", strict=True)
+    assert strict.verdict is Verdict.FAIL
+
+
+def test_step_level_makes_one_check_soft_and_the_scenario_goes_on(tmp_path: Path) -> None:
+    body = STAT_OK.replace("{count}", "9") + "        level: SHOULD\n" + steps("C: NOOP", "S: -ERR")
+    with scripted() as server:
+        result = run_text(tmp_path, server, body)
+    assert [f.level for f in result.failures] == ["SHOULD", "MUST"]
+    assert result.verdict is Verdict.FAIL
+    with scripted() as server:
+        soft_only = run_text(
+            tmp_path, server, STAT_OK.replace("{count}", "9") + "        level: SHOULD\n"
+        )
+    assert soft_only.verdict is Verdict.WARN
+
+
+def test_failed_assert_shows_every_name(tmp_path: Path) -> None:
+    with scripted() as server:
+        result = run_text(tmp_path, server, STAT_OK + steps("assert: size == count * 1000"))
+    assert result.verdict is Verdict.FAIL
+    assert result.failures[0].kind == "assert"
+    assert "count = 2, size = " in result.failures[0].actual
+
+
+def test_needs_skip_names_the_missing_capability(tmp_path: Path) -> None:
+    with scripted() as server:
+        result = run_text(tmp_path, server, STAT_OK, extra="    needs: [UIDL, PIPELINING]\n")
+    assert result.verdict is Verdict.SKIP
+    assert result.message == "target lacks PIPELINING (not in the configured capabilities)"
+    assert result.transcript == []  # nothing was sent
+
+
+def test_else_skip(tmp_path: Path) -> None:
+    body = steps(
+        "open: a", "S: +OK", "login", "C: LAST", 'S: "+OK {n:int}"', "  else_skip: LAST refused"
+    )
+    with scripted({"LAST": b"-ERR what?\r\n"}) as server:
+        result = run_text(tmp_path, server, body)
+    assert result.verdict is Verdict.SKIP
+    assert result.message == "LAST refused (C: LAST answered '-ERR what?\\r\\n')"
+    with scripted({"LAST": b"+OK x\r\n"}) as server:
+        assert run_text(tmp_path, server, body).verdict is Verdict.FAIL
+
+
+def test_skip_if(tmp_path: Path) -> None:
+    body = STAT_OK + steps("skip_if: size > 10", "  reason: big maildrop", "C: NOOP", "S: -ERR")
+    with scripted() as server:
+        result = run_text(tmp_path, server, body)
+    assert result.verdict is Verdict.SKIP and result.message == "big maildrop (size > 10)"
+
+
+def test_or_close_accepts_a_close_instead_of_a_reply(tmp_path: Path) -> None:
+    from engine_fakes import CLOSE
+
+    body = steps(
+        "open: a", "S: +OK", "C: USER x", "S: -ERR", "  or_close: true", "C: NOOP", "S: +OK"
+    )
+    with scripted({"USER x": CLOSE}) as server:
+        result = run_text(tmp_path, server, body)
+    assert result.verdict is Verdict.PASS, result.message
+    with scripted({"USER x": CLOSE}) as server:
+        strict_body = body.replace("        or_close: true\n", "")
+        assert run_text(tmp_path, server, strict_body).verdict is Verdict.FAIL
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_connection_refused_when_the_run_starts_is_target_unreachable() -> None:
+    config = RunConfig(host="127.0.0.1", port=free_port(), provision="none", read_timeout=1)
+    with pytest.raises(TargetUnreachable, match="connection refused"):
+        run_suite([], config)
+
+
+def test_connection_refused_during_a_scenario_is_error(tmp_path: Path) -> None:
+    (scenario,) = load_scenario_file(scenario_file(tmp_path, STAT_OK))
+    with scripted() as server, Runner(config_for(server), fixture=small_fixture()) as runner:
+        runner.port = free_port()
+        result = runner.run(scenario)
+    assert result.verdict is Verdict.ERROR
+    assert "connection refused" in result.message
+
+
+def test_failed_verification_is_error_with_the_difference(tmp_path: Path) -> None:
+    with scripted({"STAT": b"+OK 1 10\r\n"}) as server:
+        result = run_text(tmp_path, server, STAT_OK)
+    assert result.verdict is Verdict.ERROR
+    assert "STAT count is 1, the fixture has 2 messages" in result.message
+    assert "provision: none cannot restore it" in result.message
+
+
+def test_runtime_expression_error_is_error_not_fail(tmp_path: Path) -> None:
+    body = steps("open: a", "S: +OK", "login", "C: LIST 1", 'S: ["+OK {n:int} {size:int}", "+OK"]',
+                 "assert: size > 0")  # fmt: skip
+    with scripted({"LIST 1": b"+OK\r\n"}) as server:
+        result = run_text(tmp_path, server, body)
+    assert result.verdict is Verdict.ERROR
+    assert "name 'size' is not defined" in result.message
+
+
+def test_slow_scenarios_skip_unless_asked(tmp_path: Path) -> None:
+    with scripted() as server:
+        assert run_text(tmp_path, server, STAT_OK, extra="    slow: true\n").verdict is Verdict.SKIP
+        slow = run_text(tmp_path, server, STAT_OK, extra="    slow: true\n", slow=True)
+    assert slow.verdict is Verdict.PASS
+
+
+def test_run_suite_reports_progress_and_fingerprint(tmp_path: Path) -> None:
+    (scenario,) = load_scenario_file(scenario_file(tmp_path, STAT_OK))
+    seen: list[tuple[str, int, int]] = []
+    with scripted() as server:
+        result = run_suite(
+            [scenario, scenario],
+            config_for(server),
+            progress=lambda r, i, n: seen.append((r.scenario_id, i, n)),
+            fixture=small_fixture(),
+        )
+    assert seen == [("test.case", 1, 2), ("test.case", 2, 2)]
+    assert result.exit_code == 0 and result.counts()[Verdict.PASS] == 2
+    assert result.target.greeting.startswith("+OK scripted")
+    assert result.config["accounts"] == {}
