@@ -56,6 +56,8 @@ import fcntl
 import hashlib
 import os
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +67,7 @@ LOCK_FILE_NAME = ".mailspec-lock"
 LOCK_FILE_SUFFIX = ".mailspec-lock"
 SEEN_FILE_NAME = ".mailspec-seen"  # RFC 1225 LAST bookkeeping, written in UPDATE
 SEEN_FILE_SUFFIX = ".mailspec-seen"
+WIRE_FORM_CACHE_OCTETS = 64 * 1024 * 1024  # converted Maildir messages kept in memory
 USER_PLACEHOLDER = "{user}"
 _UID_OCTETS = re.compile(r"[\x21-\x7e]{1,70}")
 _LINE_ENDS = re.compile(rb"\r?\n")
@@ -196,6 +199,43 @@ def _fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+class WireFormCache:
+    """Wire forms of Maildir message files, so a login does not convert
+    every message again (a 1 MB message costs milliseconds per conversion).
+
+    Maildir files are never rewritten in place (RFC-less Maildir convention:
+    deliver to tmp/, rename into new/), so a file whose inode, size and
+    mtime are unchanged holds the same bytes. Bounded by total octets; the
+    least recently used entries go first."""
+
+    def __init__(self, max_octets: int = WIRE_FORM_CACHE_OCTETS) -> None:
+        self.max_octets = max_octets
+        self._entries: OrderedDict[tuple[str, int, int, int], bytes] = OrderedDict()
+        self._octets = 0
+        self._guard = threading.Lock()
+
+    def wire_form(self, path: Path) -> bytes:
+        info = path.stat()
+        key = (str(path), info.st_ino, info.st_size, info.st_mtime_ns)
+        with self._guard:
+            cached = self._entries.get(key)
+            if cached is not None:
+                self._entries.move_to_end(key)
+                return cached
+        content = to_wire_form(path.read_bytes())
+        if len(content) <= self.max_octets:
+            with self._guard:
+                self._entries[key] = content
+                self._octets += len(content)
+                while self._octets > self.max_octets:
+                    _, dropped = self._entries.popitem(last=False)
+                    self._octets -= len(dropped)
+        return content
+
+
+_wire_forms = WireFormCache()
+
+
 class MaildirMaildrop(Maildrop):
     SUBDIRECTORIES: ClassVar[tuple[str, ...]] = ("cur", "new")
 
@@ -213,7 +253,7 @@ class MaildirMaildrop(Maildrop):
         messages = []
         for (name, subdirectory), uid in zip(entries, uids, strict=True):
             file_path = self.path / subdirectory / name
-            content = to_wire_form(file_path.read_bytes())
+            content = _wire_forms.wire_form(file_path)
             messages.append(StoredMessage(str(file_path), uid, content))
         return messages
 

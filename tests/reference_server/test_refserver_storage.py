@@ -261,3 +261,26 @@ def test_base_directory_must_exist(tmp_path: Path) -> None:
     store_from_spec(f"maildir:{tmp_path}/{{user}}/Maildir").check_base_directory()
     with pytest.raises(StoreSpecError, match="does not exist"):
         store_from_spec(f"mbox:{tmp_path}/nope/{{user}}").check_base_directory()
+
+
+def test_wire_form_cache_serves_a_replaced_maildir_file_afresh(tmp_path: Path) -> None:
+    from reference_server.storage import WireFormCache
+
+    cache = WireFormCache(max_octets=1024)
+    path = tmp_path / "msg"
+    path.write_bytes(b"Subject: a\n\nfirst\n")
+    assert cache.wire_form(path) == b"Subject: a\r\n\r\nfirst\r\n"
+    replacement = tmp_path / "msg.new"
+    replacement.write_bytes(b"Subject: b\n\nsecond, longer\n")
+    os.replace(replacement, path)  # a new inode, as Maildir delivery makes
+    assert cache.wire_form(path) == b"Subject: b\r\n\r\nsecond, longer\r\n"
+
+
+def test_wire_form_cache_stays_within_its_octet_budget(tmp_path: Path) -> None:
+    from reference_server.storage import WireFormCache
+
+    cache = WireFormCache(max_octets=100)
+    for i in range(10):
+        (tmp_path / f"m{i}").write_bytes(b"x" * 40 + b"\n")
+        cache.wire_form(tmp_path / f"m{i}")
+    assert cache._octets <= 100
