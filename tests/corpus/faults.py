@@ -1,0 +1,1335 @@
+"""Deliberately faulty POP3 servers, built on the reference server's
+extension seam (session subclasses and maildrop subclasses).
+
+Each `Fault` names the bug class, the scenarios worth running against it
+(`select`, fnmatch globs) and the scenarios that must catch it (`catches`).
+The faults live only here: the shipped reference server stays correct.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+
+from reference_server.protocol import (
+    CRLF,
+    CommandError,
+    Pop3Session,
+    Reply,
+    State,
+    err,
+    ok,
+    parse_decimal,
+    top_of_message,
+)
+from reference_server.storage import (
+    MaildirMaildrop,
+    MaildirStore,
+    MaildropLock,
+    StoredMessage,
+)
+
+TRANSACTION_ONLY = frozenset({"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL", "LAST"})
+
+
+@dataclass
+class Fault:
+    name: str
+    description: str
+    select: list[str]
+    catches: list[str]
+    session: type[Pop3Session] = Pop3Session
+    maildrop: type[MaildirMaildrop] | None = None
+    exact: bool = True  # byte-exact provisioner (False: size faults would fail verification)
+    apop: bool = False
+    autologout: float = 600
+    slow: bool = False
+    store_lock: bool = True
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def stuffed(body: bytes) -> bytes:
+    return re.sub(rb"(?m)^\.", b"..", body)
+
+
+def multiline(text: str, body: bytes, *, stuff=stuffed, terminator: bytes = b".\r\n") -> bytes:
+    return b"+OK " + text.encode() + CRLF + stuff(body) + terminator
+
+
+def _base_receive(session, data):
+    Pop3Session.feed(session, data)
+    return b"".join(Pop3Session.replies(session))
+
+
+class _ReceiveFault(Pop3Session):
+    """Faults in line handling: `fault_receive(data) -> bytes` replaces the
+    transport's feed()/replies() pair."""
+
+    def feed(self, data):
+        self._fault_out = getattr(self, "_fault_out", b"") + self.fault_receive(data)
+
+    def replies(self):
+        out, self._fault_out = getattr(self, "_fault_out", b""), b""
+        if out:
+            yield out
+
+    def fault_receive(self, data):
+        return _base_receive(self, data)
+
+
+# --- multi-line framing -----------------------------------------------------
+
+
+class NoStuffing(Pop3Session):
+    def cmd_retr(self, args):
+        n = self.parse_message_number(args[0] if args else "")
+        return multiline("message follows", self.message(n).content, stuff=lambda b: b)
+
+
+class LoneDotUnstuffed(Pop3Session):
+    def cmd_retr(self, args):
+        n = self.parse_message_number(args[0] if args else "")
+        body = re.sub(rb"(?m)^\.(?!\r\n)", b"..", self.message(n).content)
+        return multiline("message follows", body, stuff=lambda b: b)
+
+
+class MissingTerminator(Pop3Session):
+    def cmd_uidl(self, args):
+        reply = super().cmd_uidl(args)
+        if args or not reply.ok:
+            return reply
+        return reply.to_bytes()[: -len(b".\r\n")]
+
+
+class DoubledTerminator(Pop3Session):
+    def cmd_retr(self, args):
+        reply = super().cmd_retr(args)
+        return reply.to_bytes() + b".\r\n" if reply.ok else reply
+
+
+class BareLfReplies(Pop3Session):
+    def handle_line(self, line):
+        return super().handle_line(line).replace(b"\r\n", b"\n")
+
+
+class NoFinalCrlf(MaildirMaildrop):
+    """Sends a message without final newline glued to the terminator."""
+
+    def load(self):
+        out = []
+        for m in super().load():
+            raw = open(m.location, "rb").read()
+            if not raw.endswith(b"\n"):
+                out.append(StoredMessage(m.location, m.uid, m.content[:-2]))
+            else:
+                out.append(m)
+        return out
+
+
+class EightBitMangled(Pop3Session):
+    def cmd_retr(self, args):
+        n = self.parse_message_number(args[0] if args else "")
+        body = bytes(b if b < 0x80 else 0x3F for b in self.message(n).content)
+        return multiline("message follows", body)
+
+
+class LfContent(MaildirMaildrop):
+    """Sends stored bare-LF messages as they are (no CRLF conversion)."""
+
+    def load(self):
+        out = []
+        for m in super().load():
+            raw = open(m.location, "rb").read()
+            out.append(StoredMessage(m.location, m.uid, m.content if b"\r\n" in raw else raw))
+        return out
+
+
+class AddedHeader(Pop3Session):
+    def cmd_retr(self, args):
+        n = self.parse_message_number(args[0] if args else "")
+        return multiline("message follows", b"X-Fault: added\r\n" + self.message(n).content)
+
+
+# --- sizes ---------------------------------------------------------------------
+
+
+class CountsLf(MaildirMaildrop):
+    def octet_count(self, message):
+        return len(message.content.replace(b"\r\n", b"\n"))
+
+
+class CountsStuffing(MaildirMaildrop):
+    def octet_count(self, message):
+        return len(stuffed(message.content))
+
+
+class StatSizeWrong(Pop3Session):
+    def cmd_stat(self, args):
+        count, size = self._drop_listing()
+        return ok(f"{count} {size + 1}")
+
+
+class StatCountsDeleted(Pop3Session):
+    def cmd_stat(self, args):
+        n = len(self.messages)
+        return ok(f"{n} {sum(self.octets(i) for i in range(1, n + 1))}")
+
+
+class StatExtraText(Pop3Session):
+    def cmd_stat(self, args):
+        count, size = self._drop_listing()
+        return ok(f"{count} {size} messages")
+
+    def cmd_list(self, args):
+        reply = super().cmd_list(args)
+        if not reply.ok:
+            return reply
+        if args:
+            return ok(reply.text + " octets")
+        return ok(reply.text, reply.body.replace(b"\r\n", b" octets\r\n"))
+
+
+class SizeDrifts(Pop3Session):
+    """Like servers that write a Status: header into a message once read."""
+
+    def cmd_retr(self, args):
+        reply = super().cmd_retr(args)
+        if reply.ok:
+            n = int(args[0])
+            m = self.messages[n - 1]
+            if not m.content.startswith(b"Status: RO"):
+                self.messages[n - 1] = StoredMessage(m.location, m.uid, b"Status: RO\r\n" + m.content)
+        return reply
+
+
+# --- deletion and UPDATE ---------------------------------------------------------
+
+
+class ListIncludesDeleted(Pop3Session):
+    def cmd_list(self, args):
+        if args:
+            return super().cmd_list(args)
+        body = b"".join(b"%d %d\r\n" % (n, self.octets(n)) for n in range(1, len(self.messages) + 1))
+        return ok("scan listing", body)
+
+    def cmd_uidl(self, args):
+        if args:
+            return super().cmd_uidl(args)
+        body = b"".join(
+            f"{n} {m.uid}\r\n".encode() for n, m in enumerate(self.messages, 1)
+        )
+        return ok("uidl", body)
+
+
+class Renumbers(Pop3Session):
+    """DELE removes the message from the session's list at once."""
+
+    def cmd_dele(self, args):
+        self.expect_arguments(args, 1, 1)
+        n = self.parse_message_number(args[0])
+        self._removed = getattr(self, "_removed", []) + [self.messages.pop(n - 1)]
+        return ok("deleted")
+
+    def cmd_rset(self, args):
+        self.messages = list(self.maildrop.messages)
+        self._removed = []
+        return super().cmd_rset(args)
+
+    def enter_update(self):
+        self.maildrop.commit(getattr(self, "_removed", []))
+        return ok("bye", close=True)
+
+
+class DeleImmediate(Pop3Session):
+    def cmd_dele(self, args):
+        reply = super().cmd_dele(args)
+        if reply.ok:
+            self.maildrop.commit([self.message(int(args[0]))])
+        return reply
+
+
+class CommitOnDrop(Pop3Session):
+    def connection_lost(self):
+        if self.state is State.TRANSACTION and self.deleted:
+            self.maildrop.commit([self.message(n) for n in sorted(self.deleted)])
+        super().connection_lost()
+
+
+_PENDING: dict[str, list[str]] = {}
+
+
+class StaleMarksOnQuit(Pop3Session):
+    """Keeps a dropped session's marks and applies them at the next QUIT."""
+
+    def connection_lost(self):
+        if self.state is State.TRANSACTION and self.deleted:
+            _PENDING[self.user_name] = [self.message(n).location for n in self.deleted]
+        super().connection_lost()
+
+    def cmd_quit(self, args):
+        import os
+
+        user = self.user_name
+        for path in _PENDING.pop(user or "", []):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        return super().cmd_quit(args)
+
+
+class RsetNoop(Pop3Session):
+    def cmd_rset(self, args):
+        return ok("maildrop reset")
+
+
+class RsetCosmetic(Pop3Session):
+    """RSET shows the messages again but QUIT still removes them."""
+
+    def cmd_dele(self, args):
+        reply = super().cmd_dele(args)
+        if reply.ok:
+            self._doomed = getattr(self, "_doomed", set()) | {int(args[0])}
+        return reply
+
+    def enter_update(self):
+        self.deleted |= getattr(self, "_doomed", set())
+        return super().enter_update()
+
+
+class DeletedAccessible(Pop3Session):
+    def parse_message_number(self, token):
+        saved, self.deleted = self.deleted, set()
+        try:
+            return super().parse_message_number(token)
+        finally:
+            self.deleted = saved
+
+
+class QuitRemovesWrong(Pop3Session):
+    def enter_update(self):
+        self.deleted = {n + 1 for n in self.deleted if n + 1 <= len(self.messages)} or self.deleted
+        return super().enter_update()
+
+
+class RetrDeletesOnQuit(Pop3Session):
+    def cmd_retr(self, args):
+        reply = super().cmd_retr(args)
+        if reply.ok:
+            self._read = getattr(self, "_read", set()) | {int(args[0])}
+        return reply
+
+    def enter_update(self):
+        self.deleted |= getattr(self, "_read", set())
+        return super().enter_update()
+
+
+class ProcessesAfterQuit(_ReceiveFault):
+    def fault_receive(self, data):
+        out = bytearray()
+        for line in data.split(b"\n"):
+            if line:
+                out += self.handle_line(line)
+        return bytes(out)
+
+
+class QuitAuthNoClose(Pop3Session):
+    def cmd_quit(self, args):
+        if self.state is not State.TRANSACTION:
+            return ok("bye")
+        return super().cmd_quit(args)
+
+
+class NoopErr(Pop3Session):
+    def cmd_noop(self, args):
+        return err("noop failed")
+
+
+# --- message numbers and arguments -------------------------------------------
+
+
+class ZeroIsOne(Pop3Session):
+    def parse_message_number(self, token):
+        return super().parse_message_number("1" if token == "0" else token)
+
+
+class Wraps32(Pop3Session):
+    def parse_message_number(self, token):
+        n = parse_decimal(token)
+        return super().parse_message_number(str(n % 2**32) if n is not None else token)
+
+
+class RangeOffByOne(Pop3Session):
+    def parse_message_number(self, token):
+        n = parse_decimal(token)
+        if n is not None and n == len(self.messages) + 1:
+            return 1
+        return super().parse_message_number(token)
+
+
+class TrailingGarbage(Pop3Session):
+    def parse_message_number(self, token):
+        m = re.search(r"\d+", token)
+        return super().parse_message_number(m.group(0) if m else token)
+
+
+class MissingArgsAccepted(Pop3Session):
+    """A missing argument defaults: USER/PASS to empty, RETR/DELE/TOP to 1."""
+
+    def cmd_user(self, args):
+        self.user_name = args[0] if args else ""
+        self.state = State.USER_ACCEPTED
+        return ok()
+
+    def cmd_retr(self, args):
+        return super().cmd_retr(args or ["1"])
+
+    def cmd_dele(self, args):
+        return super().cmd_dele(args or ["1"])
+
+    def cmd_top(self, args):
+        return super().cmd_top((args + ["10", "10"])[:2] if len(args) < 2 else args)
+
+    def cmd_apop(self, args):
+        if not args:
+            return ok("apop")
+        return super().cmd_apop(args)
+
+
+class ExtraArgsIgnored(Pop3Session):
+    def expect_arguments(self, args, minimum, maximum):
+        if len(args) < minimum:
+            raise CommandError("missing argument")
+        del args[maximum:]
+
+
+class EchoNumberToken(Pop3Session):
+    def cmd_list(self, args):
+        reply = super().cmd_list(args)
+        if args and reply.ok:
+            return ok(f"{args[0]} {reply.text.split()[1]}")
+        return reply
+
+
+class EmptyMaildropBugs(Pop3Session):
+    def cmd_list(self, args):
+        if not self.messages and args:
+            return ok("1 0")
+        return super().cmd_list(args)
+
+
+# --- state machine --------------------------------------------------------------
+
+
+class TransactionCommandsBeforeLogin(Pop3Session):
+    allowed_commands = {
+        **Pop3Session.allowed_commands,
+        State.AUTHORIZATION: Pop3Session.allowed_commands[State.AUTHORIZATION] | TRANSACTION_ONLY,
+        State.USER_ACCEPTED: Pop3Session.allowed_commands[State.USER_ACCEPTED] | TRANSACTION_ONLY,
+    }
+
+    def _dispatch(self, line):
+        keyword = line.split(b" ")[0].decode("ascii", "replace").upper()
+        if self.state is not State.TRANSACTION and keyword in TRANSACTION_ONLY:
+            if self.state is State.USER_ACCEPTED:
+                self.state = State.AUTHORIZATION
+            return ok("0 0")
+        return super()._dispatch(line)
+
+
+class NoopBeforeLogin(Pop3Session):
+    def _dispatch(self, line):
+        if line.upper() == b"NOOP" and self.state is not State.TRANSACTION:
+            return ok()
+        return super()._dispatch(line)
+
+
+class AuthInTransaction(Pop3Session):
+    """USER/PASS after login switch to another maildrop; APOP is accepted."""
+
+    allowed_commands = {
+        **Pop3Session.allowed_commands,
+        State.TRANSACTION: Pop3Session.allowed_commands[State.TRANSACTION] | {"USER", "PASS", "APOP"},
+    }
+
+    def cmd_user(self, args):
+        if self.state is State.TRANSACTION:
+            self._next_user = args[0] if args else ""
+            return ok()
+        return super().cmd_user(args)
+
+    def cmd_pass(self, args):
+        if self.state is State.TRANSACTION:
+            user = getattr(self, "_next_user", self.user_name)
+            self.maildrop.release()
+            self.maildrop = None
+            return self.open_maildrop(user, method="PASS")
+        return super().cmd_pass(args)
+
+    def cmd_apop(self, args):
+        if self.state is State.TRANSACTION:
+            return ok("already in")
+        return super().cmd_apop(args)
+
+
+class LaxPassSequencing(Pop3Session):
+    """PASS without USER logs in whoever owns the password; a second PASS
+    after a failed one is tried again; APOP and USER after USER accepted."""
+
+    allowed_commands = {
+        **Pop3Session.allowed_commands,
+        State.AUTHORIZATION: Pop3Session.allowed_commands[State.AUTHORIZATION] | {"PASS"},
+        State.USER_ACCEPTED: Pop3Session.allowed_commands[State.USER_ACCEPTED] | {"USER", "APOP"},
+    }
+
+    def cmd_pass(self, args):
+        if self.user_name is None:
+            self.user_name = getattr(self, "_last_user", None)
+            if self.user_name is None:
+                for name in self.users.names():
+                    if args and self.users.secret_for(name) == args[0]:
+                        self.user_name = name
+            if self.user_name is None:
+                return err("who?")
+        self._last_user = self.user_name
+        return super().cmd_pass(args)
+
+
+class AnyPassword(Pop3Session):
+    def cmd_pass(self, args):
+        user = self.user_name
+        self.state = State.AUTHORIZATION
+        return self.open_maildrop(user or "nobody", method="PASS")
+
+
+class StuckAfterFailedPass(Pop3Session):
+    def cmd_pass(self, args):
+        reply = super().cmd_pass(args)
+        if not reply.ok:
+            self._stuck = True
+        return reply
+
+    def _dispatch(self, line):
+        if getattr(self, "_stuck", False):
+            return err("too many failures")
+        return super()._dispatch(line)
+
+
+class RefusedUserCloses(Pop3Session):
+    def cmd_user(self, args):
+        if args and args[0].startswith("msspare4"):
+            return err("no plaintext for you", close=True)
+        return super().cmd_user(args)
+
+
+class PassWithSpaceHangs(Pop3Session):
+    def cmd_pass(self, args):
+        if args and " " in args[0]:
+            return b""
+        return super().cmd_pass(args)
+
+
+class CaseSensitive(Pop3Session):
+    def _dispatch(self, line):
+        keyword = line.split(b" ")[0]
+        if keyword != keyword.upper():
+            return err("unknown command")
+        return super()._dispatch(line)
+
+
+class UnknownCommandOk(Pop3Session):
+    def _dispatch(self, line):
+        keyword = line.split(b" ")[0].decode("ascii", "replace").upper()
+        if keyword not in self.known_commands:
+            return ok("sure")
+        return super()._dispatch(line)
+
+
+class PrefixKeywords(Pop3Session):
+    """STATS runs STAT; control characters and TABs are stripped."""
+
+    def _dispatch(self, line):
+        line = re.sub(rb"[\x00-\x1f\x7f]", b"", line)
+        head, sep, rest = line.partition(b" ")
+        if len(head) == 5:
+            head = head[:4]
+        return super()._dispatch(head + sep + rest)
+
+
+class NulTruncates(Pop3Session):
+    def _dispatch(self, line):
+        return super()._dispatch(line.split(b"\x00")[0])
+
+
+class EmptyLineIgnored(Pop3Session):
+    def _dispatch(self, line):
+        if not line:
+            return b""
+        return super()._dispatch(line)
+
+
+class ActsBeforeCrlf(_ReceiveFault):
+    def fault_receive(self, data):
+        if b"\n" not in data and data:
+            return self.handle_line(data)
+        return _base_receive(self, data)
+
+
+class ShortLineLimit(_ReceiveFault):
+    def fault_receive(self, data):
+        if any(len(line) > 44 for line in data.split(b"\n")):
+            self._close_without_update()
+            return b""
+        return _base_receive(self, data)
+
+
+class ChunkedLongLines(_ReceiveFault):
+    def fault_receive(self, data):
+        out = bytearray()
+        for line in data.split(b"\n"):
+            for i in range(0, len(line), 200):
+                if not self.closed:
+                    out += self.handle_line(line[i : i + 200])
+        return bytes(out)
+
+
+class NoPipelining(_ReceiveFault):
+    """Advertises PIPELINING but drops everything after the first command of a read."""
+
+    def fault_receive(self, data):
+        first, sep, _ = data.partition(b"\n")
+        return _base_receive(self, first + sep)
+
+
+# --- greeting and unsolicited output -------------------------------------------------
+
+
+class GreetingErr(Pop3Session):
+    def greeting(self):
+        return b"-ERR not ready\r\n"
+
+
+class GreetingTwoLines(Pop3Session):
+    def greeting(self):
+        return super().greeting() + b"+OK and a second line\r\n"
+
+
+class GreetingAngles(Pop3Session):
+    def greeting_text(self):
+        return "<ready> " + super().greeting_text()
+
+
+class LowercaseStatus(Pop3Session):
+    def cmd_noop(self, args):
+        return b"+ok\r\n"
+
+    def cmd_stat(self, args):
+        count, size = self._drop_listing()
+        return f"+ok {count} {size}\r\n".encode()
+
+
+class StatusWithoutCrlf(Pop3Session):
+    def cmd_noop(self, args):
+        return b"+OK"
+
+
+class UnsolicitedLine(Pop3Session):
+    def cmd_dele(self, args):
+        reply = super().cmd_dele(args)
+        return reply.to_bytes() + b"+OK by the way\r\n" if reply.ok else reply
+
+
+# --- TOP ----------------------------------------------------------------------------
+
+
+class TopIgnoresN(Pop3Session):
+    def cmd_top(self, args):
+        self.expect_arguments(args, 2, 2)
+        n = self.parse_message_number(args[0])
+        return ok("top", self.message(n).content)
+
+
+class TopZeroGivesBody(Pop3Session):
+    def cmd_top(self, args):
+        self.expect_arguments(args, 2, 2)
+        n = self.parse_message_number(args[0])
+        lines = parse_decimal(args[1])
+        if lines is None:
+            raise CommandError("bad count")
+        return ok("top", top_of_message(self.message(n).content, lines + 1))
+
+
+class TopDropsSeparator(Pop3Session):
+    def cmd_top(self, args):
+        reply = super().cmd_top(args)
+        if reply.ok:
+            return ok("top", reply.body.replace(b"\r\n\r\n", b"\r\n", 1))
+        return reply
+
+
+class TopBroken(Pop3Session):
+    def cmd_top(self, args):
+        return err("TOP is not available")
+
+
+class TopUnstuffed(Pop3Session):
+    def cmd_top(self, args):
+        reply = super().cmd_top(args)
+        return multiline("top", reply.body, stuff=lambda b: b) if reply.ok else reply
+
+
+# --- UIDL ---------------------------------------------------------------------------
+
+_SESSION_COUNTER = itertools.count(1)
+
+
+class UidlUnstable(Pop3Session):
+    def open_maildrop(self, user, *, method):
+        reply = super().open_maildrop(user, method=method)
+        tag = next(_SESSION_COUNTER)
+        self.messages = [StoredMessage(m.location, f"{m.uid}.{tag}", m.content) for m in self.messages]
+        return reply
+
+
+class UidlDuplicates(Pop3Session):
+    def open_maildrop(self, user, *, method):
+        reply = super().open_maildrop(user, method=method)
+        self.messages = [StoredMessage(m.location, "same-uid", m.content) for m in self.messages]
+        return reply
+
+
+class UidlBadChars(Pop3Session):
+    def cmd_uidl(self, args):
+        reply = super().cmd_uidl(args)
+        if reply.ok and not args:
+            return ok("uidl", reply.body.replace(b"\r\n", b"-" + b"x" * 70 + b"\r\n", 1))
+        return reply
+
+
+class UidlSingleDiffers(Pop3Session):
+    def cmd_uidl(self, args):
+        reply = super().cmd_uidl(args)
+        if reply.ok and args:
+            return ok(reply.text + "-single")
+        return reply
+
+
+class UidIsNumber(Pop3Session):
+    def open_maildrop(self, user, *, method):
+        reply = super().open_maildrop(user, method=method)
+        self.messages = [StoredMessage(m.location, f"msg{i}", m.content) for i, m in enumerate(self.messages, 1)]
+        return reply
+
+
+# --- lock -----------------------------------------------------------------------------
+
+
+class _NoLock:
+    def release(self):
+        pass
+
+
+class LazyNoLockMaildrop(MaildirMaildrop):
+    """No lock, and content read at RETR time from the file."""
+
+    def load(self):
+        return [_LazyMessage(m.location, m.uid, m.content) for m in super().load()]
+
+
+class _LazyMessage(StoredMessage):
+    @property  # type: ignore[override]
+    def content(self):  # noqa: D401
+        return open(self.location, "rb").read().replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
+
+    @content.setter
+    def content(self, value):
+        pass
+
+
+class NoLockStore(MaildirStore):
+    maildrop_class = LazyNoLockMaildrop
+
+    def open(self, user):
+        path = self.path_for(user)
+        self.prepare(path)
+        return self.maildrop_class(self, user, path, _NoLock())
+
+
+class LockKeptAfterDrop(Pop3Session):
+    def connection_lost(self):
+        if self.maildrop is not None:
+            self.maildrop = None  # lock object leaks: never released
+            _LEAKED.append(self)
+        super().connection_lost()
+
+
+_LEAKED: list[object] = []
+
+
+class LockAtUser(Pop3Session):
+    """Takes the lock at USER and forgets it when QUIT comes before PASS."""
+
+    def cmd_user(self, args):
+        reply = super().cmd_user(args)
+        try:
+            self._early = self.store.open(args[0])
+        except Exception:
+            self._early = None
+        return reply
+
+    def cmd_pass(self, args):
+        early = getattr(self, "_early", None)
+        if early is not None:
+            early.release()
+            self._early = None
+        return super().cmd_pass(args)
+
+    def cmd_quit(self, args):
+        if getattr(self, "_early", None) is not None:
+            _LEAKED.append(self._early)
+            self._early = None
+        return super().cmd_quit(args)
+
+
+class LockedButOk(Pop3Session):
+    """A locked maildrop answers PASS with +OK and then a useless session."""
+
+    def open_maildrop(self, user, *, method):
+        reply = super().open_maildrop(user, method=method)
+        if not reply.ok and "IN-USE" in reply.text:
+            self.state = State.TRANSACTION
+            self.messages = []
+            self.allowed_commands = {**self.allowed_commands, State.TRANSACTION: frozenset({"QUIT"})}
+            return ok("welcome")
+        return reply
+
+
+class InUseForWrongPassword(Pop3Session):
+    def cmd_pass(self, args):
+        user = self.user_name
+        reply = super().cmd_pass(args)
+        if not reply.ok and user and self.store.path_for(user).joinpath(".mailspec-lock").exists():
+            return err("[IN-USE] locked")
+        return reply
+
+
+class InUseWithoutCode(Pop3Session):
+    def open_maildrop(self, user, *, method):
+        reply = super().open_maildrop(user, method=method)
+        if not reply.ok:
+            return err("maildrop busy")
+        return reply
+
+
+class BadRespCodes(Pop3Session):
+    def cmd_pass(self, args):
+        reply = super().cmd_pass(args)
+        return reply if reply.ok else err("[AUTH invalid password")
+
+    def _refuse(self, text):
+        reply = super()._refuse(text)
+        return err("[WRONG//STATE] " + text) if "state" in text else reply
+
+
+class CodesWithoutRespCodes(Pop3Session):
+    def capabilities(self):
+        return [c for c in super().capabilities() if c not in ("RESP-CODES", "AUTH-RESP-CODE")]
+
+
+# --- CAPA -----------------------------------------------------------------------------
+
+
+class BadCapaListing(Pop3Session):
+    def capabilities(self):
+        caps = [c for c in super().capabilities() if not c.startswith(("EXPIRE", "IMPLEMENTATION"))]
+        caps += ["X.DOTTED", "EXPIRE soon", "APOP"]
+        if self.state is not State.TRANSACTION:
+            caps.append("IMPLEMENTATION fault")
+        return caps
+
+
+class CapaTransactionDropsTop(Pop3Session):
+    def capabilities(self):
+        caps = super().capabilities()
+        return [c for c in caps if c != "TOP"] if self.state is State.TRANSACTION else caps
+
+
+class CapaUnterminated(Pop3Session):
+    def cmd_capa(self, args):
+        reply = super().cmd_capa(args)
+        return reply.to_bytes()[: -len(b".\r\n")] if reply.ok else reply
+
+
+class CapaArgumentCloses(Pop3Session):
+    def cmd_capa(self, args):
+        if args:
+            return err("no", close=True)
+        return super().cmd_capa(args)
+
+
+class UidlAdvertisedBroken(Pop3Session):
+    def cmd_uidl(self, args):
+        return err("UIDL not available")
+
+
+class UserAdvertisedBroken(Pop3Session):
+    def cmd_user(self, args):
+        return err("USER disabled")
+
+
+# --- LAST ---------------------------------------------------------------------------------
+
+
+class LastBroken(Pop3Session):
+    """LAST is the last accessed number (not the highest), starts at 1,
+    ignores DELE and survives RSET."""
+
+    def open_maildrop(self, user, *, method):
+        reply = super().open_maildrop(user, method=method)
+        self.highest_accessed = 1
+        return reply
+
+    def cmd_retr(self, args):
+        reply = super().cmd_retr(args)
+        if reply.ok:
+            self.highest_accessed = int(args[0])
+        return reply
+
+    def cmd_dele(self, args):
+        saved = self.highest_accessed
+        reply = super().cmd_dele(args)
+        self.highest_accessed = saved
+        return reply
+
+    def cmd_rset(self, args):
+        saved = self.highest_accessed
+        reply = super().cmd_rset(args)
+        self.highest_accessed = saved
+        return reply
+
+
+_SEEN: dict[str, int] = {}
+
+
+class LastPersisting(Pop3Session):
+    """The reference plus LAST persistence across sessions (RFC 1225)."""
+
+    def open_maildrop(self, user, *, method):
+        reply = super().open_maildrop(user, method=method)
+        self.highest_accessed = self._start = _SEEN.get(user, 0) if reply.ok else 0
+        return reply
+
+    def cmd_retr(self, args):
+        reply = super().cmd_retr(args)
+        if reply.ok:
+            self._retrieved = max(getattr(self, "_retrieved", 0), int(args[0]))
+        return reply
+
+    def cmd_rset(self, args):
+        reply = super().cmd_rset(args)
+        self.highest_accessed = getattr(self, "_start", 0)
+        return reply
+
+    def enter_update(self):
+        _SEEN[self.user_name] = max(_SEEN.get(self.user_name, 0), getattr(self, "_retrieved", 0))
+        return super().enter_update()
+
+
+# --- APOP ----------------------------------------------------------------------------------
+
+
+class ApopFixedTimestamp(Pop3Session):
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        if self.apop_timestamp:
+            self.apop_timestamp = "<1896.697170952@dbc.mtview.ca.us>"
+
+
+class ApopAnyDigest(Pop3Session):
+    def cmd_apop(self, args):
+        if len(args) != 2:
+            raise CommandError("APOP needs a name and a digest")
+        return self.open_maildrop(args[0], method="APOP")
+
+
+class ApopBadTimestamp(Pop3Session):
+    def greeting_text(self):
+        return "ready " + (self.apop_timestamp or "").replace("@", "%")
+
+
+class ApopOnlyForApopUsers(Pop3Session):
+    """The correct APOP variant for SEC-01: PASS refused where APOP is on."""
+
+    def cmd_pass(self, args):
+        if self.apop_timestamp:
+            self.state = State.AUTHORIZATION
+            self.user_name = None
+            return err("use APOP")
+        return super().cmd_pass(args)
+
+
+# --- autologout ----------------------------------------------------------------------------
+
+
+class CommitOnAutologout(Pop3Session):
+    def autologout(self):
+        if self.state is State.TRANSACTION and self.deleted:
+            self.maildrop.commit([self.message(n) for n in sorted(self.deleted)])
+        super().autologout()
+
+
+class _WithFarewell:
+    pass
+
+
+def _farewell(reply):
+    from reference_server.protocol import Response
+
+    class Farewell(Response):
+        def to_bytes(self):
+            return super().to_bytes() + b"-ERR autologout\r\n"
+
+    return Farewell(reply.ok, reply.text, reply.body, True)
+
+
+class ApopRefusesAll(Pop3Session):
+    def cmd_apop(self, args):
+        return err("[AUTH] no")
+
+
+class ApopCloses(Pop3Session):
+    def cmd_apop(self, args):
+        return err("bye", close=True)
+
+
+class TopLenientCount(Pop3Session):
+    def cmd_top(self, args):
+        if len(args) == 2 and parse_decimal(args[1]) is None:
+            args = [args[0], "10"]
+        return super().cmd_top(args)
+
+
+_LAST_LOGIN: dict[str, float] = {}
+
+
+class HiddenLoginDelay(Pop3Session):
+    """Advertises LOGIN-DELAY 0 but refuses a login within 1 s of the last one."""
+
+    def cmd_pass(self, args):
+        import time
+
+        user = self.user_name or ""
+        reply = super().cmd_pass(args)
+        if reply.ok:
+            now = time.monotonic()
+            if now - _LAST_LOGIN.get(user, -10.0) < 1.0:
+                self._close_without_update()
+                self.state = State.AUTHORIZATION
+                _LAST_LOGIN[user] = now
+                return err("[LOGIN-DELAY] too soon")
+            _LAST_LOGIN[user] = now
+        return reply
+
+
+# ---------------------------------------------------------------------------------------------
+
+F = Fault
+FAULTS: list[Fault] = [
+    # framing
+    F("no-dot-stuffing", "RETR sends lines starting with '.' unstuffed",
+      ["retr.dot-stuffing", "sizes.dot-lines-not-counted"], ["retr.dot-stuffing"], NoStuffing),
+    F("lone-dot-unstuffed", "a lone '.' content line is sent unstuffed (body ends early)",
+      ["retr.dot-stuffing", "retr.large-message"], ["retr.dot-stuffing"], LoneDotUnstuffed),
+    F("missing-terminator", "UIDL without argument never sends the '.' line",
+      ["uidl.listing-format", "uidl.unique"], ["uidl.listing-format", "uidl.unique"],
+      MissingTerminator),
+    F("doubled-terminator", "RETR ends with two '.' lines",
+      ["retr.plain-message", "retr.eight-bit-body", "seed.rfc1939-example-session"],
+      ["retr.plain-message", "retr.eight-bit-body"], DoubledTerminator),
+    F("bare-lf-replies", "reply lines end in LF instead of CRLF",
+      ["greeting.positive-first", "auth.user-pass-login"], ["greeting.positive-first"], BareLfReplies),
+    F("no-final-crlf", "a message without final newline is glued to the terminator",
+      ["retr.no-final-newline", "top.beyond-body"], ["retr.no-final-newline"], maildrop=NoFinalCrlf),
+    F("eight-bit-mangled", "RETR replaces 8-bit octets", ["retr.eight-bit-body"],
+      ["retr.eight-bit-body"], EightBitMangled),
+    F("bare-lf-content", "a message stored with LF is sent with bare LF",
+      ["retr.bare-lf-message", "sizes.bare-lf-counted-as-crlf"], ["retr.bare-lf-message"],
+      maildrop=LfContent, exact=False),
+    F("added-header", "RETR adds a header to a byte-exact mailbox",
+      ["retr.plain-message", "retr.*", "seed.kcope-noop-retr-dele-rset-quit", "rset.unmarks-all",
+       "top.zero-lines", "top.beyond-body", "capa.top-works", "pipelining.in-order",
+       "seed.monstrvb-top", "top.dot-stuffing"],
+      ["retr.plain-message", "top.zero-lines", "top.beyond-body", "capa.top-works",
+       "seed.kcope-noop-retr-dele-rset-quit", "rset.unmarks-all", "pipelining.in-order",
+       "seed.monstrvb-top", "top.dot-stuffing"], AddedHeader),
+    # sizes
+    F("octets-over-lf", "sizes count LF line ends as one octet",
+      ["sizes.*", "retr.large-message", "seed.monstrvb-transaction-examples", "seed.full-session",
+       "seed.rfc1939-example-session", "seed.kcope-noop-retr-dele-rset-quit"],
+      ["sizes.list-matches-retr", "sizes.bare-lf-counted-as-crlf", "retr.large-message",
+       "seed.monstrvb-transaction-examples", "seed.full-session", "seed.rfc1939-example-session",
+       "seed.kcope-noop-retr-dele-rset-quit"], maildrop=CountsLf, exact=False),
+    F("octets-count-stuffing", "sizes count the stuffing dots",
+      ["sizes.dot-lines-not-counted", "sizes.list-matches-retr"], ["sizes.dot-lines-not-counted"],
+      maildrop=CountsStuffing, exact=False),
+    F("stat-size-wrong", "STAT size is one more than the sum of LIST sizes",
+      ["stat.*", "seed.kcope-login-stat-list", "seed.lowercase-session", "seed.monstrvb-*"],
+      ["stat.drop-listing", "seed.kcope-login-stat-list", "seed.lowercase-session",
+       "seed.monstrvb-transaction-examples", "stat.excludes-deleted"], StatSizeWrong, exact=False),
+    F("stat-counts-deleted", "STAT ignores deletion marks",
+      ["stat.excludes-deleted", "dele.marks-message", "dele.drop-commits-nothing"],
+      ["stat.excludes-deleted", "dele.marks-message", "dele.drop-commits-nothing"], StatCountsDeleted),
+    F("stat-list-extra-text", "STAT and LIST replies carry text after the size",
+      ["stat.nothing-after-size", "list.nothing-after-size"],
+      ["stat.nothing-after-size", "list.nothing-after-size"], StatExtraText),
+    F("size-drifts", "a message grows (Status: header) once retrieved",
+      ["list.fixed-during-session", "retr.repeatable"], ["list.fixed-during-session"], SizeDrifts),
+    # deletion / update
+    F("list-includes-deleted", "LIST and UIDL without argument show deleted messages",
+      ["list.excludes-deleted", "stat.excludes-deleted", "dele.*", "uidl.after-dele-and-rset"],
+      ["list.excludes-deleted", "stat.excludes-deleted", "dele.marks-message", "dele.then-uidl",
+       "uidl.after-dele-and-rset"], ListIncludesDeleted),
+    F("renumber-after-dele", "DELE renumbers the remaining messages",
+      ["dele.*", "list.excludes-deleted", "list.deleted-message", "retr.deleted-message"],
+      ["dele.marks-message", "dele.retr-after-dele-other", "list.excludes-deleted"], Renumbers),
+    F("dele-immediate", "DELE removes the message from the maildrop at once",
+      ["dele.drop-commits-nothing", "rset.then-quit-keeps", "quit.authorization-applies-no-stale-marks"],
+      ["dele.drop-commits-nothing", "rset.then-quit-keeps"], DeleImmediate),
+    F("commit-on-drop", "deletions are applied when the connection drops",
+      ["dele.drop-commits-nothing"], ["dele.drop-commits-nothing"], CommitOnDrop),
+    F("stale-marks-on-quit", "a dropped session's marks are applied by a QUIT in AUTHORIZATION",
+      ["quit.authorization-applies-no-stale-marks"], ["quit.authorization-applies-no-stale-marks"],
+      StaleMarksOnQuit),
+    F("rset-noop", "RSET does not unmark", ["rset.*", "seed.kcope-noop-retr-dele-rset-quit",
+      "seed.monstrvb-dele-rset", "uidl.after-dele-and-rset"],
+      ["rset.unmarks-all", "rset.then-quit-keeps", "seed.kcope-noop-retr-dele-rset-quit",
+       "seed.monstrvb-dele-rset", "uidl.after-dele-and-rset"], RsetNoop),
+    F("rset-cosmetic", "RSET unmarks in the view but QUIT still removes",
+      ["rset.then-quit-keeps", "seed.kcope-noop-retr-dele-rset-quit"],
+      ["rset.then-quit-keeps", "seed.kcope-noop-retr-dele-rset-quit"], RsetCosmetic),
+    F("deleted-accessible", "RETR/LIST/TOP/UIDL/DELE of a deleted message succeed",
+      ["retr.deleted-message", "list.deleted-message", "dele.then-top", "dele.then-uidl", "dele.twice",
+       "seed.*dele*", "uidl.after-dele-and-rset"],
+      ["retr.deleted-message", "list.deleted-message", "dele.then-top", "dele.then-uidl", "dele.twice",
+       "seed.monstrvb-dele-rset", "seed.kcope-noop-retr-dele-rset-quit", "uidl.after-dele-and-rset"],
+      DeletedAccessible),
+    F("quit-removes-wrong", "UPDATE removes the message after the marked one",
+      ["update.*", "uidl.moves-with-message", "seed.full-session", "seed.lowercase-session",
+       "seed.rfc1939-example-session"],
+      ["update.quit-commits", "update.quit-all-empties", "uidl.moves-with-message", "seed.full-session",
+       "seed.lowercase-session", "seed.rfc1939-example-session"], QuitRemovesWrong),
+    F("retr-deletes-on-quit", "retrieved messages are removed at QUIT (no EXPIRE 0 announced)",
+      ["retr.repeatable"], ["retr.repeatable"], RetrDeletesOnQuit),
+    F("processes-after-quit", "commands after QUIT in the same write are executed",
+      ["update.nothing-after-quit"], ["update.nothing-after-quit"], ProcessesAfterQuit),
+    F("quit-auth-no-close", "QUIT in AUTHORIZATION answers +OK but keeps the connection",
+      ["quit.*", "auth.quit-after-failed-pass", "auth.user-refusal-keeps-session",
+       "lock.released-after-quit-in-authorization", "greeting.apop-timestamp-unique", "apop.replay",
+       "seed.monstrvb-user-pass"],
+      ["quit.authorization", "quit.after-user-commits-nothing", "auth.quit-after-failed-pass",
+       "auth.user-refusal-keeps-session", "lock.released-after-quit-in-authorization",
+       "greeting.apop-timestamp-unique", "apop.replay"], QuitAuthNoClose, apop=True),
+    F("noop-err", "NOOP in TRANSACTION answers -ERR",
+      ["noop.*", "args.retr-*", "args.top-*", "seed.kcope-top-one-argument"],
+      ["noop.transaction", "noop.needs-crlf"], NoopErr),
+    # numbers and arguments
+    F("zero-is-one", "message number 0 is taken as 1",
+      ["list.zero", "args.retr-zero", "args.dele-zero", "uidl.zero", "top.message-zero"],
+      ["list.zero", "args.retr-zero", "args.dele-zero", "uidl.zero", "top.message-zero"], ZeroIsOne),
+    F("number-wraps", "numbers wrap modulo 2**32 (4294967297 -> 1)",
+      ["args.*wraps*", "uidl.wraps-32bit"],
+      ["args.list-wraps-32bit", "args.list-wraps-to-zero", "args.retr-wraps-32bit",
+       "args.dele-wraps-32bit", "uidl.wraps-32bit"], Wraps32),
+    F("number-wraps-64", "numbers wrap modulo 2**64 via the 32-bit rule too",
+      ["args.list-wraps-64bit"], ["args.list-wraps-64bit"], Wraps32),
+    F("range-off-by-one", "message n+1 is answered (as message 1)",
+      ["list.beyond-last", "args.*beyond-last", "top.beyond-last", "uidl.beyond-last",
+       "seed.kcope-login-stat-list", "seed.monstrvb-transaction-examples", "seed.monstrvb-uidl",
+       "seed.lowercase-session"],
+      ["list.beyond-last", "args.retr-beyond-last", "args.dele-beyond-last", "top.beyond-last",
+       "uidl.beyond-last", "seed.kcope-login-stat-list", "seed.monstrvb-transaction-examples",
+       "seed.monstrvb-uidl", "seed.lowercase-session"], RangeOffByOne),
+    F("trailing-garbage", "DELE 1x acts on message 1; LIST -1 on message 1",
+      ["args.*trailing-garbage", "args.list-negative", "args.dele-negative", "args.top-negative-count"],
+      ["args.dele-trailing-garbage", "args.list-trailing-garbage", "args.list-negative",
+       "args.dele-negative"], TrailingGarbage),
+    F("missing-args-accepted", "missing arguments default instead of -ERR",
+      ["args.*-missing*", "auth.user-missing-argument", "state.pass-after-failed-user",
+       "apop.missing-arguments", "seed.kcope-top-*"],
+      ["args.retr-missing", "args.dele-missing", "args.top-missing-count", "auth.user-missing-argument",
+       "state.pass-after-failed-user", "apop.missing-arguments", "seed.kcope-top-one-argument",
+       "seed.kcope-top-100"], MissingArgsAccepted),
+    F("extra-args-ignored", "extra arguments are silently ignored",
+      ["*extra-argument*"], ["stat.extra-argument", "list.extra-argument", "args.noop-extra-argument",
+                             "args.quit-extra-argument", "rset.extra-argument"], ExtraArgsIgnored),
+    F("echo-number-token", "LIST 01 answers '+OK 01 size'", ["list.leading-zero"],
+      ["list.leading-zero"], EchoNumberToken),
+    F("empty-maildrop-bugs", "an empty maildrop breaks STAT/LIST", ["list.empty-maildrop-one"],
+      ["list.empty-maildrop-one"], EmptyMaildropBugs),
+    F("top-non-numeric", "TOP 1 x / TOP 1 -1 take the count leniently (as 10 lines)",
+      ["args.top-*"], ["args.top-non-numeric-count", "args.top-negative-count"], TopLenientCount),
+    # state machine
+    F("transaction-before-login", "transaction commands answered +OK before login",
+      ["state.*before-login", "state.stat-after-user", "greeting.positive-first", "respcodes.*",
+       "resp*"],
+      ["state.stat-before-login", "state.stat-after-user", "state.list-before-login",
+       "state.list-arg-before-login", "state.retr-before-login", "state.dele-before-login",
+       "state.rset-before-login", "state.top-before-login", "state.uidl-before-login",
+       "state.uidl-arg-before-login", "state.last-before-login", "greeting.positive-first",
+       "respcodes.advertised-when-used"],
+      TransactionCommandsBeforeLogin),
+    F("noop-before-login", "NOOP accepted in AUTHORIZATION", ["state.noop-before-login"],
+      ["state.noop-before-login"], NoopBeforeLogin),
+    F("auth-in-transaction", "USER/PASS in TRANSACTION switch maildrops; APOP accepted",
+      ["state.*-in-transaction"], ["state.user-in-transaction", "state.pass-in-transaction",
+                                   "state.apop-in-transaction"], AuthInTransaction),
+    F("lax-pass-sequencing", "PASS without USER / after failure logs in; USER and APOP after USER",
+      ["state.pass-*", "state.second-user", "state.apop-after-user"],
+      ["state.pass-without-user", "state.pass-after-failed-pass", "state.second-user",
+       "state.apop-after-user"], LaxPassSequencing, apop=True),
+    F("any-password", "every password is accepted",
+      ["auth.*", "seed.monstrvb-user-unknown", "apop.pass-for-apop-user"],
+      ["auth.wrong-password", "auth.user-unknown-name", "auth.pass-missing-argument",
+       "seed.monstrvb-user-unknown"], AnyPassword),
+    F("stuck-after-failed-pass", "after a failed PASS every command gets -ERR (QUIT too)",
+      ["auth.retry-after-failed-pass", "auth.quit-after-failed-pass"],
+      ["auth.retry-after-failed-pass", "auth.quit-after-failed-pass"], StuckAfterFailedPass),
+    F("refused-user-closes", "a refused USER closes the connection",
+      ["auth.user-refusal-keeps-session"], ["auth.user-refusal-keeps-session"], RefusedUserCloses),
+    F("pass-with-space-hangs", "PASS with a space in it is never answered", ["auth.pass-with-space"],
+      ["auth.pass-with-space"], PassWithSpaceHangs),
+    F("case-sensitive", "lower-case keywords are refused",
+      ["auth.lowercase-commands", "seed.lowercase-session"],
+      ["auth.lowercase-commands", "seed.lowercase-session"], CaseSensitive),
+    F("unknown-command-ok", "unknown keywords answered +OK", ["args.unknown-command-*"],
+      ["args.unknown-command-authorization", "args.unknown-command-transaction"], UnknownCommandOk),
+    F("lenient-keywords", "STATS runs STAT; control characters and TABs are stripped",
+      ["args.five-letter-keyword", "args.control-character", "args.trailing-tab"],
+      ["args.five-letter-keyword", "args.control-character", "args.trailing-tab"], PrefixKeywords),
+    F("nul-truncates", "a NUL ends the command (DELE 1\\0x runs DELE 1)", ["args.nul-truncation"],
+      ["args.nul-truncation"], NulTruncates),
+    F("empty-line-ignored", "an empty line gets no reply", ["args.empty-line"], ["args.empty-line"],
+      EmptyLineIgnored),
+    F("acts-before-crlf", "a partial line is executed before its CRLF", ["noop.needs-crlf"],
+      ["noop.needs-crlf"], ActsBeforeCrlf),
+    F("short-line-limit", "lines over 44 octets close the connection",
+      ["auth.forty-char-argument", "capa.long-command-line"],
+      ["auth.forty-char-argument", "capa.long-command-line"], ShortLineLimit),
+    F("chunked-long-lines", "an overlong line is executed in 200-octet pieces",
+      ["capa.overlong-line-refused-whole"], ["capa.overlong-line-refused-whole"], ChunkedLongLines),
+    F("no-pipelining", "PIPELINING advertised but later commands of a write are dropped",
+      ["pipelining.*"], ["pipelining.in-order", "pipelining.login", "pipelining.large-burst"],
+      NoPipelining),
+    # greeting and framing of status lines
+    F("greeting-err", "the greeting is -ERR",
+      ["greeting.positive-first", "seed.full-session", "quit.authorization"],
+      ["greeting.positive-first", "quit.authorization"], GreetingErr),
+    F("greeting-two-lines", "an extra line follows the greeting", ["greeting.positive-first"],
+      ["greeting.positive-first"], GreetingTwoLines),
+    F("greeting-angles", "the greeting has '<...>' besides the timestamp", ["greeting.rfc2449-grammar"],
+      ["greeting.rfc2449-grammar"], GreetingAngles),
+    F("lowercase-status", "status '+ok' in lower case", ["noop.transaction", "auth.lowercase-commands"],
+      ["noop.transaction", "auth.lowercase-commands"], LowercaseStatus),
+    F("status-without-crlf", "NOOP's '+OK' has no line end", ["noop.transaction"],
+      ["noop.transaction"], StatusWithoutCrlf),
+    F("unsolicited-line", "DELE sends an extra line", ["dele.twice", "dele.marks-message"],
+      ["dele.twice", "dele.marks-message"], UnsolicitedLine),
+    # TOP
+    F("top-ignores-n", "TOP returns the whole message",
+      ["top.*", "seed.monstrvb-top", "capa.top-works"],
+      ["top.header-and-lines", "top.zero-lines", "seed.monstrvb-top", "capa.top-works",
+       "top.dot-stuffing"], TopIgnoresN),
+    F("top-zero-gives-body", "TOP n returns n+1 body lines (n=0 includes body)",
+      ["top.zero-lines", "top.header-and-lines"], ["top.zero-lines", "top.header-and-lines"],
+      TopZeroGivesBody),
+    F("top-drops-separator", "TOP drops the blank line between header and body",
+      ["top.zero-lines", "top.header-and-lines"], ["top.zero-lines", "top.header-and-lines"],
+      TopDropsSeparator),
+    F("top-unstuffed", "TOP output is not byte-stuffed", ["top.dot-stuffing"], ["top.dot-stuffing"],
+      TopUnstuffed),
+    F("top-advertised-broken", "CAPA advertises TOP but TOP answers -ERR",
+      ["capa.top-works", "top.header-and-lines"], ["capa.top-works", "top.header-and-lines"], TopBroken),
+    # UIDL
+    F("uidl-unstable", "UIDs change between sessions", ["uidl.stable-*", "uidl.moves-with-message"],
+      ["uidl.stable-across-sessions", "uidl.stable-after-drop"], UidlUnstable),
+    F("uidl-duplicates", "every message has the same UID", ["uidl.unique", "uidl.after-dele-and-rset"],
+      ["uidl.unique"], UidlDuplicates),
+    F("uidl-bad-chars", "a UID longer than 70 octets", ["uidl.listing-format"],
+      ["uidl.listing-format"], UidlBadChars),
+    F("uidl-single-differs", "UIDL n disagrees with the listing",
+      ["uidl.single-message", "seed.monstrvb-uidl", "capa.uidl-works", "pipelining.in-order"],
+      ["uidl.single-message", "seed.monstrvb-uidl", "capa.uidl-works"], UidlSingleDiffers),
+    F("uid-is-number", "the UID is derived from the message number",
+      ["uidl.moves-with-message"], ["uidl.moves-with-message"], UidIsNumber),
+    F("uidl-advertised-broken", "CAPA advertises UIDL but UIDL answers -ERR",
+      ["capa.uidl-works", "uidl.listing-format"], ["capa.uidl-works", "uidl.listing-format"],
+      UidlAdvertisedBroken),
+    # lock
+    F("no-lock", "no maildrop lock: a second session deletes under the first",
+      ["lock.*", "auth.lock-held-after-login", "seed.monstrvb-maildrop-locked"],
+      ["lock.second-session-cannot-remove"], store_lock=False),
+    F("lock-kept-after-drop", "a dropped connection never releases the lock",
+      ["lock.released-after-drop"], ["lock.released-after-drop"], LockKeptAfterDrop),
+    F("lock-kept-after-drop-2", "a dropped connection never releases the lock (other accounts)",
+      ["uidl.stable-after-drop", "dele.drop-commits-nothing"],
+      ["uidl.stable-after-drop", "dele.drop-commits-nothing"], LockKeptAfterDrop),
+    F("lock-at-user-leaked", "USER takes the lock and QUIT before PASS leaks it",
+      ["lock.released-after-quit-in-authorization", "quit.after-user-commits-nothing"],
+      ["lock.released-after-quit-in-authorization", "quit.after-user-commits-nothing"], LockAtUser),
+    F("locked-but-ok", "PASS on a locked maildrop answers +OK and a session that cannot work",
+      ["lock.refusal-keeps-authorization", "auth.lock-held-after-login"],
+      ["lock.refusal-keeps-authorization", "auth.lock-held-after-login"], LockedButOk),
+    F("in-use-for-wrong-password", "[IN-USE] sent for a wrong password",
+      ["lock.in-use-not-for-wrong-password"], ["lock.in-use-not-for-wrong-password"],
+      InUseForWrongPassword),
+    F("in-use-without-code", "a locked maildrop is refused without [IN-USE]", ["lock.in-use-code"],
+      ["lock.in-use-code"], InUseWithoutCode),
+    F("bad-resp-codes", "malformed response codes", ["respcodes.*"],
+      ["respcodes.failed-login-grammar", "respcodes.wrong-state-grammar"], BadRespCodes),
+    F("codes-without-resp-codes", "response codes sent but RESP-CODES not advertised",
+      ["respcodes.advertised-when-used"], ["respcodes.advertised-when-used"], CodesWithoutRespCodes),
+    # CAPA
+    F("bad-capa-listing", "dotted tag, bad EXPIRE, APOP tag, IMPLEMENTATION only before login",
+      ["capa.*"], ["capa.authorization-listing", "capa.transaction-listing", "capa.parameter-formats",
+                   "capa.no-apop-tag", "capa.implementation-placement", "capa.expire-never",
+                   "capa.both-states"], BadCapaListing),
+    F("capa-transaction-drops-top", "TOP announced only before login", ["capa.both-states"],
+      ["capa.both-states"], CapaTransactionDropsTop),
+    F("capa-unterminated", "CAPA listing without the '.' line",
+      ["capa.authorization-listing"], ["capa.authorization-listing"], CapaUnterminated),
+    F("capa-argument-closes", "CAPA X closes the connection", ["capa.argument"], ["capa.argument"],
+      CapaArgumentCloses),
+    F("user-advertised-broken", "CAPA advertises USER but USER is refused", ["capa.user-works"],
+      ["capa.user-works"], HiddenLoginDelay),
+    # LAST
+    F("last-broken", "LAST starts at 1, is the last (not highest) number, ignores DELE, survives RSET",
+      ["last.*"], ["last.initial-zero", "last.retr-raises", "last.dele-raises", "last.rset-restores"],
+      LastBroken),
+    # APOP
+    F("apop-fixed-timestamp", "the APOP timestamp never changes",
+      ["greeting.apop-timestamp-unique", "apop.replay"], ["greeting.apop-timestamp-unique", "apop.replay"],
+      ApopFixedTimestamp, apop=True),
+    F("apop-any-digest", "APOP accepts any digest",
+      ["apop.wrong-digest", "apop.short-digest"], ["apop.wrong-digest", "apop.short-digest"],
+      ApopAnyDigest, apop=True),
+    F("apop-bad-timestamp", "the timestamp is not a msg-id",
+      ["greeting.apop-timestamp-msgid", "seed.rfc1939-example-session-apop", "apop.login"],
+      ["greeting.apop-timestamp-msgid"], ApopBadTimestamp, apop=True),
+    F("apop-broken-login", "APOP with the right digest is refused",
+      ["apop.login", "seed.rfc1939-example-session-apop"],
+      ["apop.login", "seed.rfc1939-example-session-apop"], ApopRefusesAll, apop=True),
+    F("apop-off-refuses-badly", "without APOP, APOP closes the connection",
+      ["apop.not-offered-refused"], ["apop.not-offered-refused"], ApopCloses),
+    # autologout (slow scenarios, short configured timer)
+    F("autologout-too-short", "the autologout fires after 2 s",
+      ["autologout.not-before-ten-minutes", "autologout.not-before-ten-minutes-authorization",
+       "autologout.activity-restarts-timer"],
+      ["autologout.not-before-ten-minutes", "autologout.not-before-ten-minutes-authorization",
+       "autologout.activity-restarts-timer"], autologout=2, slow=True),
+    F("commit-on-autologout", "the autologout runs UPDATE", ["autologout.closes-without-update"],
+      ["autologout.closes-without-update"], CommitOnAutologout, autologout=2, slow=True),
+    F("noisy-logout", "the server sends a line before logging the client out",
+      ["autologout.silent-close"], ["autologout.silent-close"], autologout=2, slow=True,
+      extra={"farewell": True}),
+]

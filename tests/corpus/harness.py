@@ -1,0 +1,115 @@
+"""Runs the scenario corpus against a (possibly faulty) reference server
+started in-process, with the fixture written by MaildirProvisioner into the
+same Maildir root the server reads. Results are cached per fault for the
+whole pytest session (the "every scenario seen failing" test reuses them)."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from pathlib import Path
+
+from conformance.config import RunConfig
+from conformance.engine import Runner
+from conformance.fixture import load_fixture
+from conformance.results import ScenarioResult, Verdict
+from conformance.scenario import Scenario, bundled_scenario_dir, load_scenarios
+from reference_server.protocol import Pop3Session, SessionConfig, UserDirectory
+from reference_server.server import Pop3Server, ServerHandle, ServerSettings
+from reference_server.storage import MaildirStore
+
+from faults import FAULTS, Fault, NoLockStore
+
+SCENARIO_DIR = Path(__file__).resolve().parents[2] / "scenarios"
+READ_TIMEOUT = 3.0
+
+
+@cache
+def corpus() -> tuple[Scenario, ...]:
+    return tuple(load_scenarios([SCENARIO_DIR / "pop3"]))
+
+
+def select(patterns: list[str]) -> list[Scenario]:
+    return [s for s in corpus() if any(fnmatch.fnmatch(s.id, p) for p in patterns)]
+
+
+class FarewellServer(Pop3Server):
+    """Sends '-ERR' before closing on autologout (fault for TIMER-05)."""
+
+    async def _converse(self, session, reader, writer):  # type: ignore[override]
+        writer.write(session.greeting())
+        await writer.drain()
+        autologout = self.settings.autologout_seconds
+        while not session.closed:
+            try:
+                async with asyncio.timeout(autologout):
+                    data = await reader.read(65536)
+            except TimeoutError:
+                writer.write(b"-ERR autologout\r\n")
+                await writer.drain()
+                session.autologout()
+                return
+            if not data:
+                return
+            replies = session.receive_data(data)
+            if replies:
+                writer.write(replies)
+                await writer.drain()
+
+
+def start(fault: Fault | None, root: Path) -> ServerHandle:
+    fault = fault or Fault("reference", "", [], [])
+    users = {a.user: a.password for a in load_fixture().accounts.values()}
+    template = str(root / "{user}")
+    store = NoLockStore(template) if not fault.store_lock else MaildirStore(template)
+    if fault.maildrop is not None:
+        store_class = type("FaultStore", (MaildirStore,), {"maildrop_class": fault.maildrop})
+        store = store_class(template)
+    settings = ServerSettings(
+        autologout_seconds=fault.autologout,
+        session_config=SessionConfig(enable_apop=fault.apop, enable_last=True),
+    )
+    server_class = FarewellServer if fault.extra.get("farewell") else Pop3Server
+    server = server_class(store, UserDirectory(users), session_class=fault.session, settings=settings)
+    return ServerHandle(server, "127.0.0.1", 0)
+
+
+def run_against(
+    fault: Fault | None, scenarios: list[Scenario], *, slow: bool = False
+) -> dict[str, ScenarioResult]:
+    with tempfile.TemporaryDirectory(prefix="mailspec-corpus-") as tmp:
+        root = Path(tmp)
+        handle = start(fault, root)
+        try:
+            exact = fault.exact if fault else True
+            config = RunConfig(
+                host=handle.host,
+                port=handle.port,
+                provision=f"maildir,exact={'yes' if exact else 'no'}:{root}/{{user}}",
+                read_timeout=READ_TIMEOUT,
+                auth_timeout=READ_TIMEOUT,
+                slow=slow or bool(fault and fault.slow),
+            )
+            with Runner(config) as runner:
+                return {s.id: runner.run(s) for s in scenarios}
+        finally:
+            handle.close()
+
+
+def caught(result: ScenarioResult) -> bool:
+    return result.verdict in (Verdict.FAIL, Verdict.WARN)
+
+
+@cache
+def fault_results() -> dict[str, dict[str, ScenarioResult]]:
+    def one(fault: Fault) -> tuple[str, dict[str, ScenarioResult]]:
+        try:
+            return fault.name, run_against(fault, select(fault.select))
+        except Exception as exc:  # the run could not start: recorded as no results
+            return fault.name, {"__error__": exc}  # type: ignore[dict-item]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        return dict(pool.map(one, FAULTS))
