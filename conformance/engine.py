@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from conformance import __version__, framing
 from conformance.capabilities import (
@@ -54,6 +54,9 @@ from conformance.scenario import (
     command_is_multiline,
 )
 from conformance.transcript import ClientRedactor, Transcript, show_bytes
+
+if TYPE_CHECKING:
+    from conformance.embedded import EmbeddedServer
 
 AUTH_COMMANDS = frozenset({"USER", "PASS", "APOP", "AUTH"})  # replies use auth_timeout
 BOGUS_USER = "mailspec-no-such-user"
@@ -172,7 +175,7 @@ class _ScenarioRun:
 
     def _step(self, step: Step) -> None:
         if time.monotonic() >= self.deadline:
-            self._fail(
+            self._stop(
                 step,
                 f"the scenario to finish within {self.scenario_timeout:.1f} s",
                 "the scenario deadline passed before this step",
@@ -211,6 +214,11 @@ class _ScenarioRun:
         self._record(step, expected, actual, level=level, kind=kind)
         if level is None or level == self.scenario.level:
             raise _StopScenario
+
+    def _stop(self, step: Step, expected: str, actual: str, *, kind: str = "mismatch") -> NoReturn:
+        """Record a failure at the scenario's level and end the scenario."""
+        self._record(step, expected, actual, level=None, kind=kind)
+        raise _StopScenario
 
     def _framing(self, step: Step | None, findings: list[FramingFinding]) -> None:
         self.failures.extend(framing_failure(step, f) for f in findings)
@@ -316,7 +324,7 @@ class _ScenarioRun:
         if account.login == "apop":  # the account's one login method (RFC 1939 §13)
             timestamp = greeting_timestamp(engine_session.session.greeting)
             if timestamp is None:
-                self._fail(step, "a greeting <timestamp> for APOP", "a greeting without one")
+                self._stop(step, "a greeting <timestamp> for APOP", "a greeting without one")
             commands = [f"APOP {account.user} {apop_digest_of(timestamp, account.password)}"]
         for text in commands:
             self._send_commands(step, engine_session, [text])
@@ -325,9 +333,10 @@ class _ScenarioRun:
             label = engine_session.pending_label
             if reply.outcome is not Outcome.COMPLETE or reply.status is None:
                 self._incomplete(step, reply, label, "+OK")
-            match = positive.match(reply.status.line, {})
+            status = reply.status
+            match = positive.match(status.line, {})
             if not match.ok:
-                self._fail(step, f"+OK to {label}", describe_reply(reply))
+                self._stop(step, f"+OK to {label}", describe_reply(reply))
 
     def _do_ReplyStep(self, step: ReplyStep) -> None:
         engine_session = self._session(step)
@@ -347,13 +356,12 @@ class _ScenarioRun:
                 engine_session.session.close()
                 return
             self._incomplete(step, reply, label, step.pattern.source)
+        status = reply.status
         env = self.env(engine_session)
-        match = self._guarded(step, lambda: step.pattern.match(reply.status.line, env))
+        match = self._guarded(step, lambda: step.pattern.match(status.line, env))
         if not match.ok:
-            if step.else_skip and reply.status.status == "-ERR" and step.pattern.wants_positive():
-                raise _SkipScenario(
-                    f"{step.else_skip} ({label} answered {show_bytes(reply.status.raw)})"
-                )
+            if step.else_skip and status.status == "-ERR" and step.pattern.wants_positive():
+                raise _SkipScenario(f"{step.else_skip} ({label} answered {show_bytes(status.raw)})")
             self._fail(step, f"{match.expected} after {label}", match.actual, level=step.level)
             return
         self.captures.update(match.captures)
@@ -406,7 +414,8 @@ class _ScenarioRun:
             engine_session.replies_unknown = False
         return reply
 
-    def _incomplete(self, step: Step, reply: Reply, label: str, wanted: str) -> None:
+    def _incomplete(self, step: Step, reply: Reply, label: str, wanted: str) -> NoReturn:
+        """A reply did not arrive whole: stall, flood, close or reset."""
         engine_session = self._session(step)
         if reply.outcome is Outcome.TIMEOUT:
             waited = engine_session.step_timeout
@@ -416,7 +425,7 @@ class _ScenarioRun:
                 actual = f"body incomplete: no more data within {waited:.1f} s after {label}"
             else:
                 actual = f"no reply within {waited:.1f} s after {label}"
-            self._fail(step, repr(wanted), actual, kind="timeout")
+            self._stop(step, repr(wanted), actual, kind="timeout")
         if reply.outcome is Outcome.FLOOD:
             # a line without an end breaks the CRLF rule; a body without an end, the terminator
             rule = framing.TERMINATOR if reply.detail.startswith("a body") else framing.LINE_END
@@ -426,7 +435,7 @@ class _ScenarioRun:
         how = "reset" if reply.outcome is Outcome.RESET else "closed"
         partial = f" after sending {reply.detail}" if reply.detail else ""
         where = "in the middle of the body" if reply.status is not None else "instead of replying"
-        self._fail(
+        self._stop(
             step,
             repr(wanted),
             f"connection {how} by the server {where}{partial} ({label})",
@@ -615,7 +624,7 @@ class Runner:
         self.host = config.host or "127.0.0.1"
         self.port = config.port
         self.provisioner: Provisioner = NoneProvisioner()
-        self._embedded: Any = None
+        self._embedded: EmbeddedServer | None = None
         self._needs_reset: set[str] = set(self.fixture.accounts)  # never provisioned yet
         self._last_scenario: dict[str, str] = {}
 
@@ -626,9 +635,11 @@ class Runner:
             if self.config.host is None:
                 from conformance.embedded import EmbeddedServer
 
-                self._embedded = EmbeddedServer(self.fixture, self.config)
-                self.host, self.port = self._embedded.start()
-                self.provisioner = self._embedded.provisioner
+                embedded = EmbeddedServer(self.fixture, self.config)
+                self._embedded = embedded
+                self.host, self.port = embedded.start()
+                assert embedded.provisioner is not None
+                self.provisioner = embedded.provisioner
             else:
                 self.provisioner = external_provisioner(
                     self.config.provision, (self.host, self.port)
@@ -691,6 +702,8 @@ class Runner:
             result.verdict, result.message = Verdict.ERROR, str(error)
         except MailspecError as error:
             result.verdict, result.message = Verdict.ERROR, str(error)
+        except OSError as error:  # the local machine, not the target: cannot judge
+            result.verdict, result.message = Verdict.ERROR, f"local I/O error: {error}"
         result.transcript = transcript.entries
         result.duration = round(time.monotonic() - started, 6)
         return result
@@ -778,7 +791,7 @@ def with_credentials(fixture: Fixture, overrides: Mapping[str, Mapping[str, str]
                 f"accounts.{role}: the fixture has no such role ({', '.join(accounts)})"
             )
         changes = {k: v for k, v in values.items() if k in ("user", "password")}
-        accounts[role] = dataclasses.replace(accounts[role], **changes)
+        accounts[role] = dataclasses.replace(accounts[role], **changes)  # type: ignore[arg-type]
     return Fixture(fixture.source, accounts)
 
 

@@ -254,11 +254,13 @@ class _Evaluator:
         left = self.visit(node.left)
         for op, comparator in zip(node.ops, node.comparators, strict=True):
             right = self.visit(comparator)
-            compare = _COMPARISONS[type(op)]
-            if not self._guard(lambda c=compare, a=left, b=right: c(a, b)):
+            if not self._compare(_COMPARISONS[type(op)], left, right):
                 return False
             left = right
         return True
+
+    def _compare(self, compare: Callable[[Any, Any], bool], left: Any, right: Any) -> bool:
+        return bool(self._guard(lambda: compare(left, right)))
 
     def visit_Subscript(self, node: ast.Subscript) -> Any:
         container = self.visit(node.value)

@@ -295,9 +295,9 @@ def load_scenarios(paths: Iterable[Path | str]) -> list[Scenario]:
     for file in dict.fromkeys(files):
         for scenario in load_scenario_file(file):
             if scenario.id in seen:
-                path, _, line = scenario.source.rpartition(":")
+                source_path, _, line = scenario.source.rpartition(":")
                 raise ScenarioError(
-                    path,
+                    source_path,
                     int(line),
                     f"duplicate scenario id {scenario.id!r} (first in {seen[scenario.id]})",
                 )
