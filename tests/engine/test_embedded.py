@@ -111,3 +111,53 @@ def test_missing_reference_server_is_a_clear_error(monkeypatch: pytest.MonkeyPat
     with pytest.raises(TargetUnreachable, match=r"reference server .* is not importable"):
         with Runner(RunConfig()):
             pass
+
+
+UNDECLARED_COMMIT = """\
+section: "end to end"
+scenarios:
+  - id: e2e.sneaky-dele
+    title: deletes a message without saying commits
+    requirements: [POP3-1939-DELE-01]
+    level: MUST
+    account: spare2
+    steps:
+      - open: a
+      - S: +OK
+      - login
+      - C: DELE 1
+      - S: +OK
+      - C: QUIT
+      - S: +OK
+  - id: e2e.victim
+    title: runs after the sneaky one
+    requirements: [POP3-1939-DELE-01]
+    level: MUST
+    account: spare2
+    steps:
+      - open: a
+      - S: +OK
+  - id: e2e.recovered
+    title: the account was re-provisioned after the ERROR
+    requirements: [POP3-1939-DELE-01]
+    level: MUST
+    account: spare2
+    steps:
+      - open: a
+      - S: +OK
+      - login
+      - C: STAT
+      - S: "+OK {count} {size:int}"
+"""
+
+
+def test_undeclared_commit_is_caught_by_verification_then_repaired(tmp_path: Path) -> None:
+    path = tmp_path / "sneaky.yaml"
+    path.write_text(UNDECLARED_COMMIT, encoding="utf-8")
+    with Runner(RunConfig(read_timeout=5)) as runner:
+        sneaky, victim, recovered = (runner.run(s) for s in load_scenario_file(path))
+    assert sneaky.verdict is Verdict.PASS
+    assert victim.verdict is Verdict.ERROR
+    assert "STAT count is 2, the fixture has 3 messages" in victim.message
+    assert "last used by e2e.sneaky-dele" in victim.message
+    assert recovered.verdict is Verdict.PASS, recovered.message
