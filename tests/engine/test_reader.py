@@ -4,6 +4,7 @@ and with trailing garbage (which must stay buffered, untouched)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 
@@ -49,10 +50,24 @@ FEEDERS: dict[str, Callable[[ReplyReader, bytes], list[Event]]] = {
 }
 
 
-def read(data: bytes, how: str, *, multiline: bool = False, eof: bool = False, **limits: int):
+@dataclass(frozen=True)
+class Feeding:
+    """How a case is fed: all at once or byte by byte, with or without
+    garbage after the reply (which must stay buffered, untouched)."""
+
+    mode: str
+    garbage: bytes
+
+
+FEEDINGS = [Feeding(mode, garbage) for mode in FEEDERS for garbage in (b"", GARBAGE)]
+
+
+def read(
+    data: bytes, how: Feeding, *, multiline: bool = False, eof: bool = False, **limits: int
+) -> tuple[ReplyReader, list[Event]]:
     reader = ReplyReader(**limits)
     reader.begin_reply(multiline)
-    events = FEEDERS[how](reader, data)
+    events = FEEDERS[how.mode](reader, data if eof else data + how.garbage)
     if eof:
         reader.feed_eof()
         events += drain(reader)
@@ -67,28 +82,25 @@ def without_findings(events: list[Event]) -> list[Event]:
     return [e for e in events if not isinstance(e, FramingFinding)]
 
 
-@pytest.fixture(params=list(FEEDERS))
-def how(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(params=FEEDINGS, ids=lambda f: f"{f.mode}{'+garbage' if f.garbage else ''}")
+def how(request: pytest.FixtureRequest) -> Feeding:
     return request.param
 
 
-@pytest.mark.parametrize("garbage", [b"", GARBAGE], ids=["clean", "trailing-garbage"])
-def test_single_line_replies(how: str, garbage: bytes) -> None:
-    for raw, status in (
-        (b"+OK 2 320\r\n", "+OK"),
-        (b"-ERR no such message\r\n", "-ERR"),
-        (b"+OK\r\n", "+OK"),
-    ):
-        reader, events = read(raw + garbage, how)
-        assert events == [StatusLine(raw, raw[:-2], status)]
-        assert reader.state is State.DONE
-        assert reader.buffered == garbage
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [(b"+OK 2 320\r\n", "+OK"), (b"-ERR no such message\r\n", "-ERR"), (b"+OK\r\n", "+OK")],
+)
+def test_single_line_replies(how: Feeding, raw: bytes, status: str) -> None:
+    reader, events = read(raw, how)
+    assert events == [StatusLine(raw, raw[:-2], status)]
+    assert reader.state is State.DONE
+    assert reader.buffered == how.garbage
 
 
-@pytest.mark.parametrize("garbage", [b"", GARBAGE], ids=["clean", "trailing-garbage"])
-def test_multiline_body_is_unstuffed_and_counted(how: str, garbage: bytes) -> None:
+def test_multiline_body_is_unstuffed_and_counted(how: Feeding) -> None:
     raw = b"+OK 3 octets\r\nSubject: x\r\n..dot\r\n...\r\n\r\n.\r\n"
-    reader, events = read(raw + garbage, how, multiline=True)
+    reader, events = read(raw, how, multiline=True)
     assert events == [
         StatusLine(b"+OK 3 octets\r\n", b"+OK 3 octets", "+OK"),
         BodyLine(b"Subject: x\r\n", b"Subject: x"),
@@ -97,41 +109,45 @@ def test_multiline_body_is_unstuffed_and_counted(how: str, garbage: bytes) -> No
         BodyLine(b"\r\n", b""),
         BodyEnd(len(b"Subject: x\r\n.dot\r\n..\r\n\r\n")),
     ]
-    assert reader.buffered == garbage
+    assert reader.buffered == how.garbage
 
 
-def test_negative_reply_to_a_multiline_command_has_no_body(how: str) -> None:
+def test_negative_reply_to_a_multiline_command_has_no_body(how: Feeding) -> None:
     reader, events = read(b"-ERR no\r\n.\r\n", how, multiline=True)
     assert without_findings(events) == [StatusLine(b"-ERR no\r\n", b"-ERR no", "-ERR")]
-    assert reader.buffered == b".\r\n"
+    assert reader.buffered == b".\r\n" + how.garbage
 
 
-def test_empty_body(how: str) -> None:
-    _, events = read(b"+OK\r\n.\r\n", how, multiline=True)
+def test_empty_body(how: Feeding) -> None:
+    reader, events = read(b"+OK\r\n.\r\n", how, multiline=True)
     assert events[-1] == BodyEnd(0)
+    assert reader.buffered == how.garbage
 
 
-def test_bare_lf_is_a_line_end_finding_and_the_line_still_counts(how: str) -> None:
-    _, events = read(b"+OK 1 2\n", how)
+def test_bare_lf_is_a_line_end_finding_and_the_line_still_counts(how: Feeding) -> None:
+    reader, events = read(b"+OK 1 2\n", how)
     assert rules(events) == ["line-end"]
     assert StatusLine(b"+OK 1 2\n", b"+OK 1 2", "+OK") in events
+    assert reader.buffered == how.garbage
 
 
-def test_bare_cr_inside_a_body_line(how: str) -> None:
-    _, events = read(b"+OK\r\na\rb\r\n.\r\n", how, multiline=True)
+def test_bare_cr_inside_a_body_line(how: Feeding) -> None:
+    reader, events = read(b"+OK\r\na\rb\r\n.\r\n", how, multiline=True)
     assert rules(events) == ["line-end"]
     finding = next(e for e in events if isinstance(e, FramingFinding))
     assert "bare CR" in finding.detail and "a\\rb\\r\\n" in finding.detail
+    assert reader.buffered == how.garbage
 
 
 @pytest.mark.parametrize("line", [b"+ok\r\n", b"+OKAY\r\n", b"OK\r\n", b"-ERR\tx\r\n", b" +OK\r\n"])
-def test_status_not_exactly_ok_or_err(how: str, line: bytes) -> None:
-    _, events = read(line, how)
+def test_status_not_exactly_ok_or_err(how: Feeding, line: bytes) -> None:
+    reader, events = read(line, how)
     assert rules(events) == ["status"]
     assert StatusLine(line, line[:-2], None) in events
+    assert reader.buffered == how.garbage
 
 
-def test_status_line_length_limit(how: str) -> None:
+def test_status_line_length_limit(how: Feeding) -> None:
     at_limit = b"+OK " + b"x" * (512 - 6) + b"\r\n"
     _, events = read(at_limit, how)
     assert len(at_limit) == 512 and rules(events) == []
@@ -142,26 +158,27 @@ def test_status_line_length_limit(how: str) -> None:
     assert "513 octets" in finding.detail
 
 
-def test_unstuffed_dot_line(how: str) -> None:
-    _, events = read(b"+OK\r\n.hidden\r\n.\r\n", how, multiline=True)
+def test_unstuffed_dot_line(how: Feeding) -> None:
+    reader, events = read(b"+OK\r\n.hidden\r\n.\r\n", how, multiline=True)
     assert rules(events) == ["stuffing"]
     assert BodyLine(b".hidden\r\n", b"hidden") in events
+    assert reader.buffered == how.garbage
 
 
-def test_eof_inside_the_body_is_a_terminator_finding(how: str) -> None:
+def test_eof_inside_the_body_is_a_terminator_finding(how: Feeding) -> None:
     reader, events = read(b"+OK\r\nline\r\npart", how, multiline=True, eof=True)
     assert rules(events) == ["terminator"]
     assert isinstance(events[-1], ConnectionEnded) and events[-1].partial == b"part"
     assert reader.state is State.BROKEN
 
 
-def test_eof_inside_the_status_line(how: str) -> None:
+def test_eof_inside_the_status_line(how: Feeding) -> None:
     _, events = read(b"+OK no line end", how, eof=True)
     assert rules(events) == ["line-end"]
     assert events[-1] == ConnectionEnded(b"+OK no line end")
 
 
-def test_eof_before_anything(how: str) -> None:
+def test_eof_before_anything(how: Feeding) -> None:
     _, events = read(b"", how, eof=True)
     assert events == [ConnectionEnded(b"")]
 
@@ -181,12 +198,12 @@ def test_endless_line_stops_at_the_bound() -> None:
     assert reader.buffered == b"" and drain(reader) == []
 
 
-def test_long_line_arriving_in_one_chunk_with_its_lf_is_a_flood(how: str) -> None:
+def test_long_line_arriving_in_one_chunk_with_its_lf_is_a_flood(how: Feeding) -> None:
     _, events = read(b"+OK " + b"x" * 2000 + b"\r\n", how, max_line_octets=1000)
     assert any(isinstance(e, Flood) for e in events)
 
 
-def test_body_larger_than_the_bound(how: str) -> None:
+def test_body_larger_than_the_bound(how: Feeding) -> None:
     body = b"+OK\r\n" + b"0123456789\r\n" * 20 + b".\r\n"
     _, events = read(body, how, multiline=True, max_body_octets=100)
     assert events[-1] == Flood("a body larger than 100 octets")
