@@ -6,7 +6,7 @@ CAPA — one harmless TOP and UIDL probe each."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from conformance.config import RunConfig
 from conformance.driver import ConnectError, Outcome, Reply, Session, deadline_after
@@ -39,7 +39,6 @@ class ProbeSession:
 
     session: Session
     config: RunConfig
-    log: list[str] = field(default_factory=list)
 
     def command(self, text: str, *, multiline: bool = False, auth: bool = False) -> Reply:
         # Not a judge: stray bytes (the scenarios' framing oracle reports

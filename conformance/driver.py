@@ -37,6 +37,7 @@ class Outcome(enum.StrEnum):
     RESET = "reset"  # connection reset by the server
     TIMEOUT = "timeout"  # nothing (more) arrived before the deadline
     FLOOD = "flood"  # a size bound was crossed
+    DATA = "data"  # bytes arrived while waiting for silence
 
 
 @dataclass
@@ -57,7 +58,7 @@ class Reply:
 class Quiet:
     """What happened while waiting for nothing to happen."""
 
-    outcome: Outcome  # TIMEOUT = stayed quiet; CLOSED/RESET; COMPLETE = data arrived
+    outcome: Outcome  # TIMEOUT = stayed quiet; CLOSED/RESET; DATA = bytes arrived
     data: bytes = b""
 
 
@@ -220,7 +221,7 @@ class Session:
         or reset. TIMEOUT means nothing happened."""
         pending = self.reader.take_buffered()
         if pending:
-            return Quiet(Outcome.COMPLETE, pending)
+            return Quiet(Outcome.DATA, pending)
         if self.closed_by_server:
             return Quiet(Outcome.RESET if self._reset_seen else Outcome.CLOSED)
         until = min(time.monotonic() + seconds, deadline)
@@ -228,7 +229,7 @@ class Session:
         if isinstance(received, Outcome):
             return Quiet(received)
         if received:
-            return Quiet(Outcome.COMPLETE, self.reader.take_buffered())
+            return Quiet(Outcome.DATA, self.reader.take_buffered())
         return Quiet(Outcome.RESET if self._reset_seen else Outcome.CLOSED)
 
     def close(self) -> None:

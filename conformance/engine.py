@@ -448,14 +448,14 @@ class _ScenarioRun:
     def _do_IdleStep(self, step: IdleStep) -> None:
         engine_session = self._session(step)
         quiet = engine_session.session.wait_quiet(step.seconds, self.deadline)
-        if quiet.outcome is Outcome.COMPLETE:
+        if quiet.outcome is Outcome.DATA:
             self._unsolicited(step, engine_session, quiet.data, "while idle")
             raise _StopScenario
 
     def _do_ExpectOpenStep(self, step: ExpectOpenStep) -> None:
         engine_session = self._session(step)
         quiet = engine_session.session.wait_quiet(step.seconds, self.deadline)
-        if quiet.outcome is Outcome.COMPLETE:
+        if quiet.outcome is Outcome.DATA:
             self._unsolicited(
                 step, engine_session, quiet.data, "while the connection should stay open"
             )
@@ -473,7 +473,7 @@ class _ScenarioRun:
         wait = step.timeout or self.config.read_timeout
         quiet = engine_session.session.wait_quiet(wait, self.deadline)
         expected = "the server to close the connection, sending nothing more"
-        if quiet.outcome is Outcome.COMPLETE:
+        if quiet.outcome is Outcome.DATA:
             self._fail(step, expected, f"received {show_bytes(quiet.data)}")
         elif quiet.outcome is Outcome.TIMEOUT:
             self._fail(step, expected, f"connection still open after {wait:.1f} s", kind="timeout")

@@ -38,7 +38,6 @@ CAPTURE_MEANING = {
 }
 _CAPTURE_TOKEN = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s*([A-Za-z]+)\s*$")
 _RESPONSE_CODE = re.compile(r"^\[([^\]\s]+)\]")
-CAPTURE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class PatternError(ValueError):
@@ -620,13 +619,3 @@ def describe_difference(expected: bytes, got: bytes) -> str | None:
         f"{sizes}: first difference at octet {offset} (line {line_number}): "
         f"expected {show_bytes(line_at(expected), 120)}, got {show_bytes(line_at(got), 120)}"
     )
-
-
-def parse_expression_value(value: int | str) -> Expression:
-    """An int or an expression string as an Expression."""
-    return parse_expression(str(value))
-
-
-def capture_names_are_valid(names: set[str]) -> str | None:
-    bad = sorted(n for n in names if not CAPTURE_NAME_RE.match(n))
-    return bad[0] if bad else None

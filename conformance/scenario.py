@@ -679,13 +679,13 @@ def reply_pattern(value: Any, exact: bool, line: int) -> LinePattern:
     if isinstance(value, dict):
         if exact:
             raise _Problem(line, "'exact' applies to string patterns ({line:} is exact already)")
-        return _mapping_line_pattern(value, line, status_required=True)
+        return _mapping_line_pattern(value, line)
     if isinstance(value, str):
         return status_pattern(value, exact)
     raise _Problem(line, f"'S' takes a pattern string, a list or a mapping, not {value!r}")
 
 
-def _mapping_line_pattern(value: dict[str, Any], line: int, status_required: bool) -> LinePattern:
+def _mapping_line_pattern(value: dict[str, Any], line: int) -> LinePattern:
     keys = set(value)
     if keys == {"line"} and isinstance(value["line"], str):
         return ExactLinePattern(value["line"], token_line(value["line"], exact=True))
@@ -705,7 +705,7 @@ def body_line_pattern(value: Any, line: int) -> LinePattern:
     if isinstance(value, int) and not isinstance(value, bool):
         return TokenPattern(str(value), token_line(str(value)))
     if isinstance(value, dict):
-        return _mapping_line_pattern(value, line, status_required=False)
+        return _mapping_line_pattern(value, line)
     raise _Problem(line, f"a body line pattern is a string or {{line:}}/{{re:}}, not {value!r}")
 
 
