@@ -16,10 +16,7 @@ from faults import FAULTS
 # Scenarios the reference server does not pass, on purpose or as known
 # deviations reported to its owner (docs/corpus.md). Exact: a fix must
 # remove the entry.
-REFERENCE_DEVIATIONS = {
-    "last.persists-across-sessions": Verdict.FAIL,  # LAST not kept across sessions (RFC 1225)
-    "state.pass-after-capa": Verdict.WARN,  # PASS accepted after USER, CAPA (caveat 6)
-}
+REFERENCE_DEVIATIONS: dict[str, Verdict] = {}
 # SKIPs on the reference: capabilities it deliberately lacks, slow tier.
 REFERENCE_SKIP_OK = [
     "autologout.*",  # slow tier
