@@ -155,3 +155,33 @@ def test_none_does_nothing(fixture: Fixture, tmp_path: Path):
     before = sorted(tmp_path.iterdir())
     prov.reset(fixture.account("main"))
     assert sorted(tmp_path.iterdir()) == before
+
+
+def test_apop_only_account_is_emptied_and_counted_with_apop(fixture: Fixture, tmp_path: Path):
+    """An account with `login: apop` is logged in by APOP while provisioning
+    (PASS would be refused for it on a server that follows the fixture)."""
+    from reference_server.protocol import LoginMethod, UserDirectory
+    from reference_server.server import start_server
+    from reference_server.storage import MaildirStore
+
+    account = fixture.account("apop")
+    assert account.login == "apop"
+    root = tmp_path / "apopmail"
+    users = UserDirectory()
+    users.set(account.user, account.password, LoginMethod.APOP)  # PASS refused
+    handle = start_server(
+        store=MaildirStore(str(root / "{user}")), users=users, port=0, enable_apop=True
+    )
+    try:
+        script = tmp_path / "deliver.py"
+        script.write_text(DELIVER_SCRIPT)
+        prov = make_provisioner(
+            f"command:{sys.executable} {script} {root}", target=(handle.host, handle.port)
+        )
+        prov.reset(account)
+        conn = poplib.POP3(handle.host, handle.port, timeout=10)
+        conn.apop(account.user, account.password)
+        assert conn.stat()[0] == account.count
+        conn.quit()
+    finally:
+        handle.close()

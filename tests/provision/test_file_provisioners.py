@@ -296,3 +296,27 @@ def test_mbox_reader_never_sees_a_partial_mbox(tmp_path: Path, fixture: Fixture)
         stop.set()
         thread.join()
     assert bad == []
+
+
+def test_maildir_eol_lf_keeps_the_wire_form(tmp_path: Path, fixture: Fixture):
+    """eol=lf (for servers that cannot parse CRLF headers) stores LF only and
+    ends the last line; the server's wire form is the fixture's."""
+    account = fixture.account("main")
+    prov = make_provisioner(f"maildir,eol=lf:{tmp_path}/{{user}}")
+    assert prov.byte_exact and "eol=lf" in prov.describe()
+    prov.reset(account)
+    for f in (tmp_path / account.user / "new").iterdir():
+        data = f.read_bytes()
+        assert b"\r" not in data and data.endswith(b"\n"), f.name
+    assert served(MaildirStore(str(tmp_path / "{user}")), account) == [
+        m.wire for m in account.messages
+    ]
+
+
+def test_exact_no_declares_a_server_that_rewrites_messages(tmp_path: Path):
+    for kind in ("maildir", "mbox"):
+        prov = make_provisioner(f"{kind},exact=no:{tmp_path}/{{user}}")
+        assert not prov.byte_exact
+        assert "exact=no" in prov.describe()
+    with pytest.raises(ProvisionError, match="exact='maybe'"):
+        make_provisioner(f"mbox,exact=maybe:{tmp_path}/{{user}}")
