@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -36,7 +37,7 @@ class FixtureMessage:
     name: str
     raw: bytes  # as stored on disk: may use LF, may lack a final newline
 
-    @property
+    @cached_property
     def wire(self) -> bytes:
         """The content as a server must send it, unstuffed: CRLF line ends,
         and a final CRLF appended when the stored message lacks one."""
@@ -47,7 +48,7 @@ class FixtureMessage:
     def octets(self) -> int:
         return len(self.wire)
 
-    @property
+    @cached_property
     def accepted_octets(self) -> frozenset[int]:
         """Sizes a server may report: with or without the CRLF it appends to a
         message that has no final newline (verdict-principles 13)."""
@@ -88,7 +89,7 @@ class Account:
     def count(self) -> int:
         return len(self.messages)
 
-    @property
+    @cached_property
     def size(self) -> int:
         return sum(m.octets for m in self.messages)
 
