@@ -18,6 +18,7 @@ the same code a user's run does.
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import pwd
 import re
@@ -254,7 +255,9 @@ class DovecotServer(ManagedServer):
             internal, internal_group, login = "dovecot", "dovecot", "dovenull"
         else:
             internal = login = pwd.getpwuid(os.geteuid()).pw_name
-            internal_group = internal
+            internal_group = grp.getgrgid(os.getegid()).gr_name
+        # chroot needs root; an unprivileged master runs its services in place
+        chroot = "" if os.geteuid() == 0 else "  chroot =\n"
         conf = f"""# written by mailspec interop/servers.py
 protocols = pop3
 listen = 127.0.0.1
@@ -278,8 +281,10 @@ userdb {{
   driver = static
   args = uid={self.uid} gid={self.gid} home={d}/mail/%u
 }}
+service anvil {{
+{chroot}}}
 service pop3-login {{
-  inet_listener pop3 {{
+{chroot}  inet_listener pop3 {{
     address = 127.0.0.1
     port = {self.port}
   }}
