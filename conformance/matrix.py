@@ -468,6 +468,7 @@ document.querySelectorAll('section.tr').forEach(function(s){var ok=true;
 if(only&&s.dataset.verdict==='PASS')ok=false;if(q&&s.dataset.search.indexOf(q)<0)ok=false;
 s.style.display=ok?'':'none';});}
 document.addEventListener('DOMContentLoaded',function(){
+if(location.search.indexOf('nonpass')>=0)document.getElementById('nonpass').checked=true;
 document.getElementById('nonpass').addEventListener('change',applyFilter);
 document.getElementById('q').addEventListener('input',applyFilter);
 document.getElementById('expand').addEventListener('click',function(){
@@ -521,8 +522,8 @@ def render_html(
         )
     parts.append("</div>")
     parts.append(
-        '<div class="controls"><label><input type="checkbox" id="nonpass"> only rows that are '
-        "not PASS everywhere</label>"
+        '<div class="controls"><label title="or open the page with ?nonpass">'
+        '<input type="checkbox" id="nonpass"> only rows that are not PASS everywhere</label>'
         '<input type="search" id="q" placeholder="filter: id, title, requirement…">'
         '<button id="expand" type="button">expand all</button>'
         '<span class="legend">'

@@ -53,6 +53,9 @@ def test_html_has_every_cell_and_its_transcript_anchor(samples):
     # self-contained: no external resources
     assert not re.search(r'(src|href)="(https?:)?//', page)
     assert "<link" not in page
+    # no stray control characters (e.g. a "\b" that Python turned into 0x08)
+    assert not re.search(r"[\x00-\x08\x0b-\x1f]", page)
+    assert "location.search.indexOf('nonpass')" in page  # ?nonpass presets the filter
     for t in m.targets:
         for sid, *_ in SCENARIOS:
             a = matrix.anchor(t.label, sid)
