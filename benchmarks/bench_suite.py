@@ -1,0 +1,208 @@
+"""How fast is a full conformance run, compared with what the wire costs?
+
+The brief: the whole suite against a local server should take about as long
+as its bytes take to cross loopback, plus pytest's start-up. This script
+measures both in the same run and prints the ratio:
+
+1. a loopback baseline on this machine, now: TCP connect time, round-trip
+   time of a small request/response, and one-way throughput;
+2. a full default run (`run_suite`, embedded reference server), timed;
+3. from that run's transcripts: connections opened, request/response turns,
+   octets both ways, and the deliberate waits the scenarios ask for
+   (`idle:`, `expect_open:`), which no implementation can avoid;
+4. baseline = connects x connect + turns x RTT + octets / throughput + waits,
+   and the ratio of the measured run to it (with and without the waits);
+5. start-up of `mailspec run` and of pytest with the plugin, as subprocesses.
+
+Usage: python benchmarks/bench_suite.py [--repeat N] [--select GLOB]...
+
+Loopback only; every loop is bounded. Prints figures, asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from conformance.config import RunConfig
+from conformance.engine import run_suite
+from conformance.results import Direction, RunResult
+from conformance.scenario import (
+    ExpectOpenStep,
+    IdleStep,
+    Scenario,
+    bundled_scenario_dir,
+    load_scenarios,
+)
+
+RTT_SAMPLES = 2000
+CONNECT_SAMPLES = 200
+THROUGHPUT_OCTETS = 64 * 1024 * 1024
+CHUNK = 64 * 1024
+
+
+def _echo_server() -> tuple[socket.socket, int]:
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(30)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=_echo, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, listener.getsockname()[1]
+
+
+def _echo(conn: socket.socket) -> None:
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn.settimeout(30)
+    with conn:
+        while True:
+            data = conn.recv(CHUNK)
+            if not data:
+                return
+            if data[:1] == b"R":  # a round-trip probe: answer it
+                conn.sendall(b"+OK\r\n")
+            # anything else is throughput traffic: drained, not echoed
+
+
+def loopback_baseline() -> dict[str, float]:
+    listener, port = _echo_server()
+    try:
+        connects = []
+        for _ in range(CONNECT_SAMPLES):
+            started = time.perf_counter()
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            connects.append(time.perf_counter() - started)
+            s.close()
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        rtts = []
+        for _ in range(RTT_SAMPLES):
+            started = time.perf_counter()
+            s.sendall(b"RSTAT\r\n")
+            s.recv(64)
+            rtts.append(time.perf_counter() - started)
+        s.close()
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        block = b"x" * CHUNK
+        started = time.perf_counter()
+        sent = 0
+        while sent < THROUGHPUT_OCTETS:
+            s.sendall(block)
+            sent += len(block)
+        s.shutdown(socket.SHUT_WR)
+        s.recv(1)  # returns b"" once the echo side has drained and closed
+        throughput = sent / (time.perf_counter() - started)
+        s.close()
+    finally:
+        listener.close()
+    return {
+        "connect": statistics.median(connects),
+        "rtt": statistics.median(rtts),
+        "throughput": throughput,
+    }
+
+
+def deliberate_waits(scenarios: list[Scenario]) -> float:
+    return sum(
+        step.seconds
+        for scenario in scenarios
+        for step in scenario.steps
+        if isinstance(step, IdleStep | ExpectOpenStep)
+    )
+
+
+def wire_figures(run: RunResult) -> dict[str, int]:
+    connects = turns = octets = 0
+    for result in run.results:
+        last_direction = None
+        for entry in result.transcript:
+            if entry.direction is Direction.EVENT:
+                if entry.data.startswith(b"connected"):
+                    connects += 1
+                continue
+            octets += len(entry.data)
+            if entry.direction is Direction.CLIENT and last_direction is not Direction.CLIENT:
+                turns += 1
+            last_direction = entry.direction
+    return {"connects": connects, "turns": turns, "octets": octets}
+
+
+def timed_command(argv: list[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, cwd=cwd, capture_output=True, timeout=600, check=False)
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3, help="timed full runs (best is used)")
+    parser.add_argument("--select", action="append", default=[], help="scenario id glob")
+    args = parser.parse_args()
+
+    scenarios = [s for s in load_scenarios([bundled_scenario_dir()]) if not s.slow]
+    if args.select:
+        scenarios = [s for s in scenarios if any(fnmatch.fnmatch(s.id, p) for p in args.select)]
+
+    base = loopback_baseline()
+    walls, run = [], None
+    for _ in range(max(1, args.repeat)):
+        started = time.perf_counter()
+        run = run_suite(scenarios, RunConfig())
+        walls.append(time.perf_counter() - started)
+    assert run is not None
+    wire = wire_figures(run)
+    waits = deliberate_waits(scenarios)
+    wire_seconds = (
+        wire["connects"] * base["connect"]
+        + wire["turns"] * base["rtt"]
+        + wire["octets"] / base["throughput"]
+    )
+    baseline = wire_seconds + waits
+    best = min(walls)
+
+    repo = Path(__file__).resolve().parents[1]
+    tmp = Path("/tmp")
+    pytest_startup = timed_command([sys.executable, "-m", "pytest", "--version"], tmp)
+    cli_startup = timed_command([sys.executable, "-m", "conformance", "--help"], tmp)
+
+    verdicts = ", ".join(f"{v}={n}" for v, n in run.counts().items() if n)
+    all_walls = ", ".join(f"{w:.2f}" for w in walls)
+    per_turn_ms = (best - waits) / max(1, wire["turns"]) * 1e3
+    print(f"scenarios run            {len(scenarios)}  ({verdicts})")
+    print(f"loopback connect         {base['connect'] * 1e6:8.1f} us (median of {CONNECT_SAMPLES})")
+    print(f"loopback round trip      {base['rtt'] * 1e6:8.1f} us (median of {RTT_SAMPLES})")
+    print(f"loopback throughput      {base['throughput'] / 1e6:8.1f} MB/s")
+    print(f"connections opened       {wire['connects']}")
+    print(f"request/response turns   {wire['turns']}")
+    print(f"octets on the wire       {wire['octets']:,}")
+    print(f"deliberate waits         {waits:8.2f} s (idle:/expect_open: in the scenarios)")
+    print(f"wire time (baseline)     {wire_seconds:8.3f} s")
+    print(f"baseline incl. waits     {baseline:8.3f} s")
+    print(f"full run, best of {len(walls)}     {best:8.3f} s  (all: {all_walls})")
+    print(f"ratio run / baseline     {best / baseline:8.2f}x")
+    if best > waits and wire_seconds > 0:
+        print(
+            f"ratio excluding waits    {(best - waits) / wire_seconds:8.1f}x  "
+            f"(engine + server time per turn: {per_turn_ms:.2f} ms)"
+        )
+    print(f"pytest start-up          {pytest_startup:8.3f} s (python -m pytest --version)")
+    print(f"mailspec start-up        {cli_startup:8.3f} s (python -m conformance --help)")
+    print(f"repository               {repo}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
