@@ -35,6 +35,12 @@ class StatusLine:
     def positive(self) -> bool:
         return self.status == "+OK"
 
+    @property
+    def looks_positive(self) -> bool:
+        """`+OK` in any case: what a lenient client takes as positive (and so
+        reads a body after). The strict form is `positive`."""
+        return self.line[:3].upper() == STATUS_POSITIVE
+
 
 @dataclass(frozen=True)
 class BodyLine:
@@ -205,8 +211,9 @@ class ReplyReader:
                     f"(limit {MAX_STATUS_LINE_OCTETS})",
                 )
             )
-        self._pending.append(StatusLine(raw, line, status))
-        if status == "+OK" and self._multiline_if_positive:
+        status_line = StatusLine(raw, line, status)
+        self._pending.append(status_line)
+        if status_line.looks_positive and self._multiline_if_positive:
             self._state = State.BODY
         else:
             self._state = State.DONE

@@ -182,6 +182,18 @@ class Scenario:
     slow: bool = False
     notes: str = ""
 
+    def logs_in(self) -> bool:
+        """True if some step may authenticate (login, or a USER/PASS/APOP/AUTH
+        command in its text): only such a scenario can see a maildrop."""
+        for step in self.steps:
+            if isinstance(step, LoginStep):
+                return True
+            for template in _templates_of(step):
+                literal = " ".join(part for part in template if isinstance(part, str))
+                if AUTHENTICATING_WORD.search(literal):
+                    return True
+        return False
+
     def accounts_used(self) -> tuple[str, ...]:
         """Every account role a session of this scenario logs in to."""
         roles = [self.account]
@@ -189,6 +201,17 @@ class Scenario:
             if isinstance(step, OpenStep) and step.account and step.account not in roles:
                 roles.append(step.account)
         return tuple(roles)
+
+
+AUTHENTICATING_WORD = re.compile(r"(?i)\b(USER|PASS|APOP|AUTH)\b")
+
+
+def _templates_of(step: Step) -> tuple[tuple[Segment, ...], ...]:
+    if isinstance(step, CommandStep | SendStep):
+        return (step.template,)
+    if isinstance(step, PipelineStep):
+        return step.templates
+    return ()
 
 
 def command_is_multiline(command_line: str) -> bool:

@@ -44,7 +44,7 @@ class SendThenClose:
     data: bytes
 
 
-Reply = bytes | Action | SendThenClose
+Reply = bytes | Action | SendThenClose | list  # a list: one per use, the last repeats
 
 
 MESSAGE_ONE = FixtureMessage("one.eml", b"Subject: one\r\n\r\nfirst line\r\n.dot line\r\n")
@@ -187,6 +187,9 @@ class ScriptedServer:
 
     def _perform(self, conn: socket.socket, reply: Reply) -> bool:
         """Send or act; False when the connection is finished."""
+        if isinstance(reply, list):
+            with self._lock:
+                reply = reply.pop(0) if len(reply) > 1 else reply[0]
         if isinstance(reply, bytes):
             conn.sendall(reply)
             return True

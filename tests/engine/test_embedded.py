@@ -129,6 +129,14 @@ scenarios:
       - S: +OK
       - C: QUIT
       - S: +OK
+  - id: e2e.no-login
+    title: never logs in, so nothing is verified before it
+    requirements: [POP3-1939-GREET-01]
+    level: MUST
+    account: spare2
+    steps:
+      - open: a
+      - S: +OK
   - id: e2e.victim
     title: runs after the sneaky one
     requirements: [POP3-1939-DELE-01]
@@ -137,6 +145,7 @@ scenarios:
     steps:
       - open: a
       - S: +OK
+      - login
   - id: e2e.recovered
     title: the account was re-provisioned after the ERROR
     requirements: [POP3-1939-DELE-01]
@@ -155,8 +164,9 @@ def test_undeclared_commit_is_caught_by_verification_then_repaired(tmp_path: Pat
     path = tmp_path / "sneaky.yaml"
     path.write_text(UNDECLARED_COMMIT, encoding="utf-8")
     with Runner(RunConfig(read_timeout=5)) as runner:
-        sneaky, victim, recovered = (runner.run(s) for s in load_scenario_file(path))
+        sneaky, no_login, victim, recovered = (runner.run(s) for s in load_scenario_file(path))
     assert sneaky.verdict is Verdict.PASS
+    assert no_login.verdict is Verdict.PASS
     assert victim.verdict is Verdict.ERROR
     assert "STAT count is 2, the fixture has 3 messages" in victim.message
     assert "last used by e2e.sneaky-dele" in victim.message

@@ -1,0 +1,76 @@
+"""The probe and the verification are not judges: a server that breaks
+the protocol gets FAILs from the scenarios, not a run that refuses to start
+or a wall of ERRORs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine_fakes import config_for, run_text, scripted, small_fixture, steps
+
+from conformance.capabilities import greeting_timestamp
+from conformance.engine import Runner
+from conformance.results import Verdict
+from conformance.scenario import load_scenario_file
+
+GREETING_ONLY = steps("open: a", "S: +OK")
+LOGIN = steps("open: a", "S: +OK", "login", "C: NOOP", "S: +OK")
+
+
+def test_negative_greeting_is_judged_by_scenarios(tmp_path: Path) -> None:
+    with scripted(greeting=b"-ERR not ready\r\n") as server:
+        greeting = run_text(tmp_path, server, GREETING_ONLY, capabilities="auto")
+        login = run_text(tmp_path, server, LOGIN, capabilities="auto")
+    assert greeting.verdict is Verdict.FAIL
+    assert "status '-ERR' in '-ERR not ready'" in greeting.message
+    assert login.verdict is Verdict.ERROR  # its maildrop cannot be verified
+    assert "did not greet with +OK" in login.message
+
+
+def test_lower_case_status_everywhere_is_a_framing_fail_not_an_error(tmp_path: Path) -> None:
+    with scripted() as server:
+        for command, reply in list(server.replies.items()):
+            if isinstance(reply, bytes) and reply.startswith(b"+OK"):
+                server.replies[command] = b"+ok" + reply[3:]
+        result = run_text(tmp_path, server, LOGIN)
+    assert result.verdict is Verdict.FAIL
+    assert result.failures[0].kind == "framing"
+    assert result.failures[0].requirement == "POP3-1939-RESP-03"
+
+
+def test_unterminated_capa_still_offers_capa(tmp_path: Path) -> None:
+    capa = steps("open: a", "S: +OK", "C: CAPA", "S: +OK")
+    with scripted({"CAPA": b"+OK\r\nUSER\r\n"}) as server:
+        result = run_text(
+            tmp_path, server, capa, extra="    needs: [CAPA]\n", capabilities="auto",
+            read_timeout=0.4,
+        )  # fmt: skip
+    assert result.verdict is Verdict.FAIL
+    assert "body incomplete" in result.message
+
+
+def test_any_angle_token_offers_apop_and_a_msg_id_is_preferred() -> None:
+    assert greeting_timestamp(b"+OK <abc> ready") == "<abc>"
+    assert greeting_timestamp(b"+OK <hello> ready <1.2@host>") == "<1.2@host>"
+    assert greeting_timestamp(b"+OK ready") is None
+
+
+def test_refused_verification_login_after_an_earlier_success_lets_the_scenario_judge(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "case.yaml"
+    path.write_text(
+        'section: "s"\nscenarios:\n  - id: a.b\n    title: t\n'
+        "    requirements: [POP3-1939-STAT-01]\n    level: MUST\n    steps:\n" + LOGIN,
+        encoding="utf-8",
+    )
+    (scenario,) = load_scenario_file(path)
+    ok, refused = b"+OK logged in\r\n", b"-ERR [LOGIN-DELAY] too soon\r\n"
+    # probe: ok; 1st scenario: verify ok, login ok; 2nd: verify refused, login refused
+    with scripted({"PASS alice-secret": [ok, ok, ok, refused]}) as server:
+        with Runner(config_for(server, capabilities="auto"), fixture=small_fixture()) as runner:
+            first, second = runner.run(scenario), runner.run(scenario)
+    assert first.verdict is Verdict.PASS, first.message
+    assert second.verdict is Verdict.FAIL
+    assert "-ERR [LOGIN-DELAY] too soon" in second.message
+    assert any(b"could not verify main" in e.data for e in second.transcript)
