@@ -42,7 +42,7 @@ class Fault:
     session: type[Pop3Session] = Pop3Session
     maildrop: type[MaildirMaildrop] | None = None
     exact: bool = True  # byte-exact provisioner (False: size faults would fail verification)
-    apop: bool = False
+    apop: bool = True  # greeting timestamp + APOP (False only for faults about its absence)
     autologout: float = 600
     slow: bool = False
     store_lock: bool = True
@@ -1129,7 +1129,7 @@ FAULTS: list[Fault] = [
        "seed.monstrvb-user-pass"],
       ["quit.authorization", "quit.after-user-commits-nothing", "auth.quit-after-failed-pass",
        "auth.user-refusal-keeps-session", "lock.released-after-quit-in-authorization",
-       "greeting.apop-timestamp-unique", "apop.replay"], QuitAuthNoClose, apop=True),
+       "greeting.apop-timestamp-unique", "apop.replay"], QuitAuthNoClose),
     F("noop-err", "NOOP in TRANSACTION answers -ERR",
       ["noop.*", "args.retr-*", "args.top-*", "seed.kcope-top-one-argument"],
       ["noop.transaction", "noop.needs-crlf"], NoopErr),
@@ -1187,7 +1187,7 @@ FAULTS: list[Fault] = [
     F("lax-pass-sequencing", "PASS without USER / after failure logs in; USER and APOP after USER",
       ["state.pass-*", "state.second-user", "state.apop-after-user"],
       ["state.pass-without-user", "state.pass-after-failed-pass", "state.second-user",
-       "state.apop-after-user"], LaxPassSequencing, apop=True),
+       "state.apop-after-user"], LaxPassSequencing),
     F("any-password", "every password is accepted",
       ["auth.*", "seed.monstrvb-user-unknown", "apop.pass-for-apop-user"],
       ["auth.wrong-password", "auth.user-unknown-name", "auth.pass-missing-argument",
@@ -1309,18 +1309,18 @@ FAULTS: list[Fault] = [
     # APOP
     F("apop-fixed-timestamp", "the APOP timestamp never changes",
       ["greeting.apop-timestamp-unique", "apop.replay"], ["greeting.apop-timestamp-unique", "apop.replay"],
-      ApopFixedTimestamp, apop=True),
+      ApopFixedTimestamp),
     F("apop-any-digest", "APOP accepts any digest",
       ["apop.wrong-digest", "apop.short-digest"], ["apop.wrong-digest", "apop.short-digest"],
-      ApopAnyDigest, apop=True),
+      ApopAnyDigest),
     F("apop-bad-timestamp", "the timestamp is not a msg-id",
       ["greeting.apop-timestamp-msgid", "seed.rfc1939-example-session-apop", "apop.login"],
-      ["greeting.apop-timestamp-msgid"], ApopBadTimestamp, apop=True),
+      ["greeting.apop-timestamp-msgid"], ApopBadTimestamp),
     F("apop-broken-login", "APOP with the right digest is refused",
       ["apop.login", "seed.rfc1939-example-session-apop"],
-      ["apop.login", "seed.rfc1939-example-session-apop"], ApopRefusesAll, apop=True),
+      ["apop.login", "seed.rfc1939-example-session-apop"], ApopRefusesAll),
     F("apop-off-refuses-badly", "without APOP, APOP closes the connection",
-      ["apop.not-offered-refused"], ["apop.not-offered-refused"], ApopCloses),
+      ["apop.not-offered-refused"], ["apop.not-offered-refused"], ApopCloses, apop=False),
     # autologout (slow scenarios, short configured timer)
     F("autologout-too-short", "the autologout fires after 2 s",
       ["autologout.not-before-ten-minutes", "autologout.not-before-ten-minutes-authorization",

@@ -17,7 +17,7 @@ from conformance.engine import Runner
 from conformance.fixture import load_fixture
 from conformance.results import ScenarioResult, Verdict
 from conformance.scenario import Scenario, bundled_scenario_dir, load_scenarios
-from reference_server.protocol import Pop3Session, SessionConfig, UserDirectory
+from reference_server.protocol import LoginMethod, SessionConfig, UserDirectory
 from reference_server.server import Pop3Server, ServerHandle, ServerSettings
 from reference_server.storage import MaildirStore
 
@@ -61,8 +61,11 @@ class FarewellServer(Pop3Server):
 
 
 def start(fault: Fault | None, root: Path) -> ServerHandle:
-    fault = fault or Fault("reference", "", [], [])
-    users = {a.user: a.password for a in load_fixture().accounts.values()}
+    fault = fault or Fault("reference", "", [], [])  # APOP on, the apop role an APOP user
+    users = UserDirectory()
+    for account in load_fixture().accounts.values():
+        method = LoginMethod.APOP if account.login == "apop" else LoginMethod.PASS
+        users.set(account.user, account.password, method)
     template = str(root / "{user}")
     store = NoLockStore(template) if not fault.store_lock else MaildirStore(template)
     if fault.maildrop is not None:
@@ -73,7 +76,7 @@ def start(fault: Fault | None, root: Path) -> ServerHandle:
         session_config=SessionConfig(enable_apop=fault.apop, enable_last=True),
     )
     server_class = FarewellServer if fault.extra.get("farewell") else Pop3Server
-    server = server_class(store, UserDirectory(users), session_class=fault.session, settings=settings)
+    server = server_class(store, users, session_class=fault.session, settings=settings)
     return ServerHandle(server, "127.0.0.1", 0)
 
 

@@ -20,8 +20,7 @@ REFERENCE_DEVIATIONS: dict[str, Verdict] = {}
 # SKIPs on the reference: capabilities it deliberately lacks, slow tier.
 REFERENCE_SKIP_OK = [
     "autologout.*",  # slow tier
-    # the harness's reference runs without APOP (start_server default)
-    "apop.*", "greeting.apop-*", "state.apop-after-user", "seed.rfc1939-example-session-apop",
+    "apop.not-offered-refused",  # the reference offers APOP (greeting timestamp)
 ]
 
 # Scenarios no fault can make fail: the pre-scenario verification (STAT/LIST
