@@ -202,14 +202,14 @@ class _Prober:
         self.fingerprint.capa_authorization, ended = _capa(probe)
         self._note_capa(self.fingerprint.capa_authorization)
         if not ended:
-            probe = self._reconnect()
+            probe = self._reconnect(probe)
         self._login(probe)
         if self.fingerprint.capa_authorization is None:
             self.learned.add("USER")  # USER/PASS just worked
         self.fingerprint.capa_transaction, ended = _capa(probe)
         self._note_capa(self.fingerprint.capa_transaction)
         if not ended:
-            probe = self._reconnect()
+            probe = self._reconnect(probe)
             self._login(probe)
         if is_complete_positive(probe.command("LAST")):
             self.learned.add(PSEUDO_LAST)
@@ -226,7 +226,14 @@ class _Prober:
             self.learned.add(PSEUDO_CAPA)
             self.learned.update(capability_names(lines))
 
-    def _reconnect(self) -> ProbeSession:
+    def _reconnect(self, old: ProbeSession) -> ProbeSession:
+        """End `old` (QUIT, so a maildrop lock is released; wait for the
+        close) and start a fresh session."""
+        old.session.send(b"QUIT\r\n")
+        deadline = deadline_after(self.config.read_timeout)
+        while old.session.wait_quiet(self.config.read_timeout, deadline).outcome is Outcome.DATA:
+            pass
+        old.session.close()
         probe, _ = connect_and_greet(self.host, self.port, self.config, Transcript(), "probe")
         self.sessions.append(probe)
         return probe

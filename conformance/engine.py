@@ -627,8 +627,8 @@ class Runner:
         self._embedded: EmbeddedServer | None = None
         self._needs_reset: set[str] = set(self.fixture.accounts)  # never provisioned yet
         self._last_scenario: dict[str, str] = {}
-        self._verified_once: set[str] = set()  # roles whose maildrop matched the fixture
-        self._committed: set[str] = set()  # roles a commits: true scenario used
+        self._logged_in: set[str] = set()  # roles whose credentials worked in this run
+        self._content_known: set[str] = set()  # roles verified or restored since any commit
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -651,6 +651,8 @@ class Runner:
             self.fingerprint = learn_fingerprint(
                 self.host, self.port, self.config, main, embedded=self._embedded is not None
             )
+            if self.fingerprint.capabilities and isinstance(self.config.capabilities, str):
+                self._logged_in.add(main.role)  # the probe logged in with it
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -732,7 +734,7 @@ class Runner:
             self._last_scenario[role] = scenario.id
             if scenario.commits:
                 self._needs_reset.add(role)
-                self._committed.add(role)
+                self._content_known.discard(role)
         return verdict, message
 
     def _capability_source(self, name: str) -> str:
@@ -783,19 +785,22 @@ class Runner:
                     continue
                 self._needs_reset.add(role)
                 return f"mailbox not ready: {exc}{self._blame(role) if exc.content else ''}"
-            self._verified_once.add(role)
+            self._logged_in.add(role)
+            self._content_known.add(role)
         return None
 
     def _trusted_unverified(self, role: str) -> bool:
         """The server refused the verification's own commands (login, STAT,
-        LIST) for an account whose content is known anyway: it verified in
-        this run and has been restored by a provisioner since any commit."""
-        restorable = not isinstance(self.provisioner, NoneProvisioner)
-        return role in self._verified_once and (restorable or role not in self._committed)
+        LIST) for an account we know anyway: its credentials worked earlier
+        in this run, and its content was verified or written by a
+        provisioner since the last commit."""
+        return role in self._logged_in and role in self._content_known
 
     def _reset(self, account: Account) -> None:
         self.provisioner.reset(account)
         self._needs_reset.discard(account.role)
+        if not isinstance(self.provisioner, NoneProvisioner):
+            self._content_known.add(account.role)
 
     def _blame(self, role: str) -> str:
         previous = self._last_scenario.get(role)

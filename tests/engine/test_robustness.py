@@ -74,3 +74,12 @@ def test_refused_verification_login_after_an_earlier_success_lets_the_scenario_j
     assert second.verdict is Verdict.FAIL
     assert "-ERR [LOGIN-DELAY] too soon" in second.message
     assert any(b"could not verify main" in e.data for e in second.transcript)
+
+
+def test_refused_verification_with_unknown_content_stays_error(tmp_path: Path) -> None:
+    ok, refused = b"+OK logged in\r\n", b"-ERR [LOGIN-DELAY] too soon\r\n"
+    # the probe logs in, but nothing ever verified (or wrote) the maildrop
+    with scripted({"PASS alice-secret": [ok, refused]}) as server:
+        result = run_text(tmp_path, server, LOGIN, capabilities="auto")
+    assert result.verdict is Verdict.ERROR
+    assert "cannot log in as alice" in result.message
