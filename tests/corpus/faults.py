@@ -11,12 +11,13 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from reference_server.protocol import (
     CRLF,
     CommandError,
+    LoginMethod,
     Pop3Session,
-    Reply,
     State,
     err,
     ok,
@@ -26,11 +27,12 @@ from reference_server.protocol import (
 from reference_server.storage import (
     MaildirMaildrop,
     MaildirStore,
-    MaildropLock,
     StoredMessage,
 )
 
-TRANSACTION_ONLY = frozenset({"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL", "LAST"})
+TRANSACTION_ONLY = frozenset(
+    {"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL", "LAST"}
+)
 
 
 @dataclass
@@ -199,7 +201,9 @@ class SizeDrifts(Pop3Session):
             n = int(args[0])
             m = self.messages[n - 1]
             if not m.content.startswith(b"Status: RO"):
-                self.messages[n - 1] = StoredMessage(m.location, m.uid, b"Status: RO\r\n" + m.content)
+                self.messages[n - 1] = StoredMessage(
+                    m.location, m.uid, b"Status: RO\r\n" + m.content
+                )
         return reply
 
 
@@ -210,15 +214,15 @@ class ListIncludesDeleted(Pop3Session):
     def cmd_list(self, args):
         if args:
             return super().cmd_list(args)
-        body = b"".join(b"%d %d\r\n" % (n, self.octets(n)) for n in range(1, len(self.messages) + 1))
+        body = b"".join(
+            b"%d %d\r\n" % (n, self.octets(n)) for n in range(1, len(self.messages) + 1)
+        )
         return ok("scan listing", body)
 
     def cmd_uidl(self, args):
         if args:
             return super().cmd_uidl(args)
-        body = b"".join(
-            f"{n} {m.uid}\r\n".encode() for n, m in enumerate(self.messages, 1)
-        )
+        body = b"".join(f"{n} {m.uid}\r\n".encode() for n, m in enumerate(self.messages, 1))
         return ok("uidl", body)
 
 
@@ -228,7 +232,7 @@ class Renumbers(Pop3Session):
     def cmd_dele(self, args):
         self.expect_arguments(args, 1, 1)
         n = self.parse_message_number(args[0])
-        self._removed = getattr(self, "_removed", []) + [self.messages.pop(n - 1)]
+        self._removed = [*getattr(self, "_removed", []), self.messages.pop(n - 1)]
         return ok("deleted")
 
     def cmd_rset(self, args):
@@ -334,6 +338,21 @@ class ProcessesAfterQuit(_ReceiveFault):
         return bytes(out)
 
 
+class QuitTransactionNoClose(Pop3Session):
+    """QUIT from TRANSACTION runs UPDATE and answers +OK, but leaves the
+    connection open (back in AUTHORIZATION) until the client closes it."""
+
+    def cmd_quit(self, args):
+        if self.state is not State.TRANSACTION:
+            return super().cmd_quit(args)
+        reply = self.enter_update()
+        if self.maildrop is not None:
+            self.maildrop.release()
+            self.maildrop = None
+        self.state = State.AUTHORIZATION
+        return ok(reply.text) if reply.ok else reply
+
+
 class QuitAuthNoClose(Pop3Session):
     def cmd_quit(self, args):
         if self.state is not State.TRANSACTION:
@@ -355,8 +374,13 @@ class ZeroIsOne(Pop3Session):
 
 
 class Wraps32(Pop3Session):
+    """Numbers are parsed into 32 bits; the range check only tests n > count,
+    so a number that wraps to 0 reaches messages[n - 1], the last message."""
+
     def parse_message_number(self, token):
         n = parse_decimal(token)
+        if n is not None and n >= 2**32 and n % 2**32 == 0 and self.live_numbers():
+            return len(self.messages)
         return super().parse_message_number(str(n % 2**32) if n is not None else token)
 
 
@@ -389,7 +413,8 @@ class MissingArgsAccepted(Pop3Session):
         return super().cmd_dele(args or ["1"])
 
     def cmd_top(self, args):
-        return super().cmd_top((args + ["10", "10"])[:2] if len(args) < 2 else args)
+        # "TOP 10" as the kcope seed shows it: the one argument is the line count of message 1
+        return super().cmd_top(["1", args[0]] if len(args) == 1 else args or ["1", "10"])
 
     def cmd_apop(self, args):
         if not args:
@@ -412,6 +437,40 @@ class EchoNumberToken(Pop3Session):
         return reply
 
 
+class ListReversed(Pop3Session):
+    """The scan listing comes newest first (numbers and sizes right, order not)."""
+
+    def cmd_list(self, args):
+        reply = super().cmd_list(args)
+        if args or not reply.ok or not reply.body:
+            return reply
+        lines = reply.body.split(b"\r\n")[:-1]
+        return ok(reply.text, b"".join(line + b"\r\n" for line in reversed(lines)))
+
+
+class ListSingleDiskSize(Pop3Session):
+    """LIST n reports the message's Unix (LF) size, the listing the CRLF size."""
+
+    def cmd_list(self, args):
+        reply = super().cmd_list(args)
+        if args and reply.ok:
+            n = int(reply.text.split()[0])
+            unix_size = len(self.message(n).content.replace(CRLF, b"\n"))
+            return ok(f"{n} {unix_size}")
+        return reply
+
+
+class EmptyListTwoTerminators(Pop3Session):
+    """LIST on an empty maildrop: the special case writes '+OK' and '.' and
+    then falls through to the general terminator (a missing return)."""
+
+    def cmd_list(self, args):
+        reply = super().cmd_list(args)
+        if not args and reply.ok and not self.live_numbers():
+            return reply.to_bytes() + b".\r\n"
+        return reply
+
+
 class EmptyMaildropBugs(Pop3Session):
     def cmd_list(self, args):
         if not self.messages and args:
@@ -423,7 +482,7 @@ class EmptyMaildropBugs(Pop3Session):
 
 
 class TransactionCommandsBeforeLogin(Pop3Session):
-    allowed_commands = {
+    allowed_commands: ClassVar = {
         **Pop3Session.allowed_commands,
         State.AUTHORIZATION: Pop3Session.allowed_commands[State.AUTHORIZATION] | TRANSACTION_ONLY,
         State.USER_ACCEPTED: Pop3Session.allowed_commands[State.USER_ACCEPTED] | TRANSACTION_ONLY,
@@ -448,9 +507,10 @@ class NoopBeforeLogin(Pop3Session):
 class AuthInTransaction(Pop3Session):
     """USER/PASS after login switch to another maildrop; APOP is accepted."""
 
-    allowed_commands = {
+    allowed_commands: ClassVar = {
         **Pop3Session.allowed_commands,
-        State.TRANSACTION: Pop3Session.allowed_commands[State.TRANSACTION] | {"USER", "PASS", "APOP"},
+        State.TRANSACTION: Pop3Session.allowed_commands[State.TRANSACTION]
+        | {"USER", "PASS", "APOP"},
     }
 
     def cmd_user(self, args):
@@ -477,7 +537,7 @@ class LaxPassSequencing(Pop3Session):
     """PASS without USER logs in whoever owns the password; a second PASS
     after a failed one is tried again; APOP and USER after USER accepted."""
 
-    allowed_commands = {
+    allowed_commands: ClassVar = {
         **Pop3Session.allowed_commands,
         State.AUTHORIZATION: Pop3Session.allowed_commands[State.AUTHORIZATION] | {"PASS"},
         State.USER_ACCEPTED: Pop3Session.allowed_commands[State.USER_ACCEPTED] | {"USER", "APOP"},
@@ -605,9 +665,20 @@ class NoPipelining(_ReceiveFault):
 # --- greeting and unsolicited output -------------------------------------------------
 
 
-class GreetingErr(Pop3Session):
+_CONNECTIONS: dict[int, int] = {}
+
+
+class LeakedConnectionSlots(Pop3Session):
+    """A connection limit of 2 whose slots are never given back: from the
+    3rd connection on (after the capability probe and one verification) the
+    server greets -ERR although nothing else is connected."""
+
     def greeting(self):
-        return b"-ERR not ready\r\n"
+        key = id(self.store)
+        _CONNECTIONS[key] = _CONNECTIONS.get(key, 0) + 1
+        if _CONNECTIONS[key] > 2:
+            return b"-ERR [SYS/TEMP] too many connections\r\n"
+        return super().greeting()
 
 
 class GreetingTwoLines(Pop3Session):
@@ -621,12 +692,10 @@ class GreetingAngles(Pop3Session):
 
 
 class LowercaseStatus(Pop3Session):
+    """NOOP's reply is a hand-written literal '+ok' (the other replies are built correctly)."""
+
     def cmd_noop(self, args):
         return b"+ok\r\n"
-
-    def cmd_stat(self, args):
-        count, size = self._drop_listing()
-        return f"+ok {count} {size}\r\n".encode()
 
 
 class StatusWithoutCrlf(Pop3Session):
@@ -688,7 +757,9 @@ class UidlUnstable(Pop3Session):
     def open_maildrop(self, user, *, method):
         reply = super().open_maildrop(user, method=method)
         tag = next(_SESSION_COUNTER)
-        self.messages = [StoredMessage(m.location, f"{m.uid}.{tag}", m.content) for m in self.messages]
+        self.messages = [
+            StoredMessage(m.location, f"{m.uid}.{tag}", m.content) for m in self.messages
+        ]
         return reply
 
 
@@ -718,7 +789,9 @@ class UidlSingleDiffers(Pop3Session):
 class UidIsNumber(Pop3Session):
     def open_maildrop(self, user, *, method):
         reply = super().open_maildrop(user, method=method)
-        self.messages = [StoredMessage(m.location, f"msg{i}", m.content) for i, m in enumerate(self.messages, 1)]
+        self.messages = [
+            StoredMessage(m.location, f"msg{i}", m.content) for i, m in enumerate(self.messages, 1)
+        ]
         return reply
 
 
@@ -739,7 +812,7 @@ class LazyNoLockMaildrop(MaildirMaildrop):
 
 class _LazyMessage(StoredMessage):
     @property  # type: ignore[override]
-    def content(self):  # noqa: D401
+    def content(self):
         return open(self.location, "rb").read().replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
 
     @content.setter
@@ -792,6 +865,36 @@ class LockAtUser(Pop3Session):
         return super().cmd_quit(args)
 
 
+class LockLeakedOnCleanQuit(Pop3Session):
+    """The lock is released inside the "remove the marked messages" branch
+    of UPDATE, so a QUIT that deleted nothing leaves the maildrop locked."""
+
+    def enter_update(self):
+        if not self.deleted and self.maildrop is not None:
+            _LEAKED.append(self.maildrop.lock)  # never released
+            self.maildrop.lock = _NoLock()
+        return super().enter_update()
+
+
+_HOLDERS: dict[str, Pop3Session] = {}
+
+
+class NewestLoginWins(Pop3Session):
+    """A second login takes the maildrop away from the live session: the
+    first session's view is emptied and its lock handed over."""
+
+    def open_maildrop(self, user, *, method):
+        key = str(self.store.path_for(user))
+        holder = _HOLDERS.get(key)
+        if holder is not None and holder.maildrop is not None and holder is not self:
+            holder.maildrop.release()
+            holder.messages, holder.deleted = [], set()
+        reply = super().open_maildrop(user, method=method)
+        if reply.ok:
+            _HOLDERS[key] = self
+        return reply
+
+
 class LockedButOk(Pop3Session):
     """A locked maildrop answers PASS with +OK and then a useless session."""
 
@@ -800,7 +903,10 @@ class LockedButOk(Pop3Session):
         if not reply.ok and "IN-USE" in reply.text:
             self.state = State.TRANSACTION
             self.messages = []
-            self.allowed_commands = {**self.allowed_commands, State.TRANSACTION: frozenset({"QUIT"})}
+            self.allowed_commands = {
+                **self.allowed_commands,
+                State.TRANSACTION: frozenset({"QUIT"}),
+            }
             return ok("welcome")
         return reply
 
@@ -856,9 +962,13 @@ class CapaTransactionDropsTop(Pop3Session):
 
 
 class CapaUnterminated(Pop3Session):
+    """The TRANSACTION-state CAPA (a separate code path) forgets the '.' line."""
+
     def cmd_capa(self, args):
         reply = super().cmd_capa(args)
-        return reply.to_bytes()[: -len(b".\r\n")] if reply.ok else reply
+        if reply.ok and self.state is State.TRANSACTION:
+            return reply.to_bytes()[: -len(b".\r\n")]
+        return reply
 
 
 class CapaArgumentCloses(Pop3Session):
@@ -871,11 +981,6 @@ class CapaArgumentCloses(Pop3Session):
 class UidlAdvertisedBroken(Pop3Session):
     def cmd_uidl(self, args):
         return err("UIDL not available")
-
-
-class UserAdvertisedBroken(Pop3Session):
-    def cmd_user(self, args):
-        return err("USER disabled")
 
 
 # --- LAST ---------------------------------------------------------------------------------
@@ -954,8 +1059,13 @@ class ApopAnyDigest(Pop3Session):
 
 
 class ApopBadTimestamp(Pop3Session):
-    def greeting_text(self):
-        return "ready " + (self.apop_timestamp or "").replace("@", "%")
+    """The timestamp lacks '@host' (hostname unknown): '<pid.clock>' is no
+    msg-id. APOP digests are checked against it, so APOP itself works."""
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        if self.apop_timestamp:
+            self.apop_timestamp = self.apop_timestamp.split("@")[0] + ">"
 
 
 class ApopOnlyForApopUsers(Pop3Session):
@@ -993,9 +1103,55 @@ def _farewell(reply):
     return Farewell(reply.ok, reply.text, reply.body, True)
 
 
-class ApopRefusesAll(Pop3Session):
+_LATEST_TIMESTAMP: dict[int, str] = {}
+
+
+class ApopServerWideTimestamp(Pop3Session):
+    """The timestamp lives in a server-wide variable: APOP checks the digest
+    against the most recent greeting sent to anyone, not this session's."""
+
+    def greeting(self):
+        reply = super().greeting()
+        if self.apop_timestamp:
+            _LATEST_TIMESTAMP[id(self.store)] = self.apop_timestamp
+        return reply
+
     def cmd_apop(self, args):
-        return err("[AUTH] no")
+        own, self.apop_timestamp = self.apop_timestamp, _LATEST_TIMESTAMP.get(id(self.store), "")
+        try:
+            return super().cmd_apop(args)
+        finally:
+            self.apop_timestamp = own
+
+
+class _EveryMethod:
+    """A user directory that lets every user log in by `method`."""
+
+    def __init__(self, users, method):
+        self.users, self.method = users, method
+
+    def secret_for(self, user):
+        return self.users.secret_for(user)
+
+    def method_for(self, user):
+        return self.method
+
+
+class LoginMethodNotEnforced(Pop3Session):
+    """APOP users may also use PASS and PASS users APOP (RFC 1939 §13: one method per user)."""
+
+    def _with_method(self, method, command, args):
+        real, self.users = self.users, _EveryMethod(self.users, method)
+        try:
+            return command(args)
+        finally:
+            self.users = real
+
+    def cmd_pass(self, args):
+        return self._with_method(LoginMethod.PASS, super().cmd_pass, args)
+
+    def cmd_apop(self, args):
+        return self._with_method(LoginMethod.APOP, super().cmd_apop, args)
 
 
 class ApopCloses(Pop3Session):
@@ -1010,326 +1166,969 @@ class TopLenientCount(Pop3Session):
         return super().cmd_top(args)
 
 
-_LAST_LOGIN: dict[str, float] = {}
-
-
-class HiddenLoginDelay(Pop3Session):
-    """Advertises LOGIN-DELAY 0 but refuses a login within 1 s of the last one."""
-
-    def cmd_pass(self, args):
-        import time
-
-        user = self.user_name or ""
-        reply = super().cmd_pass(args)
-        if reply.ok:
-            now = time.monotonic()
-            if now - _LAST_LOGIN.get(user, -10.0) < 1.0:
-                self._close_without_update()
-                self.state = State.AUTHORIZATION
-                _LAST_LOGIN[user] = now
-                return err("[LOGIN-DELAY] too soon")
-            _LAST_LOGIN[user] = now
-        return reply
-
-
 # ---------------------------------------------------------------------------------------------
 
 F = Fault
 FAULTS: list[Fault] = [
     # framing
-    F("no-dot-stuffing", "RETR sends lines starting with '.' unstuffed",
-      ["retr.dot-stuffing", "sizes.dot-lines-not-counted"], ["retr.dot-stuffing"], NoStuffing),
-    F("lone-dot-unstuffed", "a lone '.' content line is sent unstuffed (body ends early)",
-      ["retr.dot-stuffing", "retr.large-message"], ["retr.dot-stuffing"], LoneDotUnstuffed),
-    F("missing-terminator", "UIDL without argument never sends the '.' line",
-      ["uidl.listing-format", "uidl.unique"], ["uidl.listing-format", "uidl.unique"],
-      MissingTerminator),
-    F("doubled-terminator", "RETR ends with two '.' lines",
-      ["retr.plain-message", "retr.eight-bit-body", "seed.rfc1939-example-session"],
-      ["retr.plain-message", "retr.eight-bit-body"], DoubledTerminator),
-    F("bare-lf-replies", "reply lines end in LF instead of CRLF",
-      ["greeting.positive-first", "auth.user-pass-login"], ["greeting.positive-first"], BareLfReplies),
-    F("no-final-crlf", "a message without final newline is glued to the terminator",
-      ["retr.no-final-newline", "top.beyond-body"], ["retr.no-final-newline"], maildrop=NoFinalCrlf),
-    F("eight-bit-mangled", "RETR replaces 8-bit octets", ["retr.eight-bit-body"],
-      ["retr.eight-bit-body"], EightBitMangled),
-    F("bare-lf-content", "a message stored with LF is sent with bare LF",
-      ["retr.bare-lf-message", "sizes.bare-lf-counted-as-crlf"], ["retr.bare-lf-message"],
-      maildrop=LfContent, exact=False),
-    F("added-header", "RETR adds a header to a byte-exact mailbox",
-      ["retr.plain-message", "retr.*", "seed.kcope-noop-retr-dele-rset-quit", "rset.unmarks-all",
-       "top.zero-lines", "top.beyond-body", "capa.top-works", "pipelining.in-order",
-       "seed.monstrvb-top", "top.dot-stuffing"],
-      ["retr.plain-message", "top.zero-lines", "top.beyond-body", "capa.top-works",
-       "seed.kcope-noop-retr-dele-rset-quit", "rset.unmarks-all", "pipelining.in-order",
-       "seed.monstrvb-top", "top.dot-stuffing"], AddedHeader),
+    F(
+        "no-dot-stuffing",
+        "RETR sends lines starting with '.' unstuffed",
+        ["retr.dot-stuffing", "sizes.dot-lines-not-counted"],
+        ["retr.dot-stuffing"],
+        NoStuffing,
+    ),
+    F(
+        "lone-dot-unstuffed",
+        "a lone '.' content line is sent unstuffed (body ends early)",
+        ["retr.dot-stuffing", "retr.large-message"],
+        ["retr.dot-stuffing"],
+        LoneDotUnstuffed,
+    ),
+    F(
+        "missing-terminator",
+        "UIDL without argument never sends the '.' line",
+        ["uidl.listing-format", "uidl.unique"],
+        ["uidl.listing-format", "uidl.unique"],
+        MissingTerminator,
+    ),
+    F(
+        "doubled-terminator",
+        "RETR ends with two '.' lines",
+        [
+            "retr.plain-message",
+            "retr.eight-bit-body",
+            "seed.rfc1939-example-session",
+            "seed.rfc1939-example-session-apop",
+        ],
+        ["retr.plain-message", "retr.eight-bit-body", "seed.rfc1939-example-session-apop"],
+        DoubledTerminator,
+    ),
+    F(
+        "bare-lf-replies",
+        "reply lines end in LF instead of CRLF",
+        ["greeting.positive-first", "auth.user-pass-login"],
+        ["greeting.positive-first"],
+        BareLfReplies,
+    ),
+    F(
+        "no-final-crlf",
+        "a message without final newline is glued to the terminator",
+        ["retr.no-final-newline", "top.beyond-body"],
+        ["retr.no-final-newline"],
+        maildrop=NoFinalCrlf,
+    ),
+    F(
+        "eight-bit-mangled",
+        "RETR replaces 8-bit octets",
+        ["retr.eight-bit-body"],
+        ["retr.eight-bit-body"],
+        EightBitMangled,
+    ),
+    F(
+        "bare-lf-content",
+        "a message stored with LF is sent with bare LF",
+        ["retr.bare-lf-message", "sizes.bare-lf-counted-as-crlf"],
+        ["retr.bare-lf-message"],
+        maildrop=LfContent,
+        exact=False,
+    ),
+    F(
+        "added-header",
+        "RETR adds a header to a byte-exact mailbox",
+        [
+            "retr.plain-message",
+            "retr.*",
+            "seed.kcope-noop-retr-dele-rset-quit",
+            "rset.unmarks-all",
+            "top.zero-lines",
+            "top.beyond-body",
+            "capa.top-works",
+            "pipelining.in-order",
+            "seed.monstrvb-top",
+            "top.dot-stuffing",
+        ],
+        [
+            "retr.plain-message",
+            "top.zero-lines",
+            "top.beyond-body",
+            "capa.top-works",
+            "seed.kcope-noop-retr-dele-rset-quit",
+            "rset.unmarks-all",
+            "pipelining.in-order",
+            "seed.monstrvb-top",
+            "top.dot-stuffing",
+        ],
+        AddedHeader,
+    ),
     # sizes
-    F("octets-over-lf", "sizes count LF line ends as one octet",
-      ["sizes.*", "retr.large-message", "seed.monstrvb-transaction-examples", "seed.full-session",
-       "seed.rfc1939-example-session", "seed.kcope-noop-retr-dele-rset-quit"],
-      ["sizes.list-matches-retr", "sizes.bare-lf-counted-as-crlf", "retr.large-message",
-       "seed.monstrvb-transaction-examples", "seed.full-session", "seed.rfc1939-example-session",
-       "seed.kcope-noop-retr-dele-rset-quit"], maildrop=CountsLf, exact=False),
-    F("octets-count-stuffing", "sizes count the stuffing dots",
-      ["sizes.dot-lines-not-counted", "sizes.list-matches-retr"], ["sizes.dot-lines-not-counted"],
-      maildrop=CountsStuffing, exact=False),
-    F("stat-size-wrong", "STAT size is one more than the sum of LIST sizes",
-      ["stat.*", "seed.kcope-login-stat-list", "seed.lowercase-session", "seed.monstrvb-*"],
-      ["stat.drop-listing", "seed.kcope-login-stat-list", "seed.lowercase-session",
-       "seed.monstrvb-transaction-examples", "stat.excludes-deleted"], StatSizeWrong, exact=False),
-    F("stat-counts-deleted", "STAT ignores deletion marks",
-      ["stat.excludes-deleted", "dele.marks-message", "dele.drop-commits-nothing"],
-      ["stat.excludes-deleted", "dele.marks-message", "dele.drop-commits-nothing"], StatCountsDeleted),
-    F("stat-list-extra-text", "STAT and LIST replies carry text after the size",
-      ["stat.nothing-after-size", "list.nothing-after-size"],
-      ["stat.nothing-after-size", "list.nothing-after-size"], StatExtraText),
-    F("size-drifts", "a message grows (Status: header) once retrieved",
-      ["list.fixed-during-session", "retr.repeatable"], ["list.fixed-during-session"], SizeDrifts),
+    F(
+        "octets-over-lf",
+        "sizes count LF line ends as one octet",
+        [
+            "sizes.*",
+            "retr.large-message",
+            "seed.monstrvb-transaction-examples",
+            "seed.full-session",
+            "seed.rfc1939-example-session",
+            "seed.kcope-noop-retr-dele-rset-quit",
+        ],
+        [
+            "sizes.list-matches-retr",
+            "sizes.bare-lf-counted-as-crlf",
+            "retr.large-message",
+            "seed.monstrvb-transaction-examples",
+            "seed.full-session",
+            "seed.rfc1939-example-session",
+            "seed.kcope-noop-retr-dele-rset-quit",
+        ],
+        maildrop=CountsLf,
+        exact=False,
+    ),
+    F(
+        "octets-count-stuffing",
+        "sizes count the stuffing dots",
+        ["sizes.dot-lines-not-counted", "sizes.list-matches-retr"],
+        ["sizes.dot-lines-not-counted"],
+        maildrop=CountsStuffing,
+        exact=False,
+    ),
+    F(
+        "stat-size-wrong",
+        "STAT size is one more than the sum of LIST sizes",
+        ["stat.*", "seed.kcope-login-stat-list", "seed.lowercase-session", "seed.monstrvb-*"],
+        [
+            "stat.drop-listing",
+            "seed.kcope-login-stat-list",
+            "seed.lowercase-session",
+            "seed.monstrvb-transaction-examples",
+            "stat.excludes-deleted",
+        ],
+        StatSizeWrong,
+        exact=False,
+    ),
+    F(
+        "stat-counts-deleted",
+        "STAT ignores deletion marks",
+        ["stat.excludes-deleted", "dele.marks-message", "dele.drop-commits-nothing"],
+        ["stat.excludes-deleted", "dele.marks-message", "dele.drop-commits-nothing"],
+        StatCountsDeleted,
+    ),
+    F(
+        "stat-list-extra-text",
+        "STAT and LIST replies carry text after the size",
+        ["stat.nothing-after-size", "list.nothing-after-size"],
+        ["stat.nothing-after-size", "list.nothing-after-size"],
+        StatExtraText,
+    ),
+    F(
+        "size-drifts",
+        "a message grows (Status: header) once retrieved",
+        ["list.fixed-during-session", "retr.repeatable"],
+        ["list.fixed-during-session"],
+        SizeDrifts,
+    ),
     # deletion / update
-    F("list-includes-deleted", "LIST and UIDL without argument show deleted messages",
-      ["list.excludes-deleted", "stat.excludes-deleted", "dele.*", "uidl.after-dele-and-rset"],
-      ["list.excludes-deleted", "stat.excludes-deleted", "dele.marks-message", "dele.then-uidl",
-       "uidl.after-dele-and-rset"], ListIncludesDeleted),
-    F("renumber-after-dele", "DELE renumbers the remaining messages",
-      ["dele.*", "list.excludes-deleted", "list.deleted-message", "retr.deleted-message"],
-      ["dele.marks-message", "dele.retr-after-dele-other", "list.excludes-deleted"], Renumbers),
-    F("dele-immediate", "DELE removes the message from the maildrop at once",
-      ["dele.drop-commits-nothing", "rset.then-quit-keeps", "quit.authorization-applies-no-stale-marks"],
-      ["dele.drop-commits-nothing", "rset.then-quit-keeps"], DeleImmediate),
-    F("commit-on-drop", "deletions are applied when the connection drops",
-      ["dele.drop-commits-nothing"], ["dele.drop-commits-nothing"], CommitOnDrop),
-    F("stale-marks-on-quit", "a dropped session's marks are applied by a QUIT in AUTHORIZATION",
-      ["quit.authorization-applies-no-stale-marks"], ["quit.authorization-applies-no-stale-marks"],
-      StaleMarksOnQuit),
-    F("rset-noop", "RSET does not unmark", ["rset.*", "seed.kcope-noop-retr-dele-rset-quit",
-      "seed.monstrvb-dele-rset", "uidl.after-dele-and-rset"],
-      ["rset.unmarks-all", "rset.then-quit-keeps", "seed.kcope-noop-retr-dele-rset-quit",
-       "seed.monstrvb-dele-rset", "uidl.after-dele-and-rset"], RsetNoop),
-    F("rset-cosmetic", "RSET unmarks in the view but QUIT still removes",
-      ["rset.then-quit-keeps", "seed.kcope-noop-retr-dele-rset-quit"],
-      ["rset.then-quit-keeps", "seed.kcope-noop-retr-dele-rset-quit"], RsetCosmetic),
-    F("deleted-accessible", "RETR/LIST/TOP/UIDL/DELE of a deleted message succeed",
-      ["retr.deleted-message", "list.deleted-message", "dele.then-top", "dele.then-uidl", "dele.twice",
-       "seed.*dele*", "uidl.after-dele-and-rset"],
-      ["retr.deleted-message", "list.deleted-message", "dele.then-top", "dele.then-uidl", "dele.twice",
-       "seed.monstrvb-dele-rset", "seed.kcope-noop-retr-dele-rset-quit", "uidl.after-dele-and-rset"],
-      DeletedAccessible),
-    F("quit-removes-wrong", "UPDATE removes the message after the marked one",
-      ["update.*", "uidl.moves-with-message", "seed.full-session", "seed.lowercase-session",
-       "seed.rfc1939-example-session"],
-      ["update.quit-commits", "update.quit-all-empties", "uidl.moves-with-message", "seed.full-session",
-       "seed.lowercase-session", "seed.rfc1939-example-session"], QuitRemovesWrong),
-    F("retr-deletes-on-quit", "retrieved messages are removed at QUIT (no EXPIRE 0 announced)",
-      ["retr.repeatable"], ["retr.repeatable"], RetrDeletesOnQuit),
-    F("processes-after-quit", "commands after QUIT in the same write are executed",
-      ["update.nothing-after-quit"], ["update.nothing-after-quit"], ProcessesAfterQuit),
-    F("quit-auth-no-close", "QUIT in AUTHORIZATION answers +OK but keeps the connection",
-      ["quit.*", "auth.quit-after-failed-pass", "auth.user-refusal-keeps-session",
-       "lock.released-after-quit-in-authorization", "greeting.apop-timestamp-unique", "apop.replay",
-       "seed.monstrvb-user-pass"],
-      ["quit.authorization", "quit.after-user-commits-nothing", "auth.quit-after-failed-pass",
-       "auth.user-refusal-keeps-session", "lock.released-after-quit-in-authorization",
-       "greeting.apop-timestamp-unique", "apop.replay"], QuitAuthNoClose),
-    F("noop-err", "NOOP in TRANSACTION answers -ERR",
-      ["noop.*", "args.retr-*", "args.top-*", "seed.kcope-top-one-argument"],
-      ["noop.transaction", "noop.needs-crlf"], NoopErr),
+    F(
+        "list-includes-deleted",
+        "LIST and UIDL without argument show deleted messages",
+        ["list.excludes-deleted", "stat.excludes-deleted", "dele.*", "uidl.after-dele-and-rset"],
+        [
+            "list.excludes-deleted",
+            "stat.excludes-deleted",
+            "dele.marks-message",
+            "dele.then-uidl",
+            "uidl.after-dele-and-rset",
+        ],
+        ListIncludesDeleted,
+    ),
+    F(
+        "renumber-after-dele",
+        "DELE renumbers the remaining messages",
+        ["dele.*", "list.excludes-deleted", "list.deleted-message", "retr.deleted-message"],
+        ["dele.marks-message", "dele.retr-after-dele-other", "list.excludes-deleted"],
+        Renumbers,
+    ),
+    F(
+        "dele-immediate",
+        "DELE removes the message from the maildrop at once",
+        [
+            "dele.drop-commits-nothing",
+            "rset.then-quit-keeps",
+            "quit.authorization-applies-no-stale-marks",
+        ],
+        ["dele.drop-commits-nothing", "rset.then-quit-keeps"],
+        DeleImmediate,
+    ),
+    F(
+        "commit-on-drop",
+        "deletions are applied when the connection drops",
+        ["dele.drop-commits-nothing"],
+        ["dele.drop-commits-nothing"],
+        CommitOnDrop,
+    ),
+    F(
+        "stale-marks-on-quit",
+        "a dropped session's marks are applied by a QUIT in AUTHORIZATION",
+        ["quit.authorization-applies-no-stale-marks"],
+        ["quit.authorization-applies-no-stale-marks"],
+        StaleMarksOnQuit,
+    ),
+    F(
+        "rset-noop",
+        "RSET does not unmark",
+        [
+            "rset.*",
+            "seed.kcope-noop-retr-dele-rset-quit",
+            "seed.monstrvb-dele-rset",
+            "uidl.after-dele-and-rset",
+        ],
+        [
+            "rset.unmarks-all",
+            "rset.then-quit-keeps",
+            "seed.kcope-noop-retr-dele-rset-quit",
+            "seed.monstrvb-dele-rset",
+            "uidl.after-dele-and-rset",
+        ],
+        RsetNoop,
+    ),
+    F(
+        "rset-cosmetic",
+        "RSET unmarks in the view but QUIT still removes",
+        ["rset.then-quit-keeps", "seed.kcope-noop-retr-dele-rset-quit"],
+        ["rset.then-quit-keeps", "seed.kcope-noop-retr-dele-rset-quit"],
+        RsetCosmetic,
+    ),
+    F(
+        "deleted-accessible",
+        "RETR/LIST/TOP/UIDL/DELE of a deleted message succeed",
+        [
+            "retr.deleted-message",
+            "list.deleted-message",
+            "dele.then-top",
+            "dele.then-uidl",
+            "dele.twice",
+            "seed.*dele*",
+            "uidl.after-dele-and-rset",
+        ],
+        [
+            "retr.deleted-message",
+            "list.deleted-message",
+            "dele.then-top",
+            "dele.then-uidl",
+            "dele.twice",
+            "seed.monstrvb-dele-rset",
+            "seed.kcope-noop-retr-dele-rset-quit",
+            "uidl.after-dele-and-rset",
+        ],
+        DeletedAccessible,
+    ),
+    F(
+        "quit-removes-wrong",
+        "UPDATE removes the message after the marked one",
+        [
+            "update.*",
+            "uidl.moves-with-message",
+            "seed.full-session",
+            "seed.lowercase-session",
+            "seed.rfc1939-example-session",
+        ],
+        [
+            "update.quit-commits",
+            "update.quit-all-empties",
+            "uidl.moves-with-message",
+            "seed.full-session",
+            "seed.lowercase-session",
+            "seed.rfc1939-example-session",
+        ],
+        QuitRemovesWrong,
+    ),
+    F(
+        "retr-deletes-on-quit",
+        "retrieved messages are removed at QUIT (no EXPIRE 0 announced)",
+        ["retr.repeatable"],
+        ["retr.repeatable"],
+        RetrDeletesOnQuit,
+    ),
+    F(
+        "processes-after-quit",
+        "commands after QUIT in the same write are executed",
+        ["update.nothing-after-quit"],
+        ["update.nothing-after-quit"],
+        ProcessesAfterQuit,
+    ),
+    F(
+        "quit-transaction-no-close",
+        "QUIT in TRANSACTION commits and answers +OK but keeps the connection",
+        ["seed.monstrvb-user-pass", "update.quit-commits", "seed.full-session"],
+        ["seed.monstrvb-user-pass", "update.quit-commits", "seed.full-session"],
+        QuitTransactionNoClose,
+    ),
+    F(
+        "quit-auth-no-close",
+        "QUIT in AUTHORIZATION answers +OK but keeps the connection",
+        [
+            "quit.*",
+            "auth.quit-after-failed-pass",
+            "auth.user-refusal-keeps-session",
+            "lock.released-after-quit-in-authorization",
+            "greeting.apop-timestamp-unique",
+            "apop.replay",
+            "seed.monstrvb-user-pass",
+        ],
+        [
+            "quit.authorization",
+            "quit.after-user-commits-nothing",
+            "auth.quit-after-failed-pass",
+            "auth.user-refusal-keeps-session",
+            "lock.released-after-quit-in-authorization",
+            "greeting.apop-timestamp-unique",
+            "apop.replay",
+        ],
+        QuitAuthNoClose,
+    ),
+    F(
+        "noop-err",
+        "NOOP in TRANSACTION answers -ERR",
+        ["noop.*", "args.retr-*", "args.top-*", "seed.kcope-top-one-argument"],
+        ["noop.transaction", "noop.needs-crlf"],
+        NoopErr,
+    ),
     # numbers and arguments
-    F("zero-is-one", "message number 0 is taken as 1",
-      ["list.zero", "args.retr-zero", "args.dele-zero", "uidl.zero", "top.message-zero"],
-      ["list.zero", "args.retr-zero", "args.dele-zero", "uidl.zero", "top.message-zero"], ZeroIsOne),
-    F("number-wraps", "numbers wrap modulo 2**32 (4294967297 -> 1)",
-      ["args.*wraps*", "uidl.wraps-32bit"],
-      ["args.list-wraps-32bit", "args.list-wraps-to-zero", "args.retr-wraps-32bit",
-       "args.dele-wraps-32bit", "uidl.wraps-32bit"], Wraps32),
-    F("number-wraps-64", "numbers wrap modulo 2**64 via the 32-bit rule too",
-      ["args.list-wraps-64bit"], ["args.list-wraps-64bit"], Wraps32),
-    F("range-off-by-one", "message n+1 is answered (as message 1)",
-      ["list.beyond-last", "args.*beyond-last", "top.beyond-last", "uidl.beyond-last",
-       "seed.kcope-login-stat-list", "seed.monstrvb-transaction-examples", "seed.monstrvb-uidl",
-       "seed.lowercase-session"],
-      ["list.beyond-last", "args.retr-beyond-last", "args.dele-beyond-last", "top.beyond-last",
-       "uidl.beyond-last", "seed.kcope-login-stat-list", "seed.monstrvb-transaction-examples",
-       "seed.monstrvb-uidl", "seed.lowercase-session"], RangeOffByOne),
-    F("trailing-garbage", "DELE 1x acts on message 1; LIST -1 on message 1",
-      ["args.*trailing-garbage", "args.list-negative", "args.dele-negative", "args.top-negative-count"],
-      ["args.dele-trailing-garbage", "args.list-trailing-garbage", "args.list-negative",
-       "args.dele-negative"], TrailingGarbage),
-    F("missing-args-accepted", "missing arguments default instead of -ERR",
-      ["args.*-missing*", "auth.user-missing-argument", "state.pass-after-failed-user",
-       "apop.missing-arguments", "seed.kcope-top-*"],
-      ["args.retr-missing", "args.dele-missing", "args.top-missing-count", "auth.user-missing-argument",
-       "state.pass-after-failed-user", "apop.missing-arguments", "seed.kcope-top-one-argument",
-       "seed.kcope-top-100"], MissingArgsAccepted),
-    F("extra-args-ignored", "extra arguments are silently ignored",
-      ["*extra-argument*"], ["stat.extra-argument", "list.extra-argument", "args.noop-extra-argument",
-                             "args.quit-extra-argument", "rset.extra-argument"], ExtraArgsIgnored),
-    F("echo-number-token", "LIST 01 answers '+OK 01 size'", ["list.leading-zero"],
-      ["list.leading-zero"], EchoNumberToken),
-    F("empty-maildrop-bugs", "an empty maildrop breaks STAT/LIST", ["list.empty-maildrop-one"],
-      ["list.empty-maildrop-one"], EmptyMaildropBugs),
-    F("top-non-numeric", "TOP 1 x / TOP 1 -1 take the count leniently (as 10 lines)",
-      ["args.top-*"], ["args.top-non-numeric-count", "args.top-negative-count"], TopLenientCount),
+    F(
+        "zero-is-one",
+        "message number 0 is taken as 1",
+        ["list.zero", "args.retr-zero", "args.dele-zero", "uidl.zero", "top.message-zero"],
+        ["list.zero", "args.retr-zero", "args.dele-zero", "uidl.zero", "top.message-zero"],
+        ZeroIsOne,
+    ),
+    F(
+        "number-wraps",
+        "numbers wrap modulo 2**32 (4294967297 -> 1; 4294967296 -> 0 -> the last message)",
+        ["args.*wraps*", "uidl.wraps-32bit"],
+        [
+            "args.list-wraps-32bit",
+            "args.list-wraps-to-zero",
+            "args.retr-wraps-32bit",
+            "args.dele-wraps-32bit",
+            "uidl.wraps-32bit",
+        ],
+        Wraps32,
+    ),
+    F(
+        "number-wraps-64",
+        "numbers wrap modulo 2**64 via the 32-bit rule too",
+        ["args.list-wraps-64bit"],
+        ["args.list-wraps-64bit"],
+        Wraps32,
+    ),
+    F(
+        "range-off-by-one",
+        "message n+1 is answered (as message 1)",
+        [
+            "list.beyond-last",
+            "args.*beyond-last",
+            "top.beyond-last",
+            "uidl.beyond-last",
+            "seed.kcope-login-stat-list",
+            "seed.monstrvb-transaction-examples",
+            "seed.monstrvb-uidl",
+            "seed.lowercase-session",
+        ],
+        [
+            "list.beyond-last",
+            "args.retr-beyond-last",
+            "args.dele-beyond-last",
+            "top.beyond-last",
+            "uidl.beyond-last",
+            "seed.kcope-login-stat-list",
+            "seed.monstrvb-transaction-examples",
+            "seed.monstrvb-uidl",
+            "seed.lowercase-session",
+        ],
+        RangeOffByOne,
+    ),
+    F(
+        "trailing-garbage",
+        "DELE 1x acts on message 1; LIST -1 on message 1",
+        [
+            "args.*trailing-garbage",
+            "args.list-negative",
+            "args.dele-negative",
+            "args.top-negative-count",
+        ],
+        [
+            "args.dele-trailing-garbage",
+            "args.list-trailing-garbage",
+            "args.list-negative",
+            "args.dele-negative",
+        ],
+        TrailingGarbage,
+    ),
+    F(
+        "missing-args-accepted",
+        "missing arguments default instead of -ERR (TOP n: n lines of message 1)",
+        [
+            "args.*-missing*",
+            "auth.user-missing-argument",
+            "state.pass-after-failed-user",
+            "apop.missing-arguments",
+            "seed.kcope-top-*",
+        ],
+        [
+            "args.retr-missing",
+            "args.dele-missing",
+            "args.top-missing-count",
+            "auth.user-missing-argument",
+            "state.pass-after-failed-user",
+            "apop.missing-arguments",
+            "seed.kcope-top-one-argument",
+            "seed.kcope-top-100",
+        ],
+        MissingArgsAccepted,
+    ),
+    F(
+        "extra-args-ignored",
+        "extra arguments are silently ignored",
+        ["*extra-argument*"],
+        [
+            "stat.extra-argument",
+            "list.extra-argument",
+            "args.noop-extra-argument",
+            "args.quit-extra-argument",
+            "rset.extra-argument",
+        ],
+        ExtraArgsIgnored,
+    ),
+    F(
+        "echo-number-token",
+        "LIST 01 answers '+OK 01 size'",
+        ["list.leading-zero"],
+        ["list.leading-zero"],
+        EchoNumberToken,
+    ),
+    F(
+        "list-reversed",
+        "the scan listing comes newest first",
+        ["list.scan-listing"],
+        ["list.scan-listing"],
+        ListReversed,
+    ),
+    F(
+        "list-single-disk-size",
+        "LIST n reports the LF (on-disk) size, the listing the CRLF size",
+        ["list.single-message"],
+        ["list.single-message"],
+        ListSingleDiskSize,
+    ),
+    F(
+        "empty-list-two-terminators",
+        "LIST on an empty maildrop sends '.' twice (missing return)",
+        ["list.empty-maildrop"],
+        ["list.empty-maildrop"],
+        EmptyListTwoTerminators,
+    ),
+    F(
+        "empty-maildrop-bugs",
+        "an empty maildrop breaks STAT/LIST",
+        ["list.empty-maildrop-one"],
+        ["list.empty-maildrop-one"],
+        EmptyMaildropBugs,
+    ),
+    F(
+        "top-non-numeric",
+        "TOP 1 x / TOP 1 -1 take the count leniently (as 10 lines)",
+        ["args.top-*"],
+        ["args.top-non-numeric-count", "args.top-negative-count"],
+        TopLenientCount,
+    ),
     # state machine
-    F("transaction-before-login", "transaction commands answered +OK before login",
-      ["state.*before-login", "state.stat-after-user", "greeting.positive-first", "respcodes.*",
-       "resp*"],
-      ["state.stat-before-login", "state.stat-after-user", "state.list-before-login",
-       "state.list-arg-before-login", "state.retr-before-login", "state.dele-before-login",
-       "state.rset-before-login", "state.top-before-login", "state.uidl-before-login",
-       "state.uidl-arg-before-login", "state.last-before-login", "greeting.positive-first",
-       "respcodes.advertised-when-used"],
-      TransactionCommandsBeforeLogin),
-    F("noop-before-login", "NOOP accepted in AUTHORIZATION", ["state.noop-before-login"],
-      ["state.noop-before-login"], NoopBeforeLogin),
-    F("auth-in-transaction", "USER/PASS in TRANSACTION switch maildrops; APOP accepted",
-      ["state.*-in-transaction"], ["state.user-in-transaction", "state.pass-in-transaction",
-                                   "state.apop-in-transaction"], AuthInTransaction),
-    F("lax-pass-sequencing", "PASS without USER / after failure logs in; USER and APOP after USER",
-      ["state.pass-*", "state.second-user", "state.apop-after-user"],
-      ["state.pass-without-user", "state.pass-after-failed-pass", "state.second-user",
-       "state.apop-after-user"], LaxPassSequencing),
-    F("any-password", "every password is accepted",
-      ["auth.*", "seed.monstrvb-user-unknown", "apop.pass-for-apop-user"],
-      ["auth.wrong-password", "auth.user-unknown-name", "auth.pass-missing-argument",
-       "seed.monstrvb-user-unknown"], AnyPassword),
-    F("stuck-after-failed-pass", "after a failed PASS every command gets -ERR (QUIT too)",
-      ["auth.retry-after-failed-pass", "auth.quit-after-failed-pass"],
-      ["auth.retry-after-failed-pass", "auth.quit-after-failed-pass"], StuckAfterFailedPass),
-    F("refused-user-closes", "a refused USER closes the connection",
-      ["auth.user-refusal-keeps-session"], ["auth.user-refusal-keeps-session"], RefusedUserCloses),
-    F("pass-with-space-hangs", "PASS with a space in it is never answered", ["auth.pass-with-space"],
-      ["auth.pass-with-space"], PassWithSpaceHangs),
-    F("case-sensitive", "lower-case keywords are refused",
-      ["auth.lowercase-commands", "seed.lowercase-session"],
-      ["auth.lowercase-commands", "seed.lowercase-session"], CaseSensitive),
-    F("unknown-command-ok", "unknown keywords answered +OK", ["args.unknown-command-*"],
-      ["args.unknown-command-authorization", "args.unknown-command-transaction"], UnknownCommandOk),
-    F("lenient-keywords", "STATS runs STAT; control characters and TABs are stripped",
-      ["args.five-letter-keyword", "args.control-character", "args.trailing-tab"],
-      ["args.five-letter-keyword", "args.control-character", "args.trailing-tab"], PrefixKeywords),
-    F("nul-truncates", "a NUL ends the command (DELE 1\\0x runs DELE 1)", ["args.nul-truncation"],
-      ["args.nul-truncation"], NulTruncates),
-    F("empty-line-ignored", "an empty line gets no reply", ["args.empty-line"], ["args.empty-line"],
-      EmptyLineIgnored),
-    F("acts-before-crlf", "a partial line is executed before its CRLF", ["noop.needs-crlf"],
-      ["noop.needs-crlf"], ActsBeforeCrlf),
-    F("short-line-limit", "lines over 44 octets close the connection",
-      ["auth.forty-char-argument", "capa.long-command-line"],
-      ["auth.forty-char-argument", "capa.long-command-line"], ShortLineLimit),
-    F("chunked-long-lines", "an overlong line is executed in 200-octet pieces",
-      ["capa.overlong-line-refused-whole"], ["capa.overlong-line-refused-whole"], ChunkedLongLines),
-    F("no-pipelining", "PIPELINING advertised but later commands of a write are dropped",
-      ["pipelining.*"], ["pipelining.in-order", "pipelining.login", "pipelining.large-burst"],
-      NoPipelining),
+    F(
+        "transaction-before-login",
+        "transaction commands answered +OK before login",
+        [
+            "state.*before-login",
+            "state.stat-after-user",
+            "greeting.positive-first",
+            "respcodes.*",
+            "resp*",
+        ],
+        [
+            "state.stat-before-login",
+            "state.stat-after-user",
+            "state.list-before-login",
+            "state.list-arg-before-login",
+            "state.retr-before-login",
+            "state.dele-before-login",
+            "state.rset-before-login",
+            "state.top-before-login",
+            "state.uidl-before-login",
+            "state.uidl-arg-before-login",
+            "state.last-before-login",
+            "greeting.positive-first",
+            "respcodes.advertised-when-used",
+        ],
+        TransactionCommandsBeforeLogin,
+    ),
+    F(
+        "noop-before-login",
+        "NOOP accepted in AUTHORIZATION",
+        ["state.noop-before-login"],
+        ["state.noop-before-login"],
+        NoopBeforeLogin,
+    ),
+    F(
+        "auth-in-transaction",
+        "USER/PASS in TRANSACTION switch maildrops; APOP accepted",
+        ["state.*-in-transaction"],
+        ["state.user-in-transaction", "state.pass-in-transaction", "state.apop-in-transaction"],
+        AuthInTransaction,
+    ),
+    F(
+        "lax-pass-sequencing",
+        "PASS without USER / after failure logs in; USER and APOP after USER",
+        ["state.pass-*", "state.second-user", "state.apop-after-user"],
+        [
+            "state.pass-without-user",
+            "state.pass-after-failed-pass",
+            "state.second-user",
+            "state.apop-after-user",
+        ],
+        LaxPassSequencing,
+    ),
+    F(
+        "any-password",
+        "every password is accepted",
+        ["auth.*", "seed.monstrvb-user-unknown", "apop.pass-for-apop-user"],
+        [
+            "auth.wrong-password",
+            "auth.user-unknown-name",
+            "auth.pass-missing-argument",
+            "seed.monstrvb-user-unknown",
+        ],
+        AnyPassword,
+    ),
+    F(
+        "stuck-after-failed-pass",
+        "after a failed PASS every command gets -ERR (QUIT too)",
+        ["auth.retry-after-failed-pass", "auth.quit-after-failed-pass"],
+        ["auth.retry-after-failed-pass", "auth.quit-after-failed-pass"],
+        StuckAfterFailedPass,
+    ),
+    F(
+        "refused-user-closes",
+        "a refused USER closes the connection",
+        ["auth.user-refusal-keeps-session"],
+        ["auth.user-refusal-keeps-session"],
+        RefusedUserCloses,
+    ),
+    F(
+        "pass-with-space-hangs",
+        "PASS with a space in it is never answered",
+        ["auth.pass-with-space"],
+        ["auth.pass-with-space"],
+        PassWithSpaceHangs,
+    ),
+    F(
+        "case-sensitive",
+        "lower-case keywords are refused",
+        ["auth.lowercase-commands", "seed.lowercase-session"],
+        ["auth.lowercase-commands", "seed.lowercase-session"],
+        CaseSensitive,
+    ),
+    F(
+        "unknown-command-ok",
+        "unknown keywords answered +OK",
+        ["args.unknown-command-*"],
+        ["args.unknown-command-authorization", "args.unknown-command-transaction"],
+        UnknownCommandOk,
+    ),
+    F(
+        "lenient-keywords",
+        "STATS runs STAT; control characters and TABs are stripped",
+        ["args.five-letter-keyword", "args.control-character", "args.trailing-tab"],
+        ["args.five-letter-keyword", "args.control-character", "args.trailing-tab"],
+        PrefixKeywords,
+    ),
+    F(
+        "nul-truncates",
+        "a NUL ends the command (DELE 1\\0x runs DELE 1)",
+        ["args.nul-truncation"],
+        ["args.nul-truncation"],
+        NulTruncates,
+    ),
+    F(
+        "empty-line-ignored",
+        "an empty line gets no reply",
+        ["args.empty-line"],
+        ["args.empty-line"],
+        EmptyLineIgnored,
+    ),
+    F(
+        "acts-before-crlf",
+        "a partial line is executed before its CRLF",
+        ["noop.needs-crlf"],
+        ["noop.needs-crlf"],
+        ActsBeforeCrlf,
+    ),
+    F(
+        "short-line-limit",
+        "lines over 44 octets close the connection",
+        ["auth.forty-char-argument", "capa.long-command-line"],
+        ["auth.forty-char-argument", "capa.long-command-line"],
+        ShortLineLimit,
+    ),
+    F(
+        "chunked-long-lines",
+        "an overlong line is executed in 200-octet pieces",
+        ["capa.overlong-line-refused-whole"],
+        ["capa.overlong-line-refused-whole"],
+        ChunkedLongLines,
+    ),
+    F(
+        "no-pipelining",
+        "PIPELINING advertised but later commands of a write are dropped",
+        ["pipelining.*"],
+        ["pipelining.in-order", "pipelining.login", "pipelining.large-burst"],
+        NoPipelining,
+    ),
     # greeting and framing of status lines
-    F("greeting-err", "the greeting is -ERR",
-      ["greeting.positive-first", "seed.full-session", "quit.authorization"],
-      ["greeting.positive-first", "quit.authorization"], GreetingErr),
-    F("greeting-two-lines", "an extra line follows the greeting", ["greeting.positive-first"],
-      ["greeting.positive-first"], GreetingTwoLines),
-    F("greeting-angles", "the greeting has '<...>' besides the timestamp", ["greeting.rfc2449-grammar"],
-      ["greeting.rfc2449-grammar"], GreetingAngles),
-    F("lowercase-status", "status '+ok' in lower case", ["noop.transaction", "auth.lowercase-commands"],
-      ["noop.transaction", "auth.lowercase-commands"], LowercaseStatus),
-    F("status-without-crlf", "NOOP's '+OK' has no line end", ["noop.transaction"],
-      ["noop.transaction"], StatusWithoutCrlf),
-    F("unsolicited-line", "DELE sends an extra line", ["dele.twice", "dele.marks-message"],
-      ["dele.twice", "dele.marks-message"], UnsolicitedLine),
+    F(
+        "greeting-err",
+        "connection slots leak: from the 3rd connection on the greeting is -ERR",
+        ["greeting.positive-first"],
+        ["greeting.positive-first"],
+        LeakedConnectionSlots,
+    ),
+    F(
+        "greeting-two-lines",
+        "an extra line follows the greeting",
+        ["greeting.positive-first"],
+        ["greeting.positive-first"],
+        GreetingTwoLines,
+    ),
+    F(
+        "greeting-angles",
+        "the greeting has '<...>' besides the timestamp",
+        ["greeting.rfc2449-grammar"],
+        ["greeting.rfc2449-grammar"],
+        GreetingAngles,
+    ),
+    F(
+        "lowercase-status",
+        "NOOP's status is '+ok' in lower case",
+        ["noop.transaction", "auth.lowercase-commands"],
+        ["noop.transaction", "auth.lowercase-commands"],
+        LowercaseStatus,
+    ),
+    F(
+        "status-without-crlf",
+        "NOOP's '+OK' has no line end",
+        ["noop.transaction"],
+        ["noop.transaction"],
+        StatusWithoutCrlf,
+    ),
+    F(
+        "unsolicited-line",
+        "DELE sends an extra line",
+        ["dele.twice", "dele.marks-message"],
+        ["dele.twice", "dele.marks-message"],
+        UnsolicitedLine,
+    ),
     # TOP
-    F("top-ignores-n", "TOP returns the whole message",
-      ["top.*", "seed.monstrvb-top", "capa.top-works"],
-      ["top.header-and-lines", "top.zero-lines", "seed.monstrvb-top", "capa.top-works",
-       "top.dot-stuffing"], TopIgnoresN),
-    F("top-zero-gives-body", "TOP n returns n+1 body lines (n=0 includes body)",
-      ["top.zero-lines", "top.header-and-lines"], ["top.zero-lines", "top.header-and-lines"],
-      TopZeroGivesBody),
-    F("top-drops-separator", "TOP drops the blank line between header and body",
-      ["top.zero-lines", "top.header-and-lines"], ["top.zero-lines", "top.header-and-lines"],
-      TopDropsSeparator),
-    F("top-unstuffed", "TOP output is not byte-stuffed", ["top.dot-stuffing"], ["top.dot-stuffing"],
-      TopUnstuffed),
-    F("top-advertised-broken", "CAPA advertises TOP but TOP answers -ERR",
-      ["capa.top-works", "top.header-and-lines"], ["capa.top-works", "top.header-and-lines"], TopBroken),
+    F(
+        "top-ignores-n",
+        "TOP returns the whole message",
+        ["top.*", "seed.monstrvb-top", "capa.top-works"],
+        [
+            "top.header-and-lines",
+            "top.zero-lines",
+            "seed.monstrvb-top",
+            "capa.top-works",
+            "top.dot-stuffing",
+        ],
+        TopIgnoresN,
+    ),
+    F(
+        "top-zero-gives-body",
+        "TOP n returns n+1 body lines (n=0 includes body)",
+        ["top.zero-lines", "top.header-and-lines"],
+        ["top.zero-lines", "top.header-and-lines"],
+        TopZeroGivesBody,
+    ),
+    F(
+        "top-drops-separator",
+        "TOP drops the blank line between header and body",
+        ["top.zero-lines", "top.header-and-lines"],
+        ["top.zero-lines", "top.header-and-lines"],
+        TopDropsSeparator,
+    ),
+    F(
+        "top-unstuffed",
+        "TOP output is not byte-stuffed",
+        ["top.dot-stuffing"],
+        ["top.dot-stuffing"],
+        TopUnstuffed,
+    ),
+    F(
+        "top-advertised-broken",
+        "CAPA advertises TOP but TOP answers -ERR",
+        ["capa.top-works", "top.header-and-lines"],
+        ["capa.top-works", "top.header-and-lines"],
+        TopBroken,
+    ),
     # UIDL
-    F("uidl-unstable", "UIDs change between sessions", ["uidl.stable-*", "uidl.moves-with-message"],
-      ["uidl.stable-across-sessions", "uidl.stable-after-drop"], UidlUnstable),
-    F("uidl-duplicates", "every message has the same UID", ["uidl.unique", "uidl.after-dele-and-rset"],
-      ["uidl.unique"], UidlDuplicates),
-    F("uidl-bad-chars", "a UID longer than 70 octets", ["uidl.listing-format"],
-      ["uidl.listing-format"], UidlBadChars),
-    F("uidl-single-differs", "UIDL n disagrees with the listing",
-      ["uidl.single-message", "seed.monstrvb-uidl", "capa.uidl-works", "pipelining.in-order"],
-      ["uidl.single-message", "seed.monstrvb-uidl", "capa.uidl-works"], UidlSingleDiffers),
-    F("uid-is-number", "the UID is derived from the message number",
-      ["uidl.moves-with-message"], ["uidl.moves-with-message"], UidIsNumber),
-    F("uidl-advertised-broken", "CAPA advertises UIDL but UIDL answers -ERR",
-      ["capa.uidl-works", "uidl.listing-format"], ["capa.uidl-works", "uidl.listing-format"],
-      UidlAdvertisedBroken),
+    F(
+        "uidl-unstable",
+        "UIDs change between sessions",
+        ["uidl.stable-*", "uidl.moves-with-message"],
+        ["uidl.stable-across-sessions", "uidl.stable-after-drop"],
+        UidlUnstable,
+    ),
+    F(
+        "uidl-duplicates",
+        "every message has the same UID",
+        ["uidl.unique", "uidl.after-dele-and-rset"],
+        ["uidl.unique"],
+        UidlDuplicates,
+    ),
+    F(
+        "uidl-bad-chars",
+        "a UID longer than 70 octets",
+        ["uidl.listing-format"],
+        ["uidl.listing-format"],
+        UidlBadChars,
+    ),
+    F(
+        "uidl-single-differs",
+        "UIDL n disagrees with the listing",
+        ["uidl.single-message", "seed.monstrvb-uidl", "capa.uidl-works", "pipelining.in-order"],
+        ["uidl.single-message", "seed.monstrvb-uidl", "capa.uidl-works"],
+        UidlSingleDiffers,
+    ),
+    F(
+        "uid-is-number",
+        "the UID is derived from the message number",
+        ["uidl.moves-with-message"],
+        ["uidl.moves-with-message"],
+        UidIsNumber,
+    ),
+    F(
+        "uidl-advertised-broken",
+        "CAPA advertises UIDL but UIDL answers -ERR",
+        ["capa.uidl-works", "uidl.listing-format"],
+        ["capa.uidl-works", "uidl.listing-format"],
+        UidlAdvertisedBroken,
+    ),
     # lock
-    F("no-lock", "no maildrop lock: a second session deletes under the first",
-      ["lock.*", "auth.lock-held-after-login", "seed.monstrvb-maildrop-locked"],
-      ["lock.second-session-cannot-remove"], store_lock=False),
-    F("lock-kept-after-drop", "a dropped connection never releases the lock",
-      ["lock.released-after-drop"], ["lock.released-after-drop"], LockKeptAfterDrop),
-    F("lock-kept-after-drop-2", "a dropped connection never releases the lock (other accounts)",
-      ["uidl.stable-after-drop", "dele.drop-commits-nothing"],
-      ["uidl.stable-after-drop", "dele.drop-commits-nothing"], LockKeptAfterDrop),
-    F("lock-at-user-leaked", "USER takes the lock and QUIT before PASS leaks it",
-      ["lock.released-after-quit-in-authorization", "quit.after-user-commits-nothing"],
-      ["lock.released-after-quit-in-authorization", "quit.after-user-commits-nothing"], LockAtUser),
-    F("locked-but-ok", "PASS on a locked maildrop answers +OK and a session that cannot work",
-      ["lock.refusal-keeps-authorization", "auth.lock-held-after-login"],
-      ["lock.refusal-keeps-authorization", "auth.lock-held-after-login"], LockedButOk),
-    F("in-use-for-wrong-password", "[IN-USE] sent for a wrong password",
-      ["lock.in-use-not-for-wrong-password"], ["lock.in-use-not-for-wrong-password"],
-      InUseForWrongPassword),
-    F("in-use-without-code", "a locked maildrop is refused without [IN-USE]", ["lock.in-use-code"],
-      ["lock.in-use-code"], InUseWithoutCode),
-    F("bad-resp-codes", "malformed response codes", ["respcodes.*"],
-      ["respcodes.failed-login-grammar", "respcodes.wrong-state-grammar"], BadRespCodes),
-    F("codes-without-resp-codes", "response codes sent but RESP-CODES not advertised",
-      ["respcodes.advertised-when-used"], ["respcodes.advertised-when-used"], CodesWithoutRespCodes),
+    F(
+        "no-lock",
+        "no maildrop lock: a second session deletes under the first",
+        ["lock.*", "auth.lock-held-after-login", "seed.monstrvb-maildrop-locked"],
+        ["lock.second-session-cannot-remove"],
+        store_lock=False,
+    ),
+    F(
+        "lock-kept-after-drop",
+        "a dropped connection never releases the lock",
+        ["lock.released-after-drop"],
+        ["lock.released-after-drop"],
+        LockKeptAfterDrop,
+    ),
+    F(
+        "lock-kept-after-drop-2",
+        "a dropped connection never releases the lock (other accounts)",
+        ["uidl.stable-after-drop", "dele.drop-commits-nothing"],
+        ["uidl.stable-after-drop", "dele.drop-commits-nothing"],
+        LockKeptAfterDrop,
+    ),
+    F(
+        "lock-at-user-leaked",
+        "USER takes the lock and QUIT before PASS leaks it",
+        ["lock.released-after-quit-in-authorization", "quit.after-user-commits-nothing"],
+        ["lock.released-after-quit-in-authorization", "quit.after-user-commits-nothing"],
+        LockAtUser,
+    ),
+    F(
+        "newest-login-wins",
+        "a second login takes the maildrop from the live session (its view empties)",
+        [
+            "auth.lock-held-after-login",
+            "seed.monstrvb-maildrop-locked",
+            "lock.second-session-cannot-remove",
+        ],
+        [
+            "auth.lock-held-after-login",
+            "seed.monstrvb-maildrop-locked",
+            "lock.second-session-cannot-remove",
+        ],
+        NewestLoginWins,
+    ),
+    F(
+        "lock-leaked-on-clean-quit",
+        "a QUIT that deleted nothing never releases the lock",
+        ["lock.released-after-quit"],
+        ["lock.released-after-quit"],
+        LockLeakedOnCleanQuit,
+    ),
+    F(
+        "locked-but-ok",
+        "PASS on a locked maildrop answers +OK and a session that cannot work",
+        ["lock.refusal-keeps-authorization", "auth.lock-held-after-login"],
+        ["lock.refusal-keeps-authorization", "auth.lock-held-after-login"],
+        LockedButOk,
+    ),
+    F(
+        "in-use-for-wrong-password",
+        "[IN-USE] sent for a wrong password",
+        ["lock.in-use-not-for-wrong-password"],
+        ["lock.in-use-not-for-wrong-password"],
+        InUseForWrongPassword,
+    ),
+    F(
+        "in-use-without-code",
+        "a locked maildrop is refused without [IN-USE]",
+        ["lock.in-use-code"],
+        ["lock.in-use-code"],
+        InUseWithoutCode,
+    ),
+    F(
+        "bad-resp-codes",
+        "malformed response codes",
+        ["respcodes.*"],
+        ["respcodes.failed-login-grammar", "respcodes.wrong-state-grammar"],
+        BadRespCodes,
+    ),
+    F(
+        "codes-without-resp-codes",
+        "response codes sent but RESP-CODES not advertised",
+        ["respcodes.advertised-when-used"],
+        ["respcodes.advertised-when-used"],
+        CodesWithoutRespCodes,
+    ),
     # CAPA
-    F("bad-capa-listing", "dotted tag, bad EXPIRE, APOP tag, IMPLEMENTATION only before login",
-      ["capa.*"], ["capa.authorization-listing", "capa.transaction-listing", "capa.parameter-formats",
-                   "capa.no-apop-tag", "capa.implementation-placement", "capa.expire-never",
-                   "capa.both-states"], BadCapaListing),
-    F("capa-transaction-drops-top", "TOP announced only before login", ["capa.both-states"],
-      ["capa.both-states"], CapaTransactionDropsTop),
-    F("capa-unterminated", "CAPA listing without the '.' line",
-      ["capa.authorization-listing"], ["capa.authorization-listing"], CapaUnterminated),
-    F("capa-argument-closes", "CAPA X closes the connection", ["capa.argument"], ["capa.argument"],
-      CapaArgumentCloses),
-    F("user-advertised-broken", "CAPA advertises USER but USER is refused", ["capa.user-works"],
-      ["capa.user-works"], HiddenLoginDelay),
+    F(
+        "bad-capa-listing",
+        "dotted tag, bad EXPIRE, APOP tag, IMPLEMENTATION only before login",
+        ["capa.*"],
+        [
+            "capa.authorization-listing",
+            "capa.transaction-listing",
+            "capa.parameter-formats",
+            "capa.no-apop-tag",
+            "capa.implementation-placement",
+            "capa.expire-never",
+            "capa.both-states",
+        ],
+        BadCapaListing,
+    ),
+    F(
+        "capa-transaction-drops-top",
+        "TOP announced only before login",
+        ["capa.both-states"],
+        ["capa.both-states"],
+        CapaTransactionDropsTop,
+    ),
+    F(
+        "capa-unterminated",
+        "the TRANSACTION-state CAPA listing has no '.' line",
+        ["capa.transaction-listing"],
+        ["capa.transaction-listing"],
+        CapaUnterminated,
+    ),
+    F(
+        "capa-argument-closes",
+        "CAPA X closes the connection",
+        ["capa.argument"],
+        ["capa.argument"],
+        CapaArgumentCloses,
+    ),
     # LAST
-    F("last-broken", "LAST starts at 1, is the last (not highest) number, ignores DELE, survives RSET",
-      ["last.*"], ["last.initial-zero", "last.retr-raises", "last.dele-raises", "last.rset-restores"],
-      LastBroken),
+    F(
+        "last-broken",
+        "LAST starts at 1, is the last (not highest) number, ignores DELE, survives RSET",
+        ["last.*"],
+        ["last.initial-zero", "last.retr-raises", "last.dele-raises", "last.rset-restores"],
+        LastBroken,
+    ),
     # APOP
-    F("apop-fixed-timestamp", "the APOP timestamp never changes",
-      ["greeting.apop-timestamp-unique", "apop.replay"], ["greeting.apop-timestamp-unique", "apop.replay"],
-      ApopFixedTimestamp),
-    F("apop-any-digest", "APOP accepts any digest",
-      ["apop.wrong-digest", "apop.short-digest"], ["apop.wrong-digest", "apop.short-digest"],
-      ApopAnyDigest),
-    F("apop-bad-timestamp", "the timestamp is not a msg-id",
-      ["greeting.apop-timestamp-msgid", "seed.rfc1939-example-session-apop", "apop.login"],
-      ["greeting.apop-timestamp-msgid"], ApopBadTimestamp),
-    F("apop-broken-login", "APOP with the right digest is refused",
-      ["apop.login", "seed.rfc1939-example-session-apop"],
-      ["apop.login", "seed.rfc1939-example-session-apop"], ApopRefusesAll),
-    F("apop-off-refuses-badly", "without APOP, APOP closes the connection",
-      ["apop.not-offered-refused"], ["apop.not-offered-refused"], ApopCloses, apop=False),
+    F(
+        "apop-fixed-timestamp",
+        "the APOP timestamp never changes",
+        ["greeting.apop-timestamp-unique", "apop.replay"],
+        ["greeting.apop-timestamp-unique", "apop.replay"],
+        ApopFixedTimestamp,
+    ),
+    F(
+        "apop-any-digest",
+        "APOP accepts any digest",
+        ["apop.wrong-digest", "apop.short-digest"],
+        ["apop.wrong-digest", "apop.short-digest"],
+        ApopAnyDigest,
+    ),
+    F(
+        "apop-bad-timestamp",
+        "the timestamp has no '@host' ('<pid.clock>' is not a msg-id)",
+        ["greeting.apop-timestamp-msgid", "seed.rfc1939-example-session-apop", "apop.login"],
+        ["greeting.apop-timestamp-msgid"],
+        ApopBadTimestamp,
+    ),
+    F(
+        "apop-broken-login",
+        "APOP checks the digest against the latest greeting sent to anyone "
+        "(a server-wide timestamp), so a connection greeted meanwhile breaks the login",
+        ["apop.login", "seed.rfc1939-example-session-apop"],
+        ["apop.login"],
+        ApopServerWideTimestamp,
+    ),
+    F(
+        "login-method-not-enforced",
+        "APOP users may use PASS and PASS users APOP",
+        ["apop.pass-for-apop-user", "apop.for-pass-user"],
+        ["apop.pass-for-apop-user", "apop.for-pass-user"],
+        LoginMethodNotEnforced,
+    ),
+    F(
+        "apop-off-refuses-badly",
+        "without APOP, APOP closes the connection",
+        ["apop.not-offered-refused"],
+        ["apop.not-offered-refused"],
+        ApopCloses,
+        apop=False,
+    ),
     # autologout (slow scenarios, short configured timer)
-    F("autologout-too-short", "the autologout fires after 2 s",
-      ["autologout.not-before-ten-minutes", "autologout.not-before-ten-minutes-authorization",
-       "autologout.activity-restarts-timer"],
-      ["autologout.not-before-ten-minutes", "autologout.not-before-ten-minutes-authorization",
-       "autologout.activity-restarts-timer"], autologout=2, slow=True),
-    F("commit-on-autologout", "the autologout runs UPDATE", ["autologout.closes-without-update"],
-      ["autologout.closes-without-update"], CommitOnAutologout, autologout=2, slow=True),
-    F("noisy-logout", "the server sends a line before logging the client out",
-      ["autologout.silent-close"], ["autologout.silent-close"], autologout=2, slow=True,
-      extra={"farewell": True}),
+    F(
+        "autologout-too-short",
+        "the autologout fires after 2 s",
+        [
+            "autologout.not-before-ten-minutes",
+            "autologout.not-before-ten-minutes-authorization",
+            "autologout.activity-restarts-timer",
+        ],
+        [
+            "autologout.not-before-ten-minutes",
+            "autologout.not-before-ten-minutes-authorization",
+            "autologout.activity-restarts-timer",
+        ],
+        autologout=2,
+        slow=True,
+    ),
+    F(
+        "commit-on-autologout",
+        "the autologout runs UPDATE",
+        ["autologout.closes-without-update"],
+        ["autologout.closes-without-update"],
+        CommitOnAutologout,
+        autologout=2,
+        slow=True,
+    ),
+    F(
+        "noisy-logout",
+        "the server sends a line before logging the client out",
+        ["autologout.silent-close"],
+        ["autologout.silent-close"],
+        autologout=2,
+        slow=True,
+        extra={"farewell": True},
+    ),
 ]

@@ -12,16 +12,16 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 
+from faults import FAULTS, Fault, NoLockStore
+
 from conformance.config import RunConfig
 from conformance.engine import Runner
 from conformance.fixture import load_fixture
 from conformance.results import ScenarioResult, Verdict
-from conformance.scenario import Scenario, bundled_scenario_dir, load_scenarios
+from conformance.scenario import Scenario, load_scenarios
 from reference_server.protocol import LoginMethod, SessionConfig, UserDirectory
 from reference_server.server import Pop3Server, ServerHandle, ServerSettings
 from reference_server.storage import MaildirStore
-
-from faults import FAULTS, Fault, NoLockStore
 
 SCENARIO_DIR = Path(__file__).resolve().parents[2] / "scenarios"
 READ_TIMEOUT = 3.0

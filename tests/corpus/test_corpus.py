@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import fnmatch
 
+import harness
 import pytest
+from faults import FAULTS
 
 from conformance.catalogue import load_catalogue
 from conformance.results import Verdict
-
-import harness
-from faults import FAULTS
 
 # Scenarios the reference server does not pass, on purpose or as known
 # deviations reported to its owner (docs/corpus.md). Exact: a fix must
@@ -22,12 +21,6 @@ REFERENCE_SKIP_OK = [
     "autologout.*",  # slow tier
     "apop.not-offered-refused",  # the reference offers APOP (greeting timestamp)
 ]
-
-# Scenarios no fault can make fail: the pre-scenario verification (STAT/LIST
-# against the fixture) turns the fault into an ERROR before the scenario runs.
-NOT_FAILABLE = {
-    "list.empty-maildrop": "a broken LIST on the empty box fails verification first",
-}
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +47,11 @@ def test_lint_ids_unique_and_requirements_known():
 
 def test_rfc1939_fully_covered():
     tagged = {r for s in harness.corpus() for r in s.requirements}
-    missing = [r.id for r in load_catalogue().values()
-               if r.rfc in (1939, 1225) and r.testable and r.protocol == "pop3" and r.id not in tagged]
+    missing = [
+        r.id
+        for r in load_catalogue().values()
+        if r.rfc in (1939, 1225) and r.testable and r.protocol == "pop3" and r.id not in tagged
+    ]
     assert missing == []
 
 
@@ -64,7 +60,9 @@ def test_reference_passes_everything(reference_results):
     for sid, result in reference_results.items():
         if result.verdict == Verdict.PASS:
             continue
-        if result.verdict == Verdict.SKIP and any(fnmatch.fnmatch(sid, p) for p in REFERENCE_SKIP_OK):
+        if result.verdict == Verdict.SKIP and any(
+            fnmatch.fnmatch(sid, p) for p in REFERENCE_SKIP_OK
+        ):
             continue
         if REFERENCE_DEVIATIONS.get(sid) == result.verdict:
             continue
@@ -84,8 +82,13 @@ def test_fault_is_caught_for_the_intended_reason(fault, fault_results):
 
 
 def test_every_scenario_seen_failing(fault_results, reference_results):
-    seen = {sid for results in fault_results.values() if "__error__" not in results
-            for sid, r in results.items() if harness.caught(r)}
+    seen = {
+        sid
+        for results in fault_results.values()
+        if "__error__" not in results
+        for sid, r in results.items()
+        if harness.caught(r)
+    }
     seen |= {sid for sid in REFERENCE_DEVIATIONS if harness.caught(reference_results[sid])}
-    never = sorted({s.id for s in harness.corpus()} - seen - set(NOT_FAILABLE))
+    never = sorted({s.id for s in harness.corpus()} - seen)
     assert never == []
