@@ -24,6 +24,7 @@ from conformance.errors import ConfigError, MailspecError
 PROG = "mailspec"
 DEFAULT_JUNIT = Path("reports") / "junit.xml"
 DEFAULT_JSON = Path("reports") / "results.json"
+DEFAULT_HTML = Path("reports") / "report.html"
 
 
 # --------------------------------------------------------------------------
@@ -108,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--junit", type=Path, default=DEFAULT_JUNIT, metavar="PATH")
     run.add_argument("--json", type=Path, default=DEFAULT_JSON, metavar="PATH")
+    run.add_argument(
+        "--html",
+        type=Path,
+        default=DEFAULT_HTML,
+        metavar="PATH",
+        help="self-contained HTML report with every transcript (default reports/report.html)",
+    )
     run.add_argument(
         "--timeout", type=_seconds_arg, metavar="S", help="reply deadline (default 10)"
     )
@@ -268,15 +276,41 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_junit(run, args.junit)
     if args.json:
         write_json(run, args.json)
+    if args.html:
+        write_html_report(run, args.html, args.json or None)
     if args.update_expectations:
         xp.write_expectations(args.update_expectations, xp.updated(run.results, previous))
     console.summary(run)
-    outputs = [str(p) for p in (args.junit, args.json) if p]
+    outputs = [str(p) for p in (args.junit, args.json, args.html) if p]
     if args.update_expectations:
         outputs.append(f"{args.update_expectations} (expectations)")
     if outputs:
         console._write(f"reports: {', '.join(outputs)}")
     return run.exit_code
+
+
+def write_html_report(run: Any, path: Path, json_path: Path | None) -> None:
+    """One run as the matrix page with a single target column: verdicts by
+    section, requirement summaries, and each scenario's transcript."""
+    import tempfile
+
+    from conformance import matrix
+    from conformance.reports import write_json
+
+    with tempfile.TemporaryDirectory(prefix="mailspec-html-") as tmp:
+        if json_path is None or not json_path.exists():
+            json_path = Path(tmp) / "results.json"
+            write_json(run, json_path)
+        label = "reference" if run.target.embedded else run.target.address
+        page = matrix.render_html(
+            matrix.load_matrix([f"{label}={json_path}"]),
+            title=f"mailspec report: {label}",
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--html: cannot write {path}: {exc.strerror}") from None
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -66,6 +66,14 @@ def test_exit_0_then_1_against_embedded_server(
     sent = [e for r in report["results"] for e in r["transcript"] if e["direction"] == "C"]
     assert any(e["text"].startswith("PASS ") for e in sent)  # the login is there, redacted
 
+    page = (tmp_path / "reports" / "report.html").read_text("utf-8")
+    assert "<!DOCTYPE html>" in page and "mailspec report: reference" in page
+    for result in report["results"]:
+        assert result["id"] in page
+    assert "FAIL" in page and "STAT" in page  # the failing verdict and its transcript
+    for secret in FIXTURE_PASSWORDS:
+        assert secret not in page
+
 
 def test_exit_3_when_target_port_is_closed(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
     with socket.socket() as s:
