@@ -20,18 +20,23 @@ _AUTH_START = re.compile(rb"^AUTH[ \t]+[^ \t\r\n]+", re.I)
 _ESCAPES = {0x0D: "\\r", 0x0A: "\\n", 0x09: "\\t", 0x5C: "\\\\"}
 
 
-def show_bytes(data: bytes, limit: int = 300) -> str:
-    """Printable ASCII as is, everything else escaped; long data shortened."""
-    clipped = data[:limit]
+def escape_bytes(data: bytes) -> str:
+    """Printable ASCII kept; CR, LF, TAB, backslash and every other octet
+    escaped (`\\r`, `\\n`, `\\x00`, `\\xc3`), so invisible bytes show."""
     out = []
-    for octet in clipped:
+    for octet in data:
         if octet in _ESCAPES:
             out.append(_ESCAPES[octet])
         elif 0x20 <= octet < 0x7F:
             out.append(chr(octet))
         else:
             out.append(f"\\x{octet:02x}")
-    text = "".join(out)
+    return "".join(out)
+
+
+def show_bytes(data: bytes, limit: int = 300) -> str:
+    """Printable ASCII as is, everything else escaped; long data shortened."""
+    text = escape_bytes(data[:limit])
     if len(data) > limit:
         text += f"... ({len(data)} octets)"
     return f"'{text}'"

@@ -7,22 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from conformance.results import Direction, Failure, ScenarioResult, TranscriptEntry
+from conformance.transcript import escape_bytes
 
-_ESCAPES = {0x0D: "\\r", 0x0A: "\\n", 0x09: "\\t", 0x5C: "\\\\"}
-
-
-def escape_bytes(data: bytes) -> str:
-    """Printable ASCII kept; CR, LF, TAB, backslash and every other octet
-    escaped (`\\r`, `\\n`, `\\x00`, `\\xc3`)."""
-    out = []
-    for b in data:
-        if b in _ESCAPES:
-            out.append(_ESCAPES[b])
-        elif 0x20 <= b < 0x7F:
-            out.append(chr(b))
-        else:
-            out.append(f"\\x{b:02x}")
-    return "".join(out)
+__all__ = ["escape_bytes", "transcript_lines"]
 
 
 def transcript_lines(entries: Iterable[TranscriptEntry]) -> list[str]:
