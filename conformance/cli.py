@@ -49,6 +49,12 @@ def _seconds_arg(text: str) -> float:
     return value
 
 
+def _whole_seconds_arg(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of seconds, got {text!r}")
+    return int(text)
+
+
 def _provision_arg(text: str) -> str:
     try:
         check_provision(text)
@@ -120,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=_seconds_arg, metavar="S", help="reply deadline (default 10)"
     )
     run.add_argument("--slow", action="store_true", help="include slow scenarios (autologout)")
+    run.add_argument(
+        "--autologout",
+        type=_whole_seconds_arg,
+        metavar="SECONDS",
+        help="the target's configured autologout timer (slow scenarios wait for it); "
+        "without a target, the embedded server is started with it",
+    )
     run.add_argument("--provision", type=_provision_arg, metavar="SPEC")
     run.add_argument(
         "--no-redact", action="store_true", help="keep PASS/APOP/AUTH arguments in transcripts"
@@ -215,6 +228,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         cfg.read_timeout = args.timeout
     cfg.strict = cfg.strict or args.strict
     cfg.slow = cfg.slow or args.slow
+    if args.autologout:
+        cfg.autologout = args.autologout
     if args.no_redact:
         cfg.redact = False
     return finalize(cfg)

@@ -22,6 +22,7 @@ from conformance.errors import TargetUnreachable
 from conformance.fixture import Fixture
 from conformance.provision import MaildirProvisioner
 
+REFERENCE_DEFAULT_AUTOLOGOUT = 600  # seconds; what the server uses without --autologout
 SERVER_MODULE = "reference_server"
 READY_LINE_PREFIX = b"mailspec-reference-server listening on "
 READY_TIMEOUT_SECONDS = 20.0
@@ -69,6 +70,8 @@ class EmbeddedServer:
         ]  # fmt: skip
         if self.config.autologout is not None:
             command += ["--autologout", str(self.config.autologout)]
+        else:  # the reference server's default timer is the RFC 1939 §3 minimum
+            self.config.autologout = REFERENCE_DEFAULT_AUTOLOGOUT
         environment = dict(os.environ)
         environment["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(package_root), environment.get("PYTHONPATH", "")) if p

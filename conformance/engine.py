@@ -60,6 +60,9 @@ if TYPE_CHECKING:
 
 AUTH_COMMANDS = frozenset({"USER", "PASS", "APOP", "AUTH"})  # replies use auth_timeout
 BOGUS_USER = "mailspec-no-such-user"
+#: Slack after the target's autologout before `timeout: autologout` gives up:
+#: timers are checked periodically by many servers (RFC 1939 §3 sets no precision).
+AUTOLOGOUT_GRACE_SECONDS = 60.0
 WRONG_PASSWORD_SUFFIX = "-not-the-password"
 ProgressCallback = Callable[[ScenarioResult, int, int], None]
 
@@ -181,8 +184,21 @@ class _ScenarioRun:
                 "the scenario deadline passed before this step",
                 kind="timeout",
             )
+        if step.until_autologout:
+            step = self._with_autologout_deadline(step)
         handler = getattr(self, f"_do_{type(step).__name__}")
         handler(step)
+
+    def _with_autologout_deadline(self, step: Step) -> Step:
+        """`timeout: autologout`: the target's timer plus a grace period."""
+        if self.config.autologout is None:
+            raise _SkipScenario(
+                "the target's autologout timer is unknown: give it as 'autologout:' in the "
+                "target config or with --autologout SECONDS"
+            )
+        return dataclasses.replace(
+            step, timeout=float(self.config.autologout) + AUTOLOGOUT_GRACE_SECONDS
+        )
 
     # -- failures --------------------------------------------------------------
 

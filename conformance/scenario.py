@@ -53,6 +53,8 @@ SCENARIO_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*(?:\.[a-z0-9]+(?:-[a-z0-9]+)
 SESSION_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 CAPABILITY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Names every expression may read besides captures (docs: *Expressions*).
+#: The one non-numeric step timeout: the target's configured autologout.
+AUTOLOGOUT_TIMEOUT = "autologout"
 FACT_NAMES = frozenset({"user", "password", "count", "accounts", "bogus_user", "wrong_password"})
 # Commands whose positive reply is multi-line with no argument / always.
 MULTILINE_ALWAYS = frozenset({"RETR", "TOP", "CAPA"})
@@ -95,6 +97,9 @@ class Step:
     text: str  # the step as written, for messages: "C: RETR 1"
     session: str = DEFAULT_SESSION
     timeout: float | None = None
+    #: `timeout: autologout`: wait for the target's configured autologout
+    #: timer plus a grace period; SKIP when the target's timer is unknown.
+    until_autologout: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -522,8 +527,11 @@ class _StepParser:
             "line": line,
             "text": _step_text(action, value),
             "session": self._session(raw_map, line),
-            "timeout": _positive_number(raw_map, "timeout", "", line),
+            "timeout": None,
+            "until_autologout": raw_map.get("timeout") == AUTOLOGOUT_TIMEOUT,
         }
+        if not common["until_autologout"]:
+            common["timeout"] = _positive_number(raw_map, "timeout", "", line)
         return self._build(action, value, raw_map, common, line)
 
     def _session(self, raw_map: dict[str, Any], line: int) -> str:
@@ -830,9 +838,10 @@ def _positive_number(mapping: dict[str, Any], key: str, where: str, line: int) -
         return None
     value = mapping[key]
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        hint = " or 'autologout'" if key == "timeout" and where == "" else ""
         raise _Problem(
             _line_of(mapping, key, line),
-            f"{where}field {key!r}: must be a positive number of seconds, not {value!r}",
+            f"{where}field {key!r}: must be a positive number of seconds{hint}, not {value!r}",
         )
     return float(value)
 

@@ -95,6 +95,8 @@ def run_against(
                 read_timeout=READ_TIMEOUT,
                 auth_timeout=READ_TIMEOUT,
                 slow=slow or bool(fault and fault.slow),
+                # the operator's statement of the target's timer (`timeout: autologout`)
+                autologout=max(1, round(fault.autologout)) if fault else 600,
             )
             with Runner(config) as runner:
                 return {s.id: runner.run(s) for s in scenarios}

@@ -174,3 +174,34 @@ def test_run_suite_reports_progress_and_fingerprint(tmp_path: Path) -> None:
     assert result.exit_code == 0 and result.counts()[Verdict.PASS] == 2
     assert result.target.greeting.startswith("+OK scripted")
     assert result.config["accounts"] == {}
+
+
+def test_timeout_autologout_skips_when_the_targets_timer_is_unknown(tmp_path: Path) -> None:
+    body = steps("open: a", "S: +OK", "login", "expect_close:", "  timeout: autologout")
+    with scripted() as server:
+        result = run_text(tmp_path, server, body)
+    assert result.verdict is Verdict.SKIP
+    assert "autologout timer is unknown" in result.message and "--autologout" in result.message
+
+
+def test_timeout_autologout_waits_for_the_configured_timer_plus_grace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import conformance.engine
+
+    monkeypatch.setattr(conformance.engine, "AUTOLOGOUT_GRACE_SECONDS", 0.5)
+    body = steps("open: a", "S: +OK", "login", "expect_close:", "  timeout: autologout")
+    with scripted() as server:
+        result = run_text(tmp_path, server, body, autologout=1)
+    assert result.verdict is Verdict.FAIL
+    assert "connection still open after 1.5 s" in result.message
+
+
+def test_a_timeout_that_is_neither_a_number_nor_autologout_is_a_loader_error(
+    tmp_path: Path,
+) -> None:
+    from conformance.errors import ScenarioError
+
+    body = steps("open: a", "S: +OK", "  timeout: soon")
+    with pytest.raises(ScenarioError, match="positive number of seconds or 'autologout'"):
+        load_scenario_file(scenario_file(tmp_path, body))
