@@ -248,6 +248,8 @@ class _ScenarioRun:
         env: dict[str, Any] = dict(self.runner.fact_names())
         env.update(user=account.user, password=account.password, count=account.count)
         env["wrong_password"] = account.password + WRONG_PASSWORD_SUFFIX
+        # whether the target holds exactly the fixture's bytes (verdict-principles 12)
+        env["byte_exact"] = self.runner.provisioner.byte_exact
         env["__fn_apop_digest__"] = self._apop_digest(engine_session)
         env.update(self.captures)
         return env

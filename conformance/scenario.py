@@ -55,7 +55,9 @@ CAPABILITY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Names every expression may read besides captures (docs: *Expressions*).
 #: The one non-numeric step timeout: the target's configured autologout.
 AUTOLOGOUT_TIMEOUT = "autologout"
-FACT_NAMES = frozenset({"user", "password", "count", "accounts", "bogus_user", "wrong_password"})
+FACT_NAMES = frozenset(
+    {"user", "password", "count", "accounts", "bogus_user", "wrong_password", "byte_exact"}
+)
 # Commands whose positive reply is multi-line with no argument / always.
 MULTILINE_ALWAYS = frozenset({"RETR", "TOP", "CAPA"})
 MULTILINE_WITHOUT_ARGUMENT = frozenset({"LIST", "UIDL"})
