@@ -6,6 +6,7 @@ CAPA — one harmless TOP and UIDL probe each."""
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 
 from conformance.config import RunConfig
@@ -116,26 +117,51 @@ def connect_and_greet(
     return probe, greeting
 
 
+IN_USE_CODE = re.compile(rb"^-ERR \[IN-USE\]", re.IGNORECASE)
+VERIFY_IN_USE_RETRY_SECONDS = 5.0
+
+
+def is_in_use(status_line: bytes) -> bool:
+    """A refusal with RFC 2449's [IN-USE] response code (codes are case-insensitive)."""
+    return bool(IN_USE_CODE.match(status_line))
+
+
 def login(probe: ProbeSession, account: Account) -> str | None:
-    """Log in by the account's method (USER/PASS or APOP); None on success,
-    else what went wrong."""
+    """`_login_once`, retried while the maildrop is [IN-USE]: the verification
+    login runs when no session of the run should hold the maildrop, so a lock
+    still held is a previous session's server process finishing its work."""
+    give_up = time.monotonic() + VERIFY_IN_USE_RETRY_SECONDS
+    while True:
+        problem, in_use = _login_once(probe, account)
+        if not in_use or time.monotonic() >= give_up or not probe.session.usable:
+            return problem
+        time.sleep(0.1)
+
+
+def _login_once(probe: ProbeSession, account: Account) -> tuple[str | None, bool]:
+    """Log in by the account's method (USER/PASS or APOP): (None, False) on
+    success, else (what went wrong, whether the refusal was [IN-USE])."""
     if account.login == "apop":
         timestamp = greeting_timestamp(probe.session.greeting)
         if timestamp is None:
-            return f"{account.user} logs in with APOP, but the greeting has no <timestamp>"
+            return f"{account.user} logs in with APOP, but the greeting has no <timestamp>", False
         reply = probe.command(
             f"APOP {account.user} {apop_digest_of(timestamp, account.password)}", auth=True
         )
         if not is_positive(reply):
-            return f"APOP for {account.user} answered {describe_reply(reply)}"
-        return None
+            return f"APOP for {account.user} answered {describe_reply(reply)}", _in_use(reply)
+        return None, False
     user = probe.command(f"USER {account.user}", auth=True)
     if not is_positive(user):
-        return f"USER {account.user} answered {describe_reply(user)}"
+        return f"USER {account.user} answered {describe_reply(user)}", False
     password = probe.command(f"PASS {account.password}", auth=True)
     if not is_positive(password):
-        return f"PASS for {account.user} answered {describe_reply(password)}"
-    return None
+        return f"PASS for {account.user} answered {describe_reply(password)}", _in_use(password)
+    return None, False
+
+
+def _in_use(reply: Reply) -> bool:
+    return reply.status is not None and is_in_use(reply.status.raw)
 
 
 def _capa(probe: ProbeSession) -> tuple[list[str] | None, bool]:

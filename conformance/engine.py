@@ -23,6 +23,7 @@ from conformance.capabilities import (
     connect_and_greet,
     describe_reply,
     greeting_timestamp,
+    is_in_use,
     is_positive,
     learn_fingerprint,
     login,
@@ -63,6 +64,11 @@ BOGUS_USER = "mailspec-no-such-user"
 #: Slack after the target's autologout before `timeout: autologout` gives up:
 #: timers are checked periodically by many servers (RFC 1939 §3 sets no precision).
 AUTOLOGOUT_GRACE_SECONDS = 60.0
+#: A `login` answered -ERR [IN-USE] while no other session of the scenario
+#: uses the account is retried this long: a server may still be finishing the
+#: previous session (its UPDATE, its process exit) and hold the lock a moment.
+IN_USE_RETRY_SECONDS = 5.0
+IN_USE_RETRY_PAUSE = 0.1
 WRONG_PASSWORD_SUFFIX = "-not-the-password"
 ProgressCallback = Callable[[ScenarioResult, int, int], None]
 
@@ -344,17 +350,42 @@ class _ScenarioRun:
             if timestamp is None:
                 self._stop(step, "a greeting <timestamp> for APOP", "a greeting without one")
             commands = [f"APOP {account.user} {apop_digest_of(timestamp, account.password)}"]
-        for text in commands:
-            self._send_commands(step, engine_session, [text])
-            reply = self._read(step, engine_session, multiline_override=None)
-            self._framing(step, reply.findings)
-            label = engine_session.pending_label
-            if reply.outcome is not Outcome.COMPLETE or reply.status is None:
-                self._incomplete(step, reply, label, "+OK")
-            status = reply.status
-            match = positive.match(status.line, {})
-            if not match.ok:
+        retry_until = time.monotonic() + IN_USE_RETRY_SECONDS
+        while True:
+            for text in commands:
+                self._send_commands(step, engine_session, [text])
+                reply = self._read(step, engine_session, multiline_override=None)
+                self._framing(step, reply.findings)
+                label = engine_session.pending_label
+                if reply.outcome is not Outcome.COMPLETE or reply.status is None:
+                    self._incomplete(step, reply, label, "+OK")
+                status = reply.status
+                if positive.match(status.line, {}).ok:
+                    continue
+                if (
+                    is_in_use(status.line)
+                    and time.monotonic() < retry_until
+                    and engine_session.session.usable
+                    and not self._holds_maildrop_elsewhere(engine_session)
+                ):
+                    # the previous session's server process may still be
+                    # finishing (UPDATE, exit) and holding the lock
+                    self.transcript.event(step.session, "maildrop in use: login retried")
+                    time.sleep(IN_USE_RETRY_PAUSE)
+                    break
                 self._stop(step, f"+OK to {label}", describe_reply(reply))
+            else:
+                return
+
+    def _holds_maildrop_elsewhere(self, engine_session: _EngineSession) -> bool:
+        """True if another open session of this scenario uses the same account:
+        then an [IN-USE] refusal is the behaviour under test, judged at once."""
+        return any(
+            other is not engine_session
+            and other.account.user == engine_session.account.user
+            and other.session.usable
+            for other in self.sessions.values()
+        )
 
     def _do_ReplyStep(self, step: ReplyStep) -> None:
         engine_session = self._session(step)

@@ -205,3 +205,37 @@ def test_a_timeout_that_is_neither_a_number_nor_autologout_is_a_loader_error(
     body = steps("open: a", "S: +OK", "  timeout: soon")
     with pytest.raises(ScenarioError, match="positive number of seconds or 'autologout'"):
         load_scenario_file(scenario_file(tmp_path, body))
+
+
+IN_USE = b"-ERR [IN-USE] maildrop busy\r\n"
+
+
+def test_a_login_refused_in_use_is_retried_when_no_session_of_the_scenario_holds_it(
+    tmp_path: Path,
+) -> None:
+    from engine_fakes import small_fixture
+
+    password = small_fixture().accounts["main"].password
+    # verification login: two [IN-USE] then +OK; the scenario's login: [IN-USE] then +OK
+    replies = {f"PASS {password}": [IN_USE, IN_USE, b"+OK\r\n", IN_USE, b"+OK\r\n"]}
+    with scripted(replies) as server:
+        result = run_text(tmp_path, server, STAT_OK)
+    assert result.verdict is Verdict.PASS, result.message
+    retried = [e for e in result.transcript if e.data == b"maildrop in use: login retried"]
+    assert len(retried) == 1
+
+
+def test_a_login_refused_in_use_while_another_session_holds_the_maildrop_is_judged_at_once(
+    tmp_path: Path,
+) -> None:
+    from engine_fakes import small_fixture
+
+    password = small_fixture().accounts["main"].password
+    replies = {f"PASS {password}": [b"+OK\r\n", b"+OK\r\n", IN_USE, b"+OK\r\n"]}
+    body = steps(
+        "open: a", "S: +OK", "login", "open: b", "S: +OK", "  session: b", "login:", "  session: b"
+    )
+    with scripted(replies) as server:
+        result = run_text(tmp_path, server, body)
+    assert result.verdict is Verdict.FAIL
+    assert "IN-USE" in result.message
