@@ -203,7 +203,7 @@ def load_target(spec: str) -> tuple[Target, list[Row]]:
             capabilities=list(target.get("capabilities") or []),
             started_at=data.get("started_at", ""),
             duration=float(data.get("duration") or 0.0),
-            tool_version=tool.get("version", data.get("tool_version", "")),
+            tool_version=str(tool.get("version") or data.get("tool_version") or ""),
             embedded=bool(target.get("embedded", False)),
             cells=cells,
         ),

@@ -823,7 +823,7 @@ def verify_listing(
         for n, message in enumerate(account.messages, start=1):
             if n not in sizes:
                 continue
-            got = sizes[n]
+            got = int(sizes[n])  # type: ignore[call-overload]
             if byte_exact:
                 if got not in message.accepted_octets:
                     accepted = " or ".join(str(v) for v in sorted(message.accepted_octets))
@@ -848,6 +848,7 @@ def _numbered(values: object) -> dict[int, object]:
     if isinstance(values, Mapping):
         return {int(k): v for k, v in values.items()}
     out: dict[int, object] = {}
+    item: object
     for i, item in enumerate(values, start=1):  # type: ignore[arg-type]
         if isinstance(item, tuple):
             out[int(item[0])] = item[1]
