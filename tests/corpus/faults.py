@@ -955,6 +955,21 @@ class BadCapaListing(Pop3Session):
         return caps
 
 
+class ExpireSpaceMissing(Pop3Session):
+    """'EXPIRE NEVER' written without its space (as Mailutils 3.15 does): an
+    unregistered tag, so no retention policy is announced."""
+
+    def capabilities(self):
+        return ["EXPIRENEVER" if c == "EXPIRE NEVER" else c for c in super().capabilities()]
+
+
+class ApopTagWithoutApop(Pop3Session):
+    """A hard-coded APOP line in CAPA although APOP is switched off (no timestamp)."""
+
+    def capabilities(self):
+        return super().capabilities() + ["APOP"]
+
+
 class CapaTransactionDropsTop(Pop3Session):
     def capabilities(self):
         caps = super().capabilities()
@@ -1155,8 +1170,12 @@ class LoginMethodNotEnforced(Pop3Session):
 
 
 class ApopCloses(Pop3Session):
+    """APOP (not offered) drops the connection without any reply. A '-ERR'
+    and then a close would be an allowed abuse limit (verdict-principles 3)."""
+
     def cmd_apop(self, args):
-        return err("bye", close=True)
+        self._close_without_update()
+        return b""
 
 
 class TopLenientCount(Pop3Session):
@@ -2015,12 +2034,25 @@ FAULTS: list[Fault] = [
             "capa.authorization-listing",
             "capa.transaction-listing",
             "capa.parameter-formats",
-            "capa.no-apop-tag",
             "capa.implementation-placement",
-            "capa.expire-never",
             "capa.both-states",
         ],
         BadCapaListing,
+    ),
+    F(
+        "expire-space-missing",
+        "CAPA announces 'EXPIRENEVER' (an unregistered tag) instead of 'EXPIRE NEVER'",
+        ["capa.expire-never", "capa.parameter-formats"],
+        ["capa.expire-never"],
+        ExpireSpaceMissing,
+    ),
+    F(
+        "apop-tag-without-apop",
+        "CAPA lists an APOP tag while the greeting has no timestamp (APOP off)",
+        ["capa.no-apop-tag", "apop.not-offered-refused"],
+        ["capa.no-apop-tag"],
+        ApopTagWithoutApop,
+        apop=False,
     ),
     F(
         "capa-transaction-drops-top",
@@ -2090,7 +2122,7 @@ FAULTS: list[Fault] = [
     ),
     F(
         "apop-off-refuses-badly",
-        "without APOP, APOP closes the connection",
+        "without APOP, APOP closes the connection without replying",
         ["apop.not-offered-refused"],
         ["apop.not-offered-refused"],
         ApopCloses,
