@@ -967,7 +967,7 @@ class ApopTagWithoutApop(Pop3Session):
     """A hard-coded APOP line in CAPA although APOP is switched off (no timestamp)."""
 
     def capabilities(self):
-        return super().capabilities() + ["APOP"]
+        return [*super().capabilities(), "APOP"]
 
 
 class CapaTransactionDropsTop(Pop3Session):
