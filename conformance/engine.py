@@ -28,7 +28,7 @@ from conformance.capabilities import (
     learn_fingerprint,
     login,
 )
-from conformance.config import RunConfig
+from conformance.config import DEFAULT_AUTH_TIMEOUT, DEFAULT_READ_TIMEOUT, RunConfig
 from conformance.driver import ConnectError, Outcome, Reply, Session, deadline_after
 from conformance.errors import ConfigError, MailspecError, ProvisionError, TargetUnreachable
 from conformance.expressions import ExpressionError, Namespace, apop_digest_of
@@ -112,6 +112,27 @@ class _ScenarioError(Exception):
     """The scenario could not be judged (connection refused, scenario bug)."""
 
 
+def reply_timeout(step_timeout: float | None, auth: bool, config: RunConfig) -> float:
+    """The deadline for one reply. Authentication replies get at least the
+    run's auth_timeout, whatever a step says: failed logins are answered
+    slowly on purpose by many servers (verdict-principles 4), and an operator
+    who raises auth_timeout for such a server must be obeyed."""
+    if auth:
+        return max(step_timeout or 0.0, config.auth_timeout)
+    return step_timeout or config.read_timeout
+
+
+def deadline_scale(config: RunConfig) -> float:
+    """Scenario deadlines grow with the run's reply deadlines, so raising
+    --timeout or auth_timeout for a slow target never turns into a
+    scenario-deadline FAIL."""
+    return max(
+        1.0,
+        config.read_timeout / DEFAULT_READ_TIMEOUT,
+        config.auth_timeout / DEFAULT_AUTH_TIMEOUT,
+    )
+
+
 # --------------------------------------------------------------------------
 # Sessions as the engine sees them
 
@@ -154,7 +175,7 @@ class _ScenarioRun:
         self.failures: list[Failure] = []
         self.captures: dict[str, Any] = {}
         self.sessions: dict[str, _EngineSession] = {}
-        timeout = scenario.timeout or self.config.scenario_timeout
+        timeout = (scenario.timeout or self.config.scenario_timeout) * deadline_scale(self.config)
         self.scenario_timeout = timeout
         self.deadline = deadline_after(timeout)
 
@@ -450,9 +471,7 @@ class _ScenarioRun:
             pending = _PendingCommand("no command (waiting for an unsolicited reply)", False, False)
         engine_session.pending_label = pending.label
         multiline = pending.multiline if multiline_override is None else multiline_override
-        timeout = step.timeout or (
-            self.config.auth_timeout if pending.auth else self.config.read_timeout
-        )
+        timeout = reply_timeout(step.timeout, pending.auth, self.config)
         engine_session.step_timeout = timeout
         deadline = min(deadline_after(timeout), self.deadline)
         reply = engine_session.session.read_reply(multiline, deadline)

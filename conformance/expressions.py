@@ -14,7 +14,19 @@ from typing import Any
 MAX_BUILT_VALUE_OCTETS = 16 * 1024 * 1024  # "A" * n must not exhaust memory
 
 FUNCTION_NAMES = frozenset(
-    {"len", "sum", "min", "max", "sorted", "set", "unique", "header", "bodypart", "apop_digest"}
+    {
+        "len",
+        "sum",
+        "min",
+        "max",
+        "sorted",
+        "set",
+        "unique",
+        "upper",
+        "header",
+        "bodypart",
+        "apop_digest",
+    }
 )
 
 
@@ -185,9 +197,20 @@ BUILTINS: dict[str, Callable[..., Any]] = {
     "sorted": sorted,
     "set": set,
     "unique": unique,
+    "upper": lambda v: _upper(v),
     "header": lambda b: split_header(_as_bytes(b))[0],
     "bodypart": lambda b: split_header(_as_bytes(b))[1],
 }
+
+
+def _upper(value: Any) -> Any:
+    """Upper-case a string, or each string of a list: for names RFC 2449 makes
+    case-insensitive (capability tags, response codes)."""
+    if isinstance(value, str):
+        return value.upper()
+    if isinstance(value, list | tuple):
+        return [_upper(v) for v in value]
+    raise ExpressionError(f"upper() takes text or a list of text, not {type(value).__name__}")
 
 
 def _as_bytes(value: Any) -> bytes:

@@ -89,3 +89,12 @@ def test_names_and_their_values_for_messages() -> None:
     assert expression.names == {"octets", "size"}
     assert expression.describe_names({"octets": [1, 2], "size": 4}) == "octets = [1, 2], size = 4"
     assert "size = <undefined>" in expression.describe_names({"octets": []})
+
+
+def test_upper_folds_text_and_lists_of_text_for_case_insensitive_names() -> None:
+    from conformance.expressions import BUILTINS, ExpressionError
+
+    assert BUILTINS["upper"]("resp-codes") == "RESP-CODES"
+    assert BUILTINS["upper"](["top", "Uidl"]) == ["TOP", "UIDL"]
+    with pytest.raises(ExpressionError, match="upper"):
+        BUILTINS["upper"](3)

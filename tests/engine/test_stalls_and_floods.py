@@ -57,7 +57,7 @@ def test_step_timeout_overrides_the_default(tmp_path: Path) -> None:
 def test_scenario_deadline_caps_every_step(tmp_path: Path) -> None:
     with scripted({"RETR 1": STALL}) as server:
         started = time.monotonic()
-        result = run_text(tmp_path, server, RETR_STEPS, extra="    timeout: 0.6\n", read_timeout=30)
+        result = run_text(tmp_path, server, RETR_STEPS, extra="    timeout: 0.6\n", read_timeout=10)
         took = time.monotonic() - started
     assert result.verdict is Verdict.FAIL
     assert "scenario deadline of 0.6 s passed after C: RETR 1" in result.message

@@ -239,3 +239,23 @@ def test_a_login_refused_in_use_while_another_session_holds_the_maildrop_is_judg
         result = run_text(tmp_path, server, body)
     assert result.verdict is Verdict.FAIL
     assert "IN-USE" in result.message
+
+
+def test_an_explicit_step_timeout_never_shortens_an_authentication_reply() -> None:
+    from conformance.engine import reply_timeout
+
+    config = RunConfig(read_timeout=10.0, auth_timeout=45.0)
+    assert reply_timeout(5.0, True, config) == 45.0
+    assert reply_timeout(90.0, True, config) == 90.0
+    assert reply_timeout(None, True, config) == 45.0
+    assert reply_timeout(5.0, False, config) == 5.0
+    assert reply_timeout(None, False, config) == 10.0
+
+
+def test_scenario_deadlines_grow_with_raised_reply_deadlines() -> None:
+    from conformance.engine import deadline_scale
+
+    assert deadline_scale(RunConfig()) == 1.0
+    assert deadline_scale(RunConfig(auth_timeout=90.0)) == 3.0
+    assert deadline_scale(RunConfig(read_timeout=40.0)) == 4.0
+    assert deadline_scale(RunConfig(read_timeout=2.0, auth_timeout=2.0)) == 1.0
