@@ -963,6 +963,17 @@ class ExpireSpaceMissing(Pop3Session):
         return ["EXPIRENEVER" if c == "EXPIRE NEVER" else c for c in super().capabilities()]
 
 
+class OverlongCapaLine(Pop3Session):
+    """An IMPLEMENTATION line built from an unbounded build string: a CAPA
+    line of 600 octets, over RFC 2449's 512 (POP3-2449-LEN-04)."""
+
+    def capabilities(self):
+        return [
+            "IMPLEMENTATION " + "build-" + "x" * 579 if c.startswith("IMPLEMENTATION") else c
+            for c in super().capabilities()
+        ]
+
+
 class ApopTagWithoutApop(Pop3Session):
     """A hard-coded APOP line in CAPA although APOP is switched off (no timestamp)."""
 
@@ -2045,6 +2056,13 @@ FAULTS: list[Fault] = [
         ["capa.expire-never", "capa.parameter-formats"],
         ["capa.expire-never"],
         ExpireSpaceMissing,
+    ),
+    F(
+        "capa-line-over-512",
+        "a CAPA line of 600 octets (RFC 2449 limits each to 512 with CRLF)",
+        ["capa.authorization-listing", "capa.transaction-listing"],
+        ["capa.authorization-listing", "capa.transaction-listing"],
+        OverlongCapaLine,
     ),
     F(
         "apop-tag-without-apop",
