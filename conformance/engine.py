@@ -697,6 +697,7 @@ class Runner:
         self._last_scenario: dict[str, str] = {}
         self._logged_in: set[str] = set()  # roles whose credentials worked in this run
         self._content_known: set[str] = set()  # roles verified or restored since any commit
+        self._facts = self._fact_names()  # the fixture is fixed for the run: built once
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -741,6 +742,10 @@ class Runner:
             raise _ScenarioError(str(exc)) from None
 
     def fact_names(self) -> dict[str, Any]:
+        """Names every scenario sees (`accounts`, `bogus_user`); callers copy it."""
+        return self._facts
+
+    def _fact_names(self) -> dict[str, Any]:
         accounts = {
             role: Namespace(
                 f"accounts.{role}",
