@@ -142,14 +142,12 @@ def test_last_starts_from_messages_retrieved_in_an_earlier_committed_session(
     converse: Converse,
 ) -> None:
     first = converse()
-    first.status("USER alice")
-    first.status(f"PASS {PASSWORD}")
+    first.login()
     first.send("RETR 2")
     assert first.status("LAST") == "+OK 2"
     first.status("QUIT")
     second = converse()
-    second.status("USER alice")
-    second.status(f"PASS {PASSWORD}")
+    second.login()
     assert second.status("LAST") == "+OK 2"
     second.send("RETR 1")
     assert second.status("LAST") == "+OK 2", "a lower RETR never lowers LAST"
@@ -161,13 +159,11 @@ def test_last_ignores_retrievals_of_a_session_that_ended_without_quit(
     converse: Converse,
 ) -> None:
     first = converse()
-    first.status("USER alice")
-    first.status(f"PASS {PASSWORD}")
+    first.login()
     first.send("RETR 2")
     first.session.connection_lost()
     second = converse()
-    second.status("USER alice")
-    second.status(f"PASS {PASSWORD}")
+    second.login()
     assert second.status("LAST") == "+OK 0"
 
 
