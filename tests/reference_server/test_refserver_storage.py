@@ -18,26 +18,28 @@ from reference_server.storage import (
     MaildropLocked,
     MaildropStore,
     MboxStore,
+    StoredMessage,
     StoreSpecError,
     store_from_spec,
     to_wire_form,
 )
 
 
-def contents(store: MaildropStore, user: str) -> list[bytes]:
+def snapshot(store: MaildropStore, user: str) -> list[StoredMessage]:
+    """Open, read and release a maildrop (never left locked)."""
     maildrop = store.open(user)
     try:
-        return [message.content for message in maildrop.messages]
+        return list(maildrop.messages)
     finally:
         maildrop.release()
+
+
+def contents(store: MaildropStore, user: str) -> list[bytes]:
+    return [message.content for message in snapshot(store, user)]
 
 
 def uids(store: MaildropStore, user: str) -> list[str]:
-    maildrop = store.open(user)
-    try:
-        return [message.uid for message in maildrop.messages]
-    finally:
-        maildrop.release()
+    return [message.uid for message in snapshot(store, user)]
 
 
 @pytest.mark.parametrize(
