@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from conformance.expressions import (
@@ -203,12 +204,26 @@ class TokenLine:
 
     def match(self, text: str, env: Mapping[str, Any]) -> tuple[bool, dict[str, Any], str]:
         """(matched, captures, what differed)."""
-        body = "".join(_segment_regex(s, env, i) for i, s in enumerate(self.segments))
-        tail = "" if self.exact or not self.segments else TRAILING_FREE_TEXT
-        found = re.fullmatch(body + tail, text, re.S)
+        regex = self._fixed_regex
+        if regex is None:
+            regex = re.compile(self._regex_source(env), re.S)
+        found = regex.fullmatch(text)
         if found:
             return True, self._captures(found), ""
         return False, {}, self._diagnose(text, env)
+
+    @cached_property
+    def _fixed_regex(self) -> re.Pattern[str] | None:
+        """The compiled pattern when no segment reads `env` (e.g. `{msg:int}
+        {octets:int}`, matched against every body line): built once."""
+        if any(isinstance(s, Expression) for s in self.segments):
+            return None
+        return re.compile(self._regex_source({}), re.S)
+
+    def _regex_source(self, env: Mapping[str, Any]) -> str:
+        body = "".join(_segment_regex(s, env, i) for i, s in enumerate(self.segments))
+        tail = "" if self.exact or not self.segments else TRAILING_FREE_TEXT
+        return body + tail
 
     def _captures(self, found: re.Match[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
