@@ -288,18 +288,26 @@ class RsetNoop(Pop3Session):
         return ok("maildrop reset")
 
 
-class RsetCosmetic(Pop3Session):
+class _DoomedAtUpdate(Pop3Session):
+    """Remembers message numbers (`doom`) and adds them to the deleted
+    marks at UPDATE, whatever RSET did in between."""
+
+    def doom(self, number):
+        self._doomed = getattr(self, "_doomed", set()) | {number}
+
+    def enter_update(self):
+        self.deleted |= getattr(self, "_doomed", set())
+        return super().enter_update()
+
+
+class RsetCosmetic(_DoomedAtUpdate):
     """RSET shows the messages again but QUIT still removes them."""
 
     def cmd_dele(self, args):
         reply = super().cmd_dele(args)
         if reply.ok:
-            self._doomed = getattr(self, "_doomed", set()) | {int(args[0])}
+            self.doom(int(args[0]))
         return reply
-
-    def enter_update(self):
-        self.deleted |= getattr(self, "_doomed", set())
-        return super().enter_update()
 
 
 class DeletedAccessible(Pop3Session):
@@ -317,16 +325,12 @@ class QuitRemovesWrong(Pop3Session):
         return super().enter_update()
 
 
-class RetrDeletesOnQuit(Pop3Session):
+class RetrDeletesOnQuit(_DoomedAtUpdate):
     def cmd_retr(self, args):
         reply = super().cmd_retr(args)
         if reply.ok:
-            self._read = getattr(self, "_read", set()) | {int(args[0])}
+            self.doom(int(args[0]))
         return reply
-
-    def enter_update(self):
-        self.deleted |= getattr(self, "_read", set())
-        return super().enter_update()
 
 
 class ProcessesAfterQuit(_ReceiveFault):
