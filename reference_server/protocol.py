@@ -251,8 +251,10 @@ class Pop3Session:
         self.maildrop: Maildrop | None = None
         self.messages: list[StoredMessage] = []
         self.deleted: set[int] = set()
-        #: RFC 1225 LAST: the value at login (from earlier sessions' RETRs),
-        #: the current value, and the numbers RETR touched in this session.
+        #: RFC 1225 LAST: the unique-ids earlier sessions retrieved (read once,
+        #: at login), the value at login, the current value, and the numbers
+        #: RETR touched in this session.
+        self.seen_at_login: set[str] = set()
         self.initial_highest_accessed = 0
         self.highest_accessed = 0
         self.retrieved: set[int] = set()
@@ -475,9 +477,12 @@ class Pop3Session:
         self.maildrop = maildrop
         self.messages = list(maildrop.messages)
         self.deleted = set()
-        seen = maildrop.seen_uids()
+        # The maildrop stays locked until UPDATE, so nobody else can change
+        # the record in between: read it once here, reuse it at UPDATE.
+        self.seen_at_login = maildrop.seen_uids()
         self.initial_highest_accessed = max(
-            (n for n, m in enumerate(self.messages, start=1) if m.uid in seen), default=0
+            (n for n, m in enumerate(self.messages, start=1) if m.uid in self.seen_at_login),
+            default=0,
         )
         self.highest_accessed = self.initial_highest_accessed
         self.retrieved = set()
@@ -543,7 +548,7 @@ class Pop3Session:
             return
         gone = {m.uid for m in removed}
         present = {m.uid for m in self.messages} - gone
-        seen = self.maildrop.seen_uids() | {self.message(n).uid for n in self.retrieved}
+        seen = self.seen_at_login | {self.message(n).uid for n in self.retrieved}
         try:
             self.maildrop.record_seen(seen & present)
         except OSError as problem:  # bookkeeping only: the UPDATE itself succeeded
@@ -565,9 +570,10 @@ class Pop3Session:
         if args:
             number = self.parse_message_number(args[0])
             return ok(f"{number} {self.octets(number)}")
-        count, size = self._drop_listing()
-        body = b"".join(b"%d %d\r\n" % (n, self.octets(n)) for n in self.live_numbers())
-        return ok(f"{count} messages ({size} octets)", body)
+        # One octet count per message: the header's total is the listing's sum.
+        sizes = [(n, self.octets(n)) for n in self.live_numbers()]
+        body = b"".join(b"%d %d\r\n" % entry for entry in sizes)
+        return ok(f"{len(sizes)} messages ({sum(size for _, size in sizes)} octets)", body)
 
     def cmd_retr(self, args: list[str]) -> Reply:
         self.expect_arguments(args, 1, 1)
