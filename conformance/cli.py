@@ -235,15 +235,21 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     return finalize(cfg)
 
 
-def _secrets(cfg: RunConfig) -> list[str]:
-    secrets = set(cfg.secrets())
-    try:
-        from conformance.fixture import load_fixture
+def _load_fixture(cfg: RunConfig) -> Any:
+    """The run's fixture, loaded once for both the engine and the redaction;
+    None when it does not load (the engine then reports the problem itself)."""
+    from conformance.fixture import load_fixture
 
-        fixture = load_fixture(cfg.fixture_dir)
+    try:
+        return load_fixture(cfg.fixture_dir)
+    except Exception:
+        return None
+
+
+def _secrets(cfg: RunConfig, fixture: Any) -> list[str]:
+    secrets = set(cfg.secrets())
+    if fixture is not None:
         secrets.update(a.password for a in fixture.accounts.values())
-    except Exception:  # the engine reports fixture problems itself
-        pass
     return sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
 
 
@@ -283,10 +289,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         xp.apply([result], exps)
         console.result(result, done, total)
 
-    run = run_suite(scenarios, cfg, progress=progress)
+    fixture = _load_fixture(cfg)
+    run = run_suite(scenarios, cfg, progress=progress, fixture=fixture)
     xp.apply(run.results, exps)  # idempotent: covers results the callback did not see
     if cfg.redact:
-        scrub_run(run, _secrets(cfg))
+        scrub_run(run, _secrets(cfg, fixture))
     if args.junit:
         write_junit(run, args.junit)
     if args.json:

@@ -29,7 +29,12 @@ class FakeEngine:
         self.raise_exc: Exception | None = None
 
     def run_suite(
-        self, scenarios: list[Any], config: Any, *, progress: Callable[..., None] | None = None
+        self,
+        scenarios: list[Any],
+        config: Any,
+        *,
+        progress: Callable[..., None] | None = None,
+        fixture: Any = None,
     ) -> Any:
         if self.raise_exc:
             raise self.raise_exc
