@@ -1,7 +1,8 @@
 """The `mailspec` command (docs/cli.md).
 
-Exit codes: 0 = no FAIL and no XPASS; 1 = conformance failures; 2 = usage,
-config or scenario-file error; 3 = target unreachable or provisioning failed.
+Exit codes: 0 = every scenario judged and none FAIL, XPASS or ERROR;
+1 = conformance failures; 2 = usage, config or scenario-file error; 3 = the
+suite could not judge (an ERROR, target unreachable, the run stopped early).
 User errors are one line on stderr naming the flag, or the file, line and
 field; never a traceback."""
 
@@ -148,6 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
     cov.add_argument("--scenarios", action="append", default=[], type=_dir_arg, metavar="DIR")
     cov.add_argument("--protocol", default="pop3", choices=["pop3", "smtp"])
     cov.add_argument("-q", "--quiet", action="store_true", help="omit the per-requirement list")
+
+    for name, text in (
+        ("provision", "write the fixture into every account of the target, then verify it"),
+        ("verify", "check that every account of the target holds the fixture (exit 0 or 3)"),
+    ):
+        setup = sub.add_parser(name, help=text, description=text)
+        setup.add_argument(
+            "--config", type=Path, metavar="FILE", required=True, help="target config file (YAML)"
+        )
+        setup.add_argument(
+            "--provision", type=_provision_arg, metavar="SPEC", help="overrides the config's"
+        )
 
     sub.add_parser(
         "serve",
@@ -311,6 +324,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run.exit_code
 
 
+def cmd_setup(args: argparse.Namespace) -> int:
+    """`mailspec provision` and `mailspec verify`: for vendors who set a target
+    up once and run against it many times."""
+    from conformance.engine import Runner
+    from conformance.transcript import Transcript
+
+    cfg = load_config(args.config)
+    if args.provision:
+        cfg.provision = args.provision
+    cfg = finalize(cfg)
+    if cfg.host is None:
+        raise ConfigError(f"{args.config}: 'target:' is required for mailspec {args.command}")
+    write = args.command == "provision"
+    with Runner(cfg, write_main=False) as runner:
+        assert runner.mailboxes is not None
+        if write and not runner.mailboxes.can_restore:
+            raise ConfigError(
+                f"{args.config}: provision: {cfg.provision} cannot write mailboxes "
+                "(use maildir:, mbox:, smtp: or command:)"
+            )
+        problems = 0
+        for role, account in runner.fixture.accounts.items():
+            problem = runner.mailboxes.establish(account, Transcript(), write=write)
+            done = "provisioned and verified" if write else "holds the fixture"
+            if problem is None:
+                print(f"{role} ({account.user}): {done} ({account.count} messages)")
+            else:
+                problems += 1
+                print(f"{role} ({account.user}): {problem}", file=sys.stderr)
+    return 3 if problems else 0
+
+
 def write_html_report(run: Any, path: Path, json_path: Path | None) -> None:
     """One run as the matrix page with a single target column: verdicts by
     section, requirement summaries, and each scenario's transcript."""
@@ -397,6 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_list(args)
         if args.command == "coverage":
             return cmd_coverage(args)
+        if args.command in ("provision", "verify"):
+            return cmd_setup(args)
         if args.command == "matrix":
             if getattr(args, "matrix_missing", False):
                 raise ConfigError(

@@ -100,7 +100,7 @@ TOP_KEYS = {
 }
 TIMEOUT_KEYS = {"read": "read_timeout", "auth": "auth_timeout", "scenario": "scenario_timeout"}
 ACCOUNT_KEYS = {"user", "password"}
-ROLE_RE = re.compile(r"^(main|empty|spare[1-9][0-9]*)$")
+ROLE_RE = re.compile(r"^(main|empty|apop|spare[1-9][0-9]*)$")
 
 
 class _Doc:
@@ -263,14 +263,15 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
             role = str(role)
             if not ROLE_RE.match(role):
                 raise doc.error(
-                    ("accounts", role), "unknown role (known: main, empty, spare1, spare2, …)"
+                    ("accounts", role), "unknown role (known: main, empty, apop, spare1, spare2, …)"
                 )
             if not isinstance(entry, dict):
                 raise doc.error(("accounts", role), "expected a mapping with user and password")
             for key in entry:
-                if key not in ACCOUNT_KEYS:
+                if key not in ACCOUNT_KEYS and key != "login":
                     raise doc.error(
-                        ("accounts", role, str(key)), "unknown key (known: password, user)"
+                        ("accounts", role, str(key)),
+                        "unknown key (known: login, password, user)",
                     )
             for key in sorted(ACCOUNT_KEYS):
                 value = entry.get(key)
@@ -278,6 +279,11 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
                     hint = " (quote it)" if isinstance(value, int | float) else ""
                     raise doc.error(("accounts", role, key), f"required non-empty string{hint}")
             out[role] = {"user": entry["user"], "password": entry["password"]}
+            if "login" in entry:
+                # RFC 1939 §13: one login method per user; `apop` logs in with APOP
+                if entry["login"] not in ("pass", "apop"):
+                    raise doc.error(("accounts", role, "login"), "expected pass or apop")
+                out[role]["login"] = entry["login"]
         cfg.accounts = out
     return cfg
 

@@ -10,6 +10,7 @@ misbehaviour: it returns FAIL/WARN/ERROR results instead."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -19,23 +20,20 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from conformance import __version__, framing
 from conformance.capabilities import (
-    ProbeSession,
-    connect_and_greet,
     describe_reply,
     greeting_timestamp,
     is_in_use,
-    is_positive,
     learn_fingerprint,
-    login,
 )
 from conformance.config import DEFAULT_AUTH_TIMEOUT, DEFAULT_READ_TIMEOUT, RunConfig
 from conformance.driver import ConnectError, Outcome, Reply, Session, deadline_after
-from conformance.errors import ConfigError, MailspecError, ProvisionError, TargetUnreachable
+from conformance.errors import ConfigError, MailspecError
 from conformance.expressions import ExpressionError, Namespace, apop_digest_of
 from conformance.fixture import Account, Fixture, FixtureError, load_fixture
 from conformance.framing import FramingFinding
+from conformance.mailboxes import Mailboxes
 from conformance.patterns import BodyContext, Segment, render_segments, status_pattern
-from conformance.provision import NoneProvisioner, Provisioner, make_provisioner, verify_listing
+from conformance.provision import NoneProvisioner, Provisioner, make_provisioner
 from conformance.results import Failure, RunResult, ScenarioResult, TargetFingerprint, Verdict
 from conformance.scenario import (
     AssertStep,
@@ -70,6 +68,13 @@ AUTOLOGOUT_GRACE_SECONDS = 60.0
 IN_USE_RETRY_SECONDS = 5.0
 IN_USE_RETRY_PAUSE = 0.1
 WRONG_PASSWORD_SUFFIX = "-not-the-password"
+#: How long a farewell `-ERR` line may precede the close it announces.
+FAREWELL_CLOSE_SECONDS = 1.0
+#: Refusals that say "not now" rather than "no" (RFC 2449 §8.1.1, RFC 3206 §4).
+TEMPORARY_REFUSAL = re.compile(rb"^-ERR \[(LOGIN-DELAY|SYS/TEMP)\b", re.IGNORECASE)
+#: What a failed `login` step breaks: the login rule of the account's method.
+PASS_LOGIN_REQUIREMENT = "POP3-1939-AUTH-PASS-02"
+APOP_LOGIN_REQUIREMENT = "POP3-1939-AUTH-APOP-04"
 ProgressCallback = Callable[[ScenarioResult, int, int], None]
 
 
@@ -142,6 +147,7 @@ class _PendingCommand:
     label: str  # "C: RETR 1" (redacted) for messages
     multiline: bool
     auth: bool
+    verb: str = ""  # upper-cased keyword ("USER"), "" for greetings and raw sends
 
 
 @dataclass
@@ -154,7 +160,14 @@ class _EngineSession:
     gone: bool = False  # closed as or_close allowed: its remaining steps are skipped
     last_was_multiline: bool = False
     pending_label: str = ""  # what the reply being read answers, for messages
+    pending_verb: str = ""  # the keyword of that command
     step_timeout: float = 0.0  # the deadline used for that reply
+    #: The label of the reply after which the server may close the session
+    #: (`or_close`, or a refused PASS/APOP/AUTH: verdict-principles 3, 17).
+    may_close_after: str | None = None
+    #: USER was just answered +OK (so `login` sends only PASS: a second
+    #: USER would be refused by a conforming server).
+    user_accepted: bool = False
 
     @property
     def quiet_expected(self) -> bool:
@@ -175,6 +188,7 @@ class _ScenarioRun:
         self.failures: list[Failure] = []
         self.captures: dict[str, Any] = {}
         self.sessions: dict[str, _EngineSession] = {}
+        self.unreachable = False  # an `open` found nobody listening
         timeout = (scenario.timeout or self.config.scenario_timeout) * deadline_scale(self.config)
         self.scenario_timeout = timeout
         self.deadline = deadline_after(timeout)
@@ -230,19 +244,33 @@ class _ScenarioRun:
     # -- failures --------------------------------------------------------------
 
     def _record(
-        self, step: Step | None, expected: str, actual: str, *, level: str | None, kind: str
+        self,
+        step: Step | None,
+        expected: str,
+        actual: str,
+        *,
+        level: str | None,
+        kind: str,
+        requirement: str | None = None,
     ) -> Failure:
         failure = Failure(
             step=step.index if step else None,
             step_text=step.text if step else "",
             expected=expected,
             actual=actual,
-            requirement=None,
+            requirement=requirement or self.requirement_of(step),
             level=level or self.scenario.level,
             kind=kind,
         )
         self.failures.append(failure)
         return failure
+
+    def requirement_of(self, step: Step | None) -> str:
+        """The requirement a check belongs to: the step's `requirement:`, else
+        the scenario's only (or, unattributed, first) requirement."""
+        if step is not None and step.requirement:
+            return step.requirement
+        return self.scenario.requirements[0]
 
     def _fail(
         self,
@@ -258,9 +286,18 @@ class _ScenarioRun:
         if level is None or level == self.scenario.level:
             raise _StopScenario
 
-    def _stop(self, step: Step, expected: str, actual: str, *, kind: str = "mismatch") -> NoReturn:
-        """Record a failure at the scenario's level and end the scenario."""
-        self._record(step, expected, actual, level=None, kind=kind)
+    def _stop(
+        self,
+        step: Step,
+        expected: str,
+        actual: str,
+        *,
+        kind: str = "mismatch",
+        level: str | None = None,
+        requirement: str | None = None,
+    ) -> NoReturn:
+        """Record a failure (at the scenario's level unless given) and end the scenario."""
+        self._record(step, expected, actual, level=level, kind=kind, requirement=requirement)
         raise _StopScenario
 
     def _framing(self, step: Step | None, findings: list[FramingFinding]) -> None:
@@ -325,6 +362,7 @@ class _ScenarioRun:
             )
         except ConnectError as exc:
             self.transcript.event(step.session, str(exc))
+            self.unreachable = True
             raise _ScenarioError(f"step {step.index} ({step.text}): {exc}") from None
         self.sessions[step.session] = _EngineSession(session, account)
 
@@ -339,46 +377,72 @@ class _ScenarioRun:
         texts = [self._render(step, t, env) for t in step.templates]
         self._send_commands(step, engine_session, texts)
 
-    def _send_commands(self, step: Step, engine_session: _EngineSession, texts: list[str]) -> None:
-        self._check_unsolicited(step, engine_session)
+    def _send_commands(self, step: Step, engine_session: _EngineSession, texts: list[str]) -> bool:
+        """Send the command lines in one write; False when the session had
+        already ended as an allowed close (nothing is sent then)."""
+        if not self._check_unsolicited(step, engine_session):
+            return False
         data = b"".join(t.encode("utf-8") + b"\r\n" for t in texts)
         redactor = ClientRedactor(True)
         for text in texts:
             shown = redactor.redact(text.encode("utf-8")).decode("utf-8", errors="replace")
             verb = text.split()[0].upper() if text.split() else ""
             engine_session.pending.append(
-                _PendingCommand(f"C: {shown}", command_is_multiline(text), verb in AUTH_COMMANDS)
+                _PendingCommand(
+                    f"C: {shown}", command_is_multiline(text), verb in AUTH_COMMANDS, verb
+                )
             )
         engine_session.session.send(data)
+        return True
 
     def _do_SendStep(self, step: SendStep) -> None:
         engine_session = self._session(step)
         text = self._render(step, step.template, self.env(engine_session))
-        self._check_unsolicited(step, engine_session)
+        if not self._check_unsolicited(step, engine_session):
+            return
         data = text.encode("latin-1")
         engine_session.replies_unknown = True
         shown = show_bytes(ClientRedactor(True).redact(data))
-        engine_session.pending.append(_PendingCommand(f"send: {shown}", False, _is_auth(data)))
+        verb = data.split(None, 1)[0].upper().decode("latin-1") if data.split() else ""
+        engine_session.pending.append(
+            _PendingCommand(f"send: {shown}", False, _is_auth(data), verb)
+        )
         engine_session.session.send(data)
 
     def _do_LoginStep(self, step: LoginStep) -> None:
         engine_session = self._session(step)
         account = engine_session.account
         positive = status_pattern("+OK")
+        # A login that fails is pinned on the login rule of the account's
+        # method, whatever the scenario is about (verdict-principles, pinning).
+        requirement = step.requirement or (
+            APOP_LOGIN_REQUIREMENT if account.login == "apop" else PASS_LOGIN_REQUIREMENT
+        )
         commands = [f"USER {account.user}", f"PASS {account.password}"]
+        if engine_session.user_accepted:
+            commands = commands[1:]  # the scenario sent USER already (once: a retry sends both)
         if account.login == "apop":  # the account's one login method (RFC 1939 §13)
             timestamp = greeting_timestamp(engine_session.session.greeting)
             if timestamp is None:
-                self._stop(step, "a greeting <timestamp> for APOP", "a greeting without one")
+                self._stop(
+                    step,
+                    "a greeting <timestamp> for APOP",
+                    "a greeting without one",
+                    level="MUST",
+                    requirement="POP3-1939-AUTH-APOP-02",
+                )
             commands = [f"APOP {account.user} {apop_digest_of(timestamp, account.password)}"]
         retry_until = time.monotonic() + IN_USE_RETRY_SECONDS
         while True:
             for text in commands:
-                self._send_commands(step, engine_session, [text])
+                if not self._send_commands(step, engine_session, [text]):
+                    return
                 reply = self._read(step, engine_session, multiline_override=None)
                 self._framing(step, reply.findings)
                 label = engine_session.pending_label
                 if reply.outcome is not Outcome.COMPLETE or reply.status is None:
+                    if self._closed_as_allowed(engine_session, reply):
+                        return
                     self._incomplete(step, reply, label, "+OK")
                 status = reply.status
                 if positive.match(status.line, {}).ok:
@@ -393,8 +457,28 @@ class _ScenarioRun:
                     # finishing (UPDATE, exit) and holding the lock
                     self.transcript.event(step.session, "maildrop in use: login retried")
                     time.sleep(IN_USE_RETRY_PAUSE)
+                    commands = (
+                        [f"USER {account.user}", f"PASS {account.password}"]
+                        if (account.login != "apop")
+                        else commands
+                    )
                     break
-                self._stop(step, f"+OK to {label}", describe_reply(reply))
+                if TEMPORARY_REFUSAL.match(status.line):
+                    # RFC 2449 §8 / RFC 3206: a policy or a passing fault, not a
+                    # broken login: the scenario cannot be judged now
+                    raise _ScenarioError(
+                        f"step {step.index} ({step.text}): the target refused the login "
+                        f"temporarily: {describe_reply(reply)} (wait, or raise the target's "
+                        "login delay allowance, and run again)"
+                    )
+                self._stop(
+                    step,
+                    f"+OK to {label}",
+                    describe_reply(reply),
+                    kind="login",
+                    level="MUST",
+                    requirement=requirement,
+                )
             else:
                 return
 
@@ -414,18 +498,11 @@ class _ScenarioRun:
         label = engine_session.pending_label
         self._framing(step, reply.findings)
         if reply.outcome is not Outcome.COMPLETE or reply.status is None:
-            if (
-                step.or_close
-                and reply.outcome in (Outcome.CLOSED, Outcome.RESET)
-                and reply.status is None
-            ):
-                self.transcript.event(
-                    step.session, "closed instead of replying (or_close: allowed)"
-                )
-                engine_session.gone = True
-                engine_session.session.close()
+            if self._closed_as_allowed(engine_session, reply):
                 return
             self._incomplete(step, reply, label, step.pattern.source)
+        if step.or_close:
+            engine_session.may_close_after = label
         status = reply.status
         env = self.env(engine_session)
         match = self._guarded(step, lambda: step.pattern.match(status.line, env))
@@ -453,6 +530,25 @@ class _ScenarioRun:
             return
         self.captures.update(body_match.captures)
 
+    def _closed_as_allowed(self, engine_session: _EngineSession, reply: Reply) -> bool:
+        """A close (with nothing of a reply) right after a reply that allowed
+        it — `or_close`, a refused PASS/APOP/AUTH — is the allowed branch:
+        the rest of that session's steps are skipped. A close *instead of*
+        the reply is never allowed (silence, verdict-principles)."""
+        after = engine_session.may_close_after
+        if after is None or reply.status is not None or reply.detail:
+            return False
+        if reply.outcome not in (Outcome.CLOSED, Outcome.RESET):
+            return False
+        self.transcript.event(
+            engine_session.session.name,
+            f"the server closed the session after answering {after} "
+            "(an allowed abuse limit): the rest of this session is skipped",
+        )
+        engine_session.gone = True
+        engine_session.session.close()
+        return True
+
     def _guarded(self, step: Step, compute: Callable[[], Any]) -> Any:
         try:
             return compute()
@@ -470,6 +566,7 @@ class _ScenarioRun:
         else:
             pending = _PendingCommand("no command (waiting for an unsolicited reply)", False, False)
         engine_session.pending_label = pending.label
+        engine_session.pending_verb = pending.verb
         multiline = pending.multiline if multiline_override is None else multiline_override
         timeout = reply_timeout(step.timeout, pending.auth, self.config)
         engine_session.step_timeout = timeout
@@ -480,20 +577,36 @@ class _ScenarioRun:
         engine_session.last_was_multiline = reply.body_octets is not None
         if not engine_session.pending:
             engine_session.replies_unknown = False
+        if reply.status is not None:
+            positive = reply.status.looks_positive
+            engine_session.user_accepted = pending.verb == "USER" and positive
+            # a refused login may be followed by a close (verdict-principles 3)
+            refused_login = pending.verb in ("PASS", "APOP", "AUTH") and not positive
+            engine_session.may_close_after = pending.label if refused_login else None
         return reply
 
     def _incomplete(self, step: Step, reply: Reply, label: str, wanted: str) -> NoReturn:
-        """A reply did not arrive whole: stall, flood, close or reset."""
+        """A reply did not arrive whole: stall, flood, close or reset.
+
+        Silence is a finding at any scenario level: no reply while the
+        connection stays open, or a close instead of the reply, breaks the
+        step's requirement as a MUST (verdict-principles, "always a finding").
+        A body that stops before its terminator breaks the terminator rule."""
         engine_session = self._session(step)
         if reply.outcome is Outcome.TIMEOUT:
             waited = engine_session.step_timeout
+            if reply.status is not None:
+                finding = framing.finding(
+                    framing.TERMINATOR,
+                    f"the body did not end: no more data within {waited:.1f} s after {label}",
+                )
+                self.failures.append(framing_failure(step, finding))
+                raise _StopScenario
             if time.monotonic() >= self.deadline:
                 actual = f"scenario deadline of {self.scenario_timeout:.1f} s passed after {label}"
-            elif reply.status is not None:
-                actual = f"body incomplete: no more data within {waited:.1f} s after {label}"
             else:
                 actual = f"no reply within {waited:.1f} s after {label}"
-            self._stop(step, repr(wanted), actual, kind="timeout")
+            self._stop(step, repr(wanted), actual, kind="timeout", level="MUST")
         if reply.outcome is Outcome.FLOOD:
             # a line without an end breaks the CRLF rule; a body without an end, the terminator
             rule = framing.TERMINATOR if reply.detail.startswith("a body") else framing.LINE_END
@@ -508,6 +621,7 @@ class _ScenarioRun:
             repr(wanted),
             f"connection {how} by the server {where}{partial} ({label})",
             kind="closed",
+            level="MUST",
         )
 
     def _do_DropStep(self, step: DropStep) -> None:
@@ -566,12 +680,39 @@ class _ScenarioRun:
 
     # -- unsolicited data ------------------------------------------------------
 
-    def _check_unsolicited(self, step: Step, engine_session: _EngineSession) -> None:
+    def _check_unsolicited(self, step: Step, engine_session: _EngineSession) -> bool:
+        """Before sending: report bytes nobody asked for. False when the
+        session turned out to have ended as an allowed close."""
         if not engine_session.quiet_expected:
-            return
+            return True
         data = engine_session.session.drain_unsolicited()
+        if data and self._farewell_then_close(engine_session, data):
+            return False
         if data:
             self._unsolicited(step, engine_session, data, f"before {step.text}")
+        return True
+
+    def _farewell_then_close(self, engine_session: _EngineSession, data: bytes) -> bool:
+        """One more `-ERR` line and a close, after a reply that allowed a
+        close, is an allowed abuse limit too (verdict-principles 3)."""
+        if engine_session.may_close_after is None or not data.startswith(b"-ERR"):
+            return False
+        if data.count(b"\n") != 1 or not data.endswith(b"\r\n"):
+            return False
+        quiet = engine_session.session.wait_quiet(FAREWELL_CLOSE_SECONDS, self.deadline)
+        if quiet.outcome not in (Outcome.CLOSED, Outcome.RESET):
+            if quiet.data:
+                data += quiet.data
+            return False
+        self.transcript.event(
+            engine_session.session.name,
+            f"the server sent {show_bytes(data)} and closed after answering "
+            f"{engine_session.may_close_after} (an allowed abuse limit): "
+            "the rest of this session is skipped",
+        )
+        engine_session.gone = True
+        engine_session.session.close()
+        return True
 
     def _unsolicited(
         self, step: Step | None, engine_session: _EngineSession, data: bytes, when: str
@@ -594,7 +735,7 @@ class _ScenarioRun:
                 continue
             if engine_session.quiet_expected:
                 data = engine_session.session.drain_unsolicited()
-                if data:
+                if data and not self._farewell_then_close(engine_session, data):
                     self._unsolicited(None, engine_session, data, "at the end of the scenario")
 
     def _remaining(self) -> float:
@@ -611,70 +752,11 @@ def _is_auth(data: bytes) -> bool:
 
 
 # --------------------------------------------------------------------------
-# Mailbox verification
-
-
-class VerificationError(Exception):
-    """The maildrop could not be checked, or does not hold what the fixture
-    says (`content`); the message shows the difference."""
-
-    def __init__(self, message: str, *, content: bool = False) -> None:
-        super().__init__(message)
-        self.content = content
-
-
-def verify_maildrop(
-    host: str,
-    port: int,
-    config: RunConfig,
-    account: Account,
-    byte_exact: bool,
-    transcript: Transcript,
-) -> None:
-    """STAT count (and, when byte-exact, LIST sizes) against the fixture."""
-    try:
-        probe, _ = connect_and_greet(host, port, config, transcript, f"verify-{account.role}")
-    except TargetUnreachable as exc:
-        raise VerificationError(str(exc)) from None
-    try:
-        _verify_over(probe, account, byte_exact)
-    finally:
-        probe.session.close()
-
-
-def _verify_over(probe: ProbeSession, account: Account, byte_exact: bool) -> None:
-    problem = login(probe, account)
-    if problem:
-        raise VerificationError(f"cannot log in as {account.user} (role {account.role}): {problem}")
-    stat = probe.command("STAT")
-    fields = stat.status.line.split() if is_positive(stat) and stat.status else []
-    if len(fields) < 3 or not (fields[1].isdigit() and fields[2].isdigit()):
-        raise VerificationError(f"STAT for {account.user} answered {describe_reply(stat)}")
-    listing = probe.command("LIST", multiline=True)
-    if not is_positive(listing) or listing.body_octets is None:
-        raise VerificationError(f"LIST for {account.user} answered {describe_reply(listing)}")
-    sizes = [_scan_listing(line) for line in listing.lines]
-    if None in sizes:
-        bad = listing.lines[sizes.index(None)]
-        raise VerificationError(f"LIST for {account.user} sent the line {show_bytes(bad)}")
-    differences = verify_listing(
-        account, (int(fields[1]), int(fields[2])), [s for s in sizes if s], byte_exact
-    )
-    if differences:
-        raise VerificationError("; ".join(differences), content=True)
-    probe.command("QUIT")
-
-
-def _scan_listing(line: bytes) -> tuple[int, int] | None:
-    """RFC 1939 §5 scan listing "msg octets" as numbers."""
-    parts = line.split()
-    if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
-        return int(parts[0]), int(parts[1])
-    return None
-
-
-# --------------------------------------------------------------------------
 # Runner
+
+#: After this many scenarios in a row could not even connect, the target is
+#: taken as gone: the rest of the run is not attempted (exit 3 in seconds).
+UNREACHABLE_AFTER = 3
 
 
 class Runner:
@@ -682,8 +764,11 @@ class Runner:
 
     fingerprint: TargetFingerprint
 
-    def __init__(self, config: RunConfig, *, fixture: Fixture | None = None) -> None:
+    def __init__(
+        self, config: RunConfig, *, fixture: Fixture | None = None, write_main: bool = True
+    ) -> None:
         self.config = config
+        self._write_main = write_main  # False: `mailspec verify` writes nothing
         try:
             base = fixture if fixture is not None else load_fixture(config.fixture_dir)
         except FixtureError as exc:
@@ -693,10 +778,10 @@ class Runner:
         self.port = config.port
         self.provisioner: Provisioner = NoneProvisioner()
         self._embedded: EmbeddedServer | None = None
-        self._needs_reset: set[str] = set(self.fixture.accounts)  # never provisioned yet
-        self._last_scenario: dict[str, str] = {}
-        self._logged_in: set[str] = set()  # roles whose credentials worked in this run
-        self._content_known: set[str] = set()  # roles verified or restored since any commit
+        self.mailboxes: Mailboxes | None = None
+        #: scenarios in a row that could not connect, and the first of them
+        self.unreachable_streak = 0
+        self.unreachable_since: str | None = None
         self._facts = self._fact_names()  # the fixture is fixed for the run: built once
 
     # -- lifecycle -------------------------------------------------------------
@@ -715,13 +800,21 @@ class Runner:
                 self.provisioner = external_provisioner(
                     self.config.provision, (self.host, self.port)
                 )
+            self.mailboxes = Mailboxes(
+                self.host, self.port, self.config, self.provisioner, self.fixture.accounts
+            )
             main = self.account("main")
-            self._reset(main)
+            if self.mailboxes.can_restore and self._write_main:
+                self.mailboxes.reset(main)
             self.fingerprint = learn_fingerprint(
                 self.host, self.port, self.config, main, embedded=self._embedded is not None
             )
             if self.fingerprint.capabilities and isinstance(self.config.capabilities, str):
-                self._logged_in.add(main.role)  # the probe logged in with it
+                self.mailboxes.mark_logged_in(main.role)  # the probe logged in with it
+            if "TOP" not in self.fingerprint.capabilities:
+                self.mailboxes.methods.drop("top", "the target does not offer TOP")
+            if "UIDL" not in self.fingerprint.capabilities:
+                self.mailboxes.methods.drop("uidl", "the target does not offer UIDL")
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -732,6 +825,10 @@ class Runner:
         if self._embedded is not None:
             self._embedded.stop()
             self._embedded = None
+
+    @property
+    def target_gone(self) -> bool:
+        return self.unreachable_streak >= UNREACHABLE_AFTER
 
     # -- fixture facts ---------------------------------------------------------
 
@@ -773,6 +870,7 @@ class Runner:
             verdict=Verdict.PASS,
             source=scenario.source,
         )
+        self._unreachable = False
         try:
             result.verdict, result.message = self._run(scenario, transcript, result)
         except _ScenarioError as error:
@@ -781,6 +879,11 @@ class Runner:
             result.verdict, result.message = Verdict.ERROR, str(error)
         except OSError as error:  # the local machine, not the target: cannot judge
             result.verdict, result.message = Verdict.ERROR, f"local I/O error: {error}"
+        if self._unreachable:
+            self.unreachable_streak += 1
+            self.unreachable_since = self.unreachable_since or scenario.id
+        elif result.verdict is not Verdict.SKIP:
+            self.unreachable_streak, self.unreachable_since = 0, None
         result.transcript = transcript.entries
         result.duration = round(time.monotonic() - started, 6)
         return result
@@ -796,18 +899,24 @@ class Runner:
                 Verdict.SKIP,
                 f"target lacks {missing[0]} ({self._capability_source(missing[0])})",
             )
-        problem = self._prepare_mailboxes(scenario, transcript)
-        if problem:
-            return Verdict.ERROR, problem
+        assert self.mailboxes is not None
+        prepared = self.mailboxes.prepare(scenario, transcript)
+        if prepared.unreachable:
+            self._unreachable = True
+        if prepared.error:
+            return Verdict.ERROR, prepared.error
+        if prepared.skip:
+            return Verdict.SKIP, prepared.skip
         transcript.event("*", f"scenario {scenario.id} starts")
         run = _ScenarioRun(self, scenario, transcript)
         verdict, message = run.execute()
+        self._unreachable = run.unreachable
         result.failures = run.failures
-        for role in scenario.accounts_used() if scenario.logs_in() else ():
-            self._last_scenario[role] = scenario.id
-            if scenario.commits:
-                self._needs_reset.add(role)
-                self._content_known.discard(role)
+        changed = self.mailboxes.after(scenario, run.failures, transcript)
+        if changed is not None:
+            result.failures.append(changed)
+            verdict = verdict_for(result.failures, self.config.strict)
+            message = message or changed.one_line()
         return verdict, message
 
     def _capability_source(self, name: str) -> str:
@@ -826,62 +935,6 @@ class Runner:
             return "no CAPA, and the probe did not find it"
         return "not advertised by CAPA"
 
-    def _prepare_mailboxes(self, scenario: Scenario, transcript: Transcript) -> str | None:
-        """Reset what needs it and verify every account the scenario logs in
-        to; the reason for an ERROR, or None. A scenario that never logs in
-        cannot see a maildrop and is not verified."""
-        if not scenario.logs_in():
-            return None
-        for role in scenario.accounts_used():
-            account = self.account(role)
-            try:
-                if role in self._needs_reset:
-                    self._reset(account)
-                verify_maildrop(
-                    self.host,
-                    self.port,
-                    self.config,
-                    account,
-                    self.provisioner.byte_exact,
-                    transcript,
-                )
-            except ProvisionError as exc:
-                self._needs_reset.add(role)  # try again before the next scenario
-                return f"mailbox not ready: {exc}"
-            except VerificationError as exc:
-                if not exc.content and self._trusted_unverified(role):
-                    transcript.event(
-                        "*",
-                        f"could not verify {role}: {exc}; it verified earlier in this run and "
-                        "was restored since, so the scenario runs and judges the server",
-                    )
-                    continue
-                self._needs_reset.add(role)
-                return f"mailbox not ready: {exc}{self._blame(role) if exc.content else ''}"
-            self._logged_in.add(role)
-            self._content_known.add(role)
-        return None
-
-    def _trusted_unverified(self, role: str) -> bool:
-        """The server refused the verification's own commands (login, STAT,
-        LIST) for an account we know anyway: its credentials worked earlier
-        in this run, and its content was verified or written by a
-        provisioner since the last commit."""
-        return role in self._logged_in and role in self._content_known
-
-    def _reset(self, account: Account) -> None:
-        self.provisioner.reset(account)
-        self._needs_reset.discard(account.role)
-        if not isinstance(self.provisioner, NoneProvisioner):
-            self._content_known.add(account.role)
-
-    def _blame(self, role: str) -> str:
-        previous = self._last_scenario.get(role)
-        hint = f"; last used by {previous}" if previous else ""
-        if isinstance(self.provisioner, NoneProvisioner):
-            hint += " (provision: none cannot restore it; re-provision the target by hand)"
-        return hint
-
 
 def with_credentials(fixture: Fixture, overrides: Mapping[str, Mapping[str, str]]) -> Fixture:
     """The fixture with the configured user names/passwords of its roles."""
@@ -891,7 +944,7 @@ def with_credentials(fixture: Fixture, overrides: Mapping[str, Mapping[str, str]
             raise ConfigError(
                 f"accounts.{role}: the fixture has no such role ({', '.join(accounts)})"
             )
-        changes = {k: v for k, v in values.items() if k in ("user", "password")}
+        changes = {k: v for k, v in values.items() if k in ("user", "password", "login")}
         accounts[role] = dataclasses.replace(accounts[role], **changes)  # type: ignore[arg-type]
     return Fixture(fixture.source, accounts)
 
@@ -912,17 +965,30 @@ def run_suite(
     fixture: Fixture | None = None,
 ) -> RunResult:
     """Run `scenarios` in order; raises TargetUnreachable/ProvisionError only
-    when the run cannot start. `fixture` replaces the one `config` names."""
+    when the run cannot start. `fixture` replaces the one `config` names.
+
+    The run stops early — the rest marked ERROR "not run", `incomplete`
+    saying why — when the target stops answering (UNREACHABLE_AFTER
+    scenarios in a row could not connect) or on Ctrl-C."""
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     started = time.monotonic()
     results: list[ScenarioResult] = []
+    incomplete: str | None = None
     with Runner(config, fixture=fixture) as runner:
-        for position, scenario in enumerate(scenarios, 1):
-            result = runner.run(scenario)
-            results.append(result)
-            if progress is not None:
-                progress(result, position, len(scenarios))
+        try:
+            for position, scenario in enumerate(scenarios, 1):
+                result = runner.run(scenario)
+                results.append(result)
+                if progress is not None:
+                    progress(result, position, len(scenarios))
+                if runner.target_gone:
+                    incomplete = f"target unreachable since {runner.unreachable_since}"
+                    break
+        except KeyboardInterrupt:
+            incomplete = "interrupted"
         fingerprint = runner.fingerprint
+    for scenario in scenarios[len(results) :]:
+        results.append(not_run(scenario, incomplete or "interrupted"))
     return RunResult(
         tool_version=__version__,
         started_at=started_at,
@@ -931,4 +997,18 @@ def run_suite(
         config=config.redacted(),
         results=results,
         strict=config.strict,
+        incomplete=incomplete,
+    )
+
+
+def not_run(scenario: Scenario, why: str) -> ScenarioResult:
+    return ScenarioResult(
+        scenario_id=scenario.id,
+        title=scenario.title,
+        section=scenario.section,
+        requirements=list(scenario.requirements),
+        level=scenario.level,
+        verdict=Verdict.ERROR,
+        message=f"not run ({why})",
+        source=scenario.source,
     )

@@ -98,16 +98,17 @@ def check_known(
 
 
 def apply(results: list[ScenarioResult], expectations: dict[str, Expectation]) -> None:
-    """Turn listed FAILs into XFAIL and listed PASSes into XPASS, in place."""
+    """Turn listed FAILs (and ERRORs: a known reason the suite cannot judge
+    this target) into XFAIL and listed PASSes into XPASS, in place."""
     for result in results:
         exp = expectations.get(result.scenario_id)
         if exp is None:
             continue
-        if result.verdict is Verdict.FAIL:
+        if result.verdict in (Verdict.FAIL, Verdict.ERROR):
             if exp.message_prefix and not result.message.startswith(exp.message_prefix):
                 result.message = (
                     f"{result.message} [expected failure {exp.message_prefix!r}… "
-                    f"did not match: still FAIL]"
+                    f"did not match: still {result.verdict}]"
                 )
                 continue
             result.verdict = Verdict.XFAIL

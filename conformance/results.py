@@ -26,6 +26,11 @@ class Verdict(enum.StrEnum):
         """True for verdicts that make `mailspec run` exit 1."""
         return self in (Verdict.FAIL, Verdict.XPASS)
 
+    @property
+    def unjudged(self) -> bool:
+        """True for verdicts that make `mailspec run` exit 3: the suite could not judge."""
+        return self is Verdict.ERROR
+
 
 class Direction(enum.StrEnum):
     CLIENT = "C"  # bytes we sent
@@ -94,6 +99,9 @@ class RunResult:
     config: dict[str, Any]  # the effective configuration, secrets removed
     results: list[ScenarioResult]
     strict: bool = False
+    #: Why the run stopped before every selected scenario ran ("interrupted",
+    #: "target unreachable since <scenario>"); None when it ran to the end.
+    incomplete: str | None = None
 
     def counts(self) -> dict[Verdict, int]:
         out = {v: 0 for v in Verdict}
@@ -103,5 +111,9 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """0 = no FAIL and no XPASS; 1 = conformance failures."""
+        """0 = every scenario judged, no FAIL, XPASS or ERROR; 3 = the suite
+        could not judge (an ERROR, or the run stopped early) — whatever else
+        failed, since the verdicts are incomplete; 1 = conformance failures."""
+        if self.incomplete or any(r.verdict.unjudged for r in self.results):
+            return 3
         return 1 if any(r.verdict.fails_run for r in self.results) else 0

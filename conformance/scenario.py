@@ -79,7 +79,7 @@ ACTIONS_WITH_VALUE = (
     "skip_if",
 )
 ACTIONS_WITHOUT_VALUE = ("login", "drop", "expect_close", "open")
-MODIFIERS_FOR_ALL = ("session", "timeout")
+MODIFIERS_FOR_ALL = ("session", "timeout", "requirement")
 MODIFIERS = {
     "open": ("account",),
     "S": ("body", "multiline", "octets", "save", "else_skip", "or_close", "level", "exact"),
@@ -102,6 +102,9 @@ class Step:
     #: `timeout: autologout`: wait for the target's configured autologout
     #: timer plus a grace period; SKIP when the target's timer is unknown.
     until_autologout: bool = False
+    #: The requirement this step checks (`requirement:`): a failure of the
+    #: step is pinned on it instead of on the scenario's first requirement.
+    requirement: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -416,7 +419,7 @@ class _FileParser:
         raw_steps = _require(entry, "steps", list, where, line)
         if not raw_steps:
             raise _Problem(_line_of(entry, "steps", line), f"{where}field 'steps': empty list")
-        steps = _StepParser(where).parse(raw_steps, _line_of(entry, "steps", line))
+        steps = _StepParser(where, requirements).parse(raw_steps, _line_of(entry, "steps", line))
         return Scenario(
             id=scenario_id,
             title=title,
@@ -470,8 +473,9 @@ class _StepParser:
     """Parses the steps of one scenario, tracking which sessions are open
     and which names have been captured so far."""
 
-    def __init__(self, where: str) -> None:
+    def __init__(self, where: str, requirements: tuple[str, ...] = ()) -> None:
         self.where = where
+        self.requirements = requirements
         self.open_sessions: set[str] = set()
         self.known_names: set[str] = set(FACT_NAMES)
 
@@ -534,7 +538,20 @@ class _StepParser:
         }
         if not common["until_autologout"]:
             common["timeout"] = _positive_number(raw_map, "timeout", "", line)
+        common["requirement"] = self._step_requirement(raw_map, line)
         return self._build(action, value, raw_map, common, line)
+
+    def _step_requirement(self, raw_map: dict[str, Any], line: int) -> str | None:
+        """`requirement: ID`: one of the scenario's own requirements (its list
+        stays the union of what its steps check)."""
+        requirement = _optional(raw_map, "requirement", str, "", line, None)
+        if requirement is not None and requirement not in self.requirements:
+            raise _Problem(
+                _line_of(raw_map, "requirement", line),
+                f"'requirement': {requirement!r} is not in the scenario's requirements "
+                f"({', '.join(self.requirements)})",
+            )
+        return requirement
 
     def _session(self, raw_map: dict[str, Any], line: int) -> str:
         session = _optional(raw_map, "session", str, "", line, DEFAULT_SESSION)

@@ -37,6 +37,7 @@ def results_to_dict(run: RunResult) -> dict[str, Any]:
         "duration": round(run.duration, 6),
         "strict": run.strict,
         "exit_code": run.exit_code,
+        "incomplete": run.incomplete,
         "target": {
             "address": run.target.address,
             "tls": run.target.tls,

@@ -43,16 +43,21 @@ def test_listed_pass_is_xpass_and_fails_the_run(tmp_path: Path) -> None:
     assert run.exit_code == 1
 
 
-def test_warn_skip_error_are_left_alone(tmp_path: Path) -> None:
+def test_warn_and_skip_are_left_alone_and_a_listed_error_is_xfail(tmp_path: Path) -> None:
     text = "".join(f"- id: {i}\n  reason: r\n" for i in ("a.warn", "a.skip", "a.err"))
     exps = load_expectations(_write(tmp_path, text))
     results = [
         make_result("a.warn", Verdict.WARN),
         make_result("a.skip", Verdict.SKIP),
         make_result("a.err", Verdict.ERROR),
+        make_result("a.unlisted-err", Verdict.ERROR),
     ]
     apply(results, exps)
-    assert [r.verdict for r in results] == [Verdict.WARN, Verdict.SKIP, Verdict.ERROR]
+    assert [r.verdict for r in results] == [
+        Verdict.WARN, Verdict.SKIP, Verdict.XFAIL, Verdict.ERROR,
+    ]  # fmt: skip
+    assert make_run(results).exit_code == 3  # the unlisted ERROR: could not judge
+    assert make_run(results[:3]).exit_code == 0
 
 
 def test_message_prefix_must_match(tmp_path: Path) -> None:

@@ -90,6 +90,8 @@ def correct_replies(fixture: Fixture, role: str = "main") -> dict[str, Reply]:
             f"+OK {message.octets} octets\r\n".encode() + stuffed(message.wire) + b".\r\n"
         )
         replies[f"LIST {i}"] = f"+OK {i} {message.octets}\r\n".encode()
+        replies[f"TOP {i} 0"] = b"+OK\r\n" + stuffed(message.header) + b".\r\n"
+    replies["RSET"] = b"+OK\r\n"
     return replies
 
 

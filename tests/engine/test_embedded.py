@@ -147,7 +147,7 @@ scenarios:
       - S: +OK
       - login
   - id: e2e.recovered
-    title: the account was re-provisioned after the ERROR
+    title: the account was re-provisioned after the change
     requirements: [POP3-1939-DELE-01]
     level: MUST
     account: spare2
@@ -160,14 +160,19 @@ scenarios:
 """
 
 
-def test_undeclared_commit_is_caught_by_verification_then_repaired(tmp_path: Path) -> None:
+def test_a_maildrop_changed_without_commits_fails_that_scenario_and_is_repaired(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "sneaky.yaml"
     path.write_text(UNDECLARED_COMMIT, encoding="utf-8")
     with Runner(RunConfig(read_timeout=5)) as runner:
         sneaky, no_login, victim, recovered = (runner.run(s) for s in load_scenario_file(path))
-    assert sneaky.verdict is Verdict.PASS
+    # the scenario that changed the maildrop is the one that fails ...
+    assert sneaky.verdict is Verdict.FAIL
+    changed = sneaky.failures[-1]
+    assert changed.kind == "maildrop" and changed.requirement == "POP3-1939-DELE-05"
+    assert "UIDL lists 2 messages where it listed 3" in changed.actual
+    # ... and the next ones start from a re-provisioned account
     assert no_login.verdict is Verdict.PASS
-    assert victim.verdict is Verdict.ERROR
-    assert "STAT count is 2, the fixture has 3 messages" in victim.message
-    assert "last used by e2e.sneaky-dele" in victim.message
+    assert victim.verdict is Verdict.PASS, victim.message
     assert recovered.verdict is Verdict.PASS, recovered.message

@@ -89,7 +89,7 @@ def test_silence_inside_the_body_is_a_stall(tmp_path: Path) -> None:
     with scripted({"RETR 1": b"+OK\r\nSubject: x\r\n"}) as server:
         result = run_text(tmp_path, server, RETR_STEPS, read_timeout=0.5)
     assert result.verdict is Verdict.FAIL
-    assert "body incomplete: no more data within 0.5 s after C: RETR 1" in result.message
+    assert "the body did not end: no more data within 0.5 s after C: RETR 1" in result.message
 
 
 def test_close_instead_of_a_reply(tmp_path: Path) -> None:

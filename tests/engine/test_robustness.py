@@ -46,7 +46,7 @@ def test_unterminated_capa_still_offers_capa(tmp_path: Path) -> None:
             read_timeout=0.4,
         )  # fmt: skip
     assert result.verdict is Verdict.FAIL
-    assert "body incomplete" in result.message
+    assert "the body did not end" in result.message
 
 
 def test_any_angle_token_offers_apop_and_a_msg_id_is_preferred() -> None:
@@ -55,7 +55,7 @@ def test_any_angle_token_offers_apop_and_a_msg_id_is_preferred() -> None:
     assert greeting_timestamp(b"+OK ready") is None
 
 
-def test_refused_verification_login_after_an_earlier_success_lets_the_scenario_judge(
+def test_a_login_refused_after_an_earlier_success_is_judged_by_the_scenario(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "case.yaml"
@@ -65,21 +65,23 @@ def test_refused_verification_login_after_an_earlier_success_lets_the_scenario_j
         encoding="utf-8",
     )
     (scenario,) = load_scenario_file(path)
-    ok, refused = b"+OK logged in\r\n", b"-ERR [LOGIN-DELAY] too soon\r\n"
-    # probe: ok; 1st scenario: verify ok, login ok; 2nd: verify refused, login refused
+    ok, refused = b"+OK logged in\r\n", b"-ERR authentication failed\r\n"
+    # probe: ok; 1st scenario: verify ok, login ok; then every login refused
     with scripted({"PASS alice-secret": [ok, ok, ok, refused]}) as server:
         with Runner(config_for(server, capabilities="auto"), fixture=small_fixture()) as runner:
             first, second = runner.run(scenario), runner.run(scenario)
     assert first.verdict is Verdict.PASS, first.message
     assert second.verdict is Verdict.FAIL
-    assert "-ERR [LOGIN-DELAY] too soon" in second.message
-    assert any(b"could not verify main" in e.data for e in second.transcript)
+    assert "-ERR authentication failed" in second.message
+    assert second.failures[0].requirement == "POP3-1939-AUTH-PASS-02"
+    assert second.failures[0].kind == "login"
 
 
-def test_refused_verification_with_unknown_content_stays_error(tmp_path: Path) -> None:
+def test_a_temporary_login_refusal_is_error_not_fail(tmp_path: Path) -> None:
     ok, refused = b"+OK logged in\r\n", b"-ERR [LOGIN-DELAY] too soon\r\n"
-    # the probe logs in, but nothing ever verified (or wrote) the maildrop
+    # the probe logs in; the scenario's login meets the server's login delay
     with scripted({"PASS alice-secret": [ok, refused]}) as server:
         result = run_text(tmp_path, server, LOGIN, capabilities="auto")
     assert result.verdict is Verdict.ERROR
-    assert "cannot log in as alice" in result.message
+    assert "refused the login temporarily" in result.message
+    assert "[LOGIN-DELAY]" in result.message

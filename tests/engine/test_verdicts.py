@@ -11,7 +11,7 @@ from engine_fakes import config_for, run_text, scenario_file, scripted, small_fi
 from conformance.config import RunConfig
 from conformance.engine import Runner, run_suite
 from conformance.errors import TargetUnreachable
-from conformance.results import Verdict
+from conformance.results import Direction, Verdict
 from conformance.scenario import load_scenario_file
 
 STAT_OK = steps("open: a", "S: +OK", "login", "C: STAT", 'S: "+OK {count} {size:int}"')
@@ -101,18 +101,73 @@ def test_skip_if(tmp_path: Path) -> None:
     assert result.verdict is Verdict.SKIP and result.message == "big maildrop (size > 10)"
 
 
-def test_or_close_accepts_a_close_instead_of_a_reply(tmp_path: Path) -> None:
-    from engine_fakes import CLOSE
+def test_or_close_accepts_a_close_after_the_reply(tmp_path: Path) -> None:
+    from engine_fakes import SendThenClose
 
     body = steps(
         "open: a", "S: +OK", "C: USER x", "S: -ERR", "  or_close: true", "C: NOOP", "S: +OK"
     )
-    with scripted({"USER x": CLOSE}) as server:
+    with scripted({"USER x": SendThenClose(b"-ERR go away\r\n")}) as server:
         result = run_text(tmp_path, server, body)
     assert result.verdict is Verdict.PASS, result.message
-    with scripted({"USER x": CLOSE}) as server:
+    with scripted({"USER x": SendThenClose(b"-ERR go away\r\n")}) as server:
         strict_body = body.replace("        or_close: true\n", "")
         assert run_text(tmp_path, server, strict_body).verdict is Verdict.FAIL
+
+
+def test_or_close_never_accepts_a_close_instead_of_the_reply(tmp_path: Path) -> None:
+    from engine_fakes import CLOSE
+
+    body = steps("open: a", "S: +OK", "C: USER x", "S: -ERR", "  or_close: true")
+    with scripted({"USER x": CLOSE}) as server:
+        result = run_text(tmp_path, server, body, level="SHOULD")
+    # silence is a finding at any level: a MUST failure in a SHOULD scenario
+    assert result.verdict is Verdict.FAIL
+    assert result.failures[0].level == "MUST" and result.failures[0].kind == "closed"
+
+
+def test_a_close_after_a_refused_pass_is_the_allowed_branch(tmp_path: Path) -> None:
+    from engine_fakes import SendThenClose
+
+    body = steps(
+        "open: a", "S: +OK", "C: USER {user}", "S: +OK", "C: PASS {wrong_password}", "S: -ERR",
+        "C: USER {user}", "S: +OK", "C: PASS {password}", "S: +OK",
+    )  # fmt: skip
+    refusal = SendThenClose(b"-ERR wrong\r\n")
+    with scripted({"PASS alice-secret-not-the-password": refusal}) as server:
+        result = run_text(tmp_path, server, body)
+    assert result.verdict is Verdict.PASS, result.message
+    assert any(b"an allowed abuse limit" in e.data for e in result.transcript)
+
+
+def test_a_farewell_err_line_before_the_allowed_close_is_not_unsolicited(
+    tmp_path: Path,
+) -> None:
+    from engine_fakes import SendThenClose
+
+    body = steps(
+        "open: a", "S: +OK", "C: USER {user}", "S: +OK", "C: PASS {wrong_password}", "S: -ERR",
+        "idle: 0.3", "C: NOOP", "S: -ERR",
+    )  # fmt: skip
+    refusal = SendThenClose(b"-ERR wrong\r\n-ERR too many failures, bye\r\n")
+    with scripted({"PASS alice-secret-not-the-password": refusal}) as server:
+        result = run_text(tmp_path, server, body)
+    assert result.verdict is Verdict.FAIL  # idle saw the farewell line: data while idle
+    body = body.replace("      - idle: 0.3\n", "")
+    with scripted({"PASS alice-secret-not-the-password": refusal}) as server:
+        result = run_text(tmp_path, server, body)
+    assert result.verdict is Verdict.PASS, result.message
+
+
+def test_login_after_the_scenario_sent_user_sends_only_pass(tmp_path: Path) -> None:
+    body = steps("open: a", "S: +OK", "C: USER {user}", "S: +OK", "login", "C: NOOP", "S: +OK")
+    with scripted({}) as server:
+        result = run_text(tmp_path, server, body)
+    sent = b"".join(
+        e.data for e in result.transcript if e.session == "a" and e.direction is Direction.CLIENT
+    )
+    assert result.verdict is Verdict.PASS, result.message
+    assert sent.count(b"USER ") == 1 and sent.count(b"PASS ") == 1
 
 
 def free_port() -> int:
@@ -136,11 +191,21 @@ def test_connection_refused_during_a_scenario_is_error(tmp_path: Path) -> None:
     assert "connection refused" in result.message
 
 
-def test_failed_verification_is_error_with_the_difference(tmp_path: Path) -> None:
+def test_a_miscounting_stat_is_judged_by_the_scenario_not_hidden_by_set_up(
+    tmp_path: Path,
+) -> None:
     with scripted({"STAT": b"+OK 1 10\r\n"}) as server:
         result = run_text(tmp_path, server, STAT_OK)
+    assert result.verdict is Verdict.FAIL
+    assert result.failures[0].requirement == "POP3-1939-STAT-01"
+
+
+def test_a_store_without_the_fixture_is_error_naming_the_message(tmp_path: Path) -> None:
+    with scripted({"TOP 1 0": b"+OK\r\nSubject: other\r\n\r\n.\r\n"}) as server:
+        result = run_text(tmp_path, server, STAT_OK)
     assert result.verdict is Verdict.ERROR
-    assert "STAT count is 1, the fixture has 2 messages" in result.message
+    assert "the store does not hold the fixture" in result.message
+    assert "message 1 should be one.eml" in result.message
     assert "provision: none cannot restore it" in result.message
 
 
