@@ -100,3 +100,21 @@ def test_target_without_provision_defaults_to_none(tmp_path: Path) -> None:
 def test_parse_target_rejects(bad: str) -> None:
     with pytest.raises(ValueError):
         parse_target(bad)
+
+
+def test_the_apop_role_is_configurable_with_its_login_method(tmp_path: Path) -> None:
+    from conformance.engine import with_credentials
+    from conformance.fixture import load_fixture
+
+    text = "accounts:\n  apop: {user: dora, password: apop-secret, login: apop}\n"
+    cfg = load_config(_file(tmp_path, text))
+    assert cfg.accounts["apop"] == {"user": "dora", "password": "apop-secret", "login": "apop"}
+    account = with_credentials(load_fixture(), cfg.accounts).account("apop")
+    assert (account.user, account.password, account.login) == ("dora", "apop-secret", "apop")
+    assert "apop-secret" not in str(cfg.redacted())
+
+
+def test_an_unknown_login_method_names_the_field(tmp_path: Path) -> None:
+    text = "accounts:\n  apop:\n    user: dora\n    password: x\n    login: kerberos\n"
+    with pytest.raises(ConfigError, match=r"target.yaml:5: accounts.apop.login: expected pass"):
+        load_config(_file(tmp_path, text))
