@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, metavar="FILE", help="target config file (YAML)")
     scenario_opts(run)
     run.add_argument("--strict", action="store_true", help="SHOULD/MAY deviations FAIL")
+    run.add_argument(
+        "--security", action="store_true", help="SECURITY (best-practice) deviations FAIL"
+    )
     run.add_argument("--expectations", type=Path, metavar="FILE", help="known failures (YAML)")
     run.add_argument(
         "--update-expectations",
@@ -240,6 +243,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     if args.timeout:
         cfg.read_timeout = args.timeout
     cfg.strict = cfg.strict or args.strict
+    cfg.security = cfg.security or args.security
     cfg.slow = cfg.slow or args.slow
     if args.autologout:
         cfg.autologout = args.autologout

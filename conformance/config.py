@@ -41,6 +41,7 @@ class RunConfig:
     max_line_octets: int = 65_536  # a reply line longer than this is a flood
     max_body_octets: int = 64 * 1024 * 1024  # a multi-line body larger than this is a flood
     strict: bool = False
+    security: bool = False  # SECURITY-level (best practice) deviations FAIL
     slow: bool = False  # include scenarios marked slow
     redact: bool = True  # hide PASS/APOP/AUTH arguments in transcripts
 

@@ -36,6 +36,7 @@ from conformance.patterns import BodyContext, Segment, render_segments, status_p
 from conformance.provision import NoneProvisioner, Provisioner, make_provisioner
 from conformance.results import Failure, RunResult, ScenarioResult, TargetFingerprint, Verdict
 from conformance.scenario import (
+    AliveOrClosedStep,
     AssertStep,
     CommandStep,
     DropStep,
@@ -43,8 +44,11 @@ from conformance.scenario import (
     ExpectOpenStep,
     IdleStep,
     LoginStep,
+    MailboxSameStep,
+    NotAuthenticatedStep,
     OpenStep,
     PipelineStep,
+    RecoverStep,
     ReplyStep,
     Scenario,
     SendStep,
@@ -82,13 +86,18 @@ ProgressCallback = Callable[[ScenarioResult, int, int], None]
 # Verdicts
 
 
-def verdict_for(failures: list[Failure], strict: bool) -> Verdict:
-    """MUST-level or framing failures FAIL; SHOULD/MAY alone WARN (FAIL when strict)."""
+def verdict_for(failures: list[Failure], strict: bool, security: bool = False) -> Verdict:
+    """MUST-level or framing failures FAIL; SHOULD/MAY alone WARN (FAIL when
+    strict); SECURITY (best practice) WARN unless --security."""
     if not failures:
         return Verdict.PASS
     if any(f.level == "MUST" or f.kind == "framing" for f in failures):
         return Verdict.FAIL
-    return Verdict.FAIL if strict else Verdict.WARN
+    if security and any(f.level == "SECURITY" for f in failures):
+        return Verdict.FAIL
+    if strict and any(f.level != "SECURITY" for f in failures):
+        return Verdict.FAIL
+    return Verdict.WARN
 
 
 def framing_failure(step: Step | None, finding: FramingFinding) -> Failure:
@@ -213,7 +222,7 @@ class _ScenarioRun:
                 return Verdict.ERROR, str(error)
         finally:
             self._close_all()
-        verdict = verdict_for(self.failures, self.config.strict)
+        verdict = verdict_for(self.failures, self.config.strict, self.config.security)
         message = self.failures[0].one_line() if self.failures else ""
         return verdict, message
 
@@ -678,6 +687,94 @@ class _ScenarioRun:
         if self._guarded(step, lambda: step.expression.evaluate(env)):
             raise _SkipScenario(f"{step.reason} ({step.expression.text})")
 
+    # -- robustness oracles ------------------------------------------------------
+
+    def _do_AliveOrClosedStep(self, step: AliveOrClosedStep) -> None:
+        """Closed by the server (after whatever it answered) passes; an open
+        session must answer a NOOP with exactly one status line."""
+        engine_session = self._session(step)
+        if not engine_session.session.usable:
+            self.transcript.event(step.session, "alive_or_closed: the server closed it")
+            return
+        if not self._check_unsolicited(step, engine_session):
+            return  # an allowed close after a farewell -ERR
+        if engine_session.session.wait_quiet(0.0, self.deadline).outcome in (
+            Outcome.CLOSED,
+            Outcome.RESET,
+        ):
+            self.transcript.event(step.session, "alive_or_closed: the server closed it")
+            return
+        engine_session.may_close_after = None
+        self._send_commands(step, engine_session, ["NOOP"])
+        reply = self._read(step, engine_session, multiline_override=False)
+        self._framing(step, reply.findings)
+        if reply.status is None and reply.outcome in (Outcome.CLOSED, Outcome.RESET):
+            self.transcript.event(step.session, "alive_or_closed: the server closed it")
+            engine_session.gone = True
+            return
+        if reply.outcome is not Outcome.COMPLETE or reply.status is None:
+            self._incomplete(step, reply, engine_session.pending_label, "+OK or -ERR")
+
+    def _do_RecoverStep(self, step: RecoverStep) -> None:
+        """A new connection is greeted with +OK within the read deadline."""
+        name = f"recover-{step.index}"
+        try:
+            session = Session.connect(
+                name,
+                self.runner.host,
+                self.runner.port,
+                self.transcript,
+                timeout=min(step.timeout or self.config.read_timeout, self._remaining()),
+                max_line_octets=self.config.max_line_octets,
+                max_body_octets=self.config.max_body_octets,
+                redact=self.config.redact,
+            )
+        except ConnectError as exc:
+            self._fail(step, "a new connection to be accepted and greeted", str(exc), kind="closed")
+            return
+        try:
+            wait = step.timeout or self.config.read_timeout
+            greeting = session.read_reply(False, min(deadline_after(wait), self.deadline))
+            if greeting.status is None or not greeting.status.looks_positive:
+                self._fail(
+                    step, "a new connection to be greeted with +OK", describe_reply(greeting)
+                )
+        finally:
+            session.send(b"QUIT\r\n")
+            session.close()
+
+    def _do_MailboxSameStep(self, step: MailboxSameStep) -> None:
+        account = self.runner.account(self.scenario.account)
+        problem = self.runner.mailbox_unchanged(account, self.transcript)
+        if problem:
+            self._fail(
+                step,
+                f"account {account.role} ({account.user}) as set-up saw it",
+                problem,
+                kind="maildrop",
+            )
+
+    def _do_NotAuthenticatedStep(self, step: NotAuthenticatedStep) -> None:
+        """STAT is refused (still AUTHORIZATION), or the server closed."""
+        engine_session = self._session(step)
+        if not engine_session.session.usable or not self._send_commands(
+            step, engine_session, ["STAT"]
+        ):
+            return
+        reply = self._read(step, engine_session, multiline_override=False)
+        self._framing(step, reply.findings)
+        if reply.status is None and reply.outcome in (Outcome.CLOSED, Outcome.RESET):
+            engine_session.gone = True
+            return
+        if reply.outcome is not Outcome.COMPLETE or reply.status is None:
+            self._incomplete(step, reply, engine_session.pending_label, "-ERR")
+        if reply.status.looks_positive:
+            self._fail(
+                step,
+                "-ERR to STAT (the session is not authenticated)",
+                describe_reply(reply),
+            )
+
     # -- unsolicited data ------------------------------------------------------
 
     def _check_unsolicited(self, step: Step, engine_session: _EngineSession) -> bool:
@@ -913,11 +1010,17 @@ class Runner:
         self._unreachable = run.unreachable
         result.failures = run.failures
         changed = self.mailboxes.after(scenario, run.failures, transcript)
-        if changed is not None:
+        if changed is not None and not any(f.kind == "maildrop" for f in run.failures):
             result.failures.append(changed)
-            verdict = verdict_for(result.failures, self.config.strict)
+            verdict = verdict_for(result.failures, self.config.strict, self.config.security)
             message = message or changed.one_line()
         return verdict, message
+
+    def mailbox_unchanged(self, account: Account, transcript: Transcript) -> str | None:
+        """The `mailbox_same` oracle: how the account differs from what
+        set-up recorded, or None."""
+        assert self.mailboxes is not None
+        return self.mailboxes.differs(account, transcript)
 
     def _capability_source(self, name: str) -> str:
         if isinstance(self.config.capabilities, list):

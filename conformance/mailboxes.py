@@ -245,6 +245,11 @@ class Mailboxes:
             found = found or _changed_failure(scenario, self.accounts[role], change)
         return found
 
+    def differs(self, account: Account, transcript: Transcript) -> str | None:
+        """For the `mailbox_same` oracle: what changed, or None."""
+        change = self._changed(account, transcript)
+        return "; ".join(change[1]) if change else None
+
     def _changed(self, account: Account, transcript: Transcript) -> tuple[str, list[str]] | None:
         before = self.state[account.role].signature
         if before is None or before.empty:

@@ -37,7 +37,8 @@ from conformance.patterns import (
     token_line,
 )
 
-LEVELS = ("MUST", "SHOULD", "MAY")
+#: SECURITY: best practice that no RFC requires (WARN, FAIL with --security).
+LEVELS = ("MUST", "SHOULD", "MAY", "SECURITY")
 CATALOGUE_LEVEL_TO_SCENARIO_LEVEL = {
     "MUST": "MUST",
     "IMPLIED": "MUST",
@@ -45,6 +46,7 @@ CATALOGUE_LEVEL_TO_SCENARIO_LEVEL = {
     "SHOULD": "SHOULD",
     "SHOULD-NOT": "SHOULD",
     "MAY": "MAY",
+    "SECURITY": "SECURITY",
 }
 ACCOUNT_ROLES = ("main", "empty", "spare1", "spare2", "spare3", "spare4", "apop")
 DEFAULT_SESSION = "a"
@@ -78,7 +80,17 @@ ACTIONS_WITH_VALUE = (
     "assert",
     "skip_if",
 )
-ACTIONS_WITHOUT_VALUE = ("login", "drop", "expect_close", "open")
+ACTIONS_WITHOUT_VALUE = (
+    "login",
+    "drop",
+    "expect_close",
+    "open",
+    # reusable robustness oracles (docs/scenario-format.md, *Oracles*)
+    "alive_or_closed",
+    "recover",
+    "mailbox_same",
+    "not_authenticated",
+)
 MODIFIERS_FOR_ALL = ("session", "timeout", "requirement")
 MODIFIERS = {
     "open": ("account",),
@@ -165,6 +177,28 @@ class ExpectOpenStep(Step):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AliveOrClosedStep(Step):
+    """The session either was closed by the server, or a harmless probe
+    (NOOP) still gets exactly one well-formed status line."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecoverStep(Step):
+    """A new connection is greeted with +OK: the server survived."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MailboxSameStep(Step):
+    """A fresh session sees the scenario account's maildrop as set-up
+    recorded it (count, unique-ids, STAT)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class NotAuthenticatedStep(Step):
+    """STAT on the session is refused: it is still in AUTHORIZATION."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class AssertStep(Step):
     expression: Expression
     level: str | None = None
@@ -213,6 +247,12 @@ class Scenario:
         return tuple(roles)
 
 
+ORACLE_STEPS: dict[str, type[Step]] = {
+    "alive_or_closed": AliveOrClosedStep,
+    "recover": RecoverStep,
+    "mailbox_same": MailboxSameStep,
+    "not_authenticated": NotAuthenticatedStep,
+}
 AUTHENTICATING_WORD = re.compile(r"(?i)\b(USER|PASS|APOP|AUTH)\b")
 
 
@@ -565,6 +605,10 @@ class _StepParser:
         session = common["session"]
         if action == "open":
             return self._open(value, raw_map, common, line)
+        if action == "recover":  # opens its own connection
+            if value is not None:
+                raise _Problem(line, "'recover' takes no value")
+            return RecoverStep(**common)
         self._require_open(session, line)
         if action == "C":
             return CommandStep(template=self._command(value, line), **common)
@@ -578,6 +622,10 @@ class _StepParser:
             return self._reply(value, raw_map, common, line)
         if action == "login":
             return LoginStep(**common)
+        if action in ORACLE_STEPS:
+            if value is not None:
+                raise _Problem(line, f"'{action}' takes no value")
+            return ORACLE_STEPS[action](**common)
         if action == "drop":
             self.open_sessions.discard(session)
             return DropStep(**common)
@@ -905,6 +953,7 @@ def lint_scenarios(scenarios: Iterable[Scenario]) -> list[str]:
             )
         if not any(
             isinstance(s, ReplyStep | ExpectCloseStep | ExpectOpenStep | AssertStep)
+            or type(s) in ORACLE_STEPS.values()
             for s in scenario.steps
         ):
             notes.append(f"{where}: checks nothing (no S:, assert or expect step)")
