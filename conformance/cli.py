@@ -50,6 +50,12 @@ def _seconds_arg(text: str) -> float:
     return value
 
 
+def _jobs_arg(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 64, got {text!r}")
+    return int(text)
+
+
 def _whole_seconds_arg(text: str) -> int:
     if not text.isdigit() or int(text) == 0:
         raise argparse.ArgumentTypeError(f"expected a whole number of seconds, got {text!r}")
@@ -109,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strict", action="store_true", help="SHOULD/MAY deviations FAIL")
     run.add_argument(
         "--security", action="store_true", help="SECURITY (best-practice) deviations FAIL"
+    )
+    run.add_argument(
+        "--jobs",
+        type=_jobs_arg,
+        metavar="N",
+        help="scenarios run at once, each on its own account pool (default: 4 against the "
+        "embedded server, the config's 'pool:' against a target)",
     )
     run.add_argument("--expectations", type=Path, metavar="FILE", help="known failures (YAML)")
     run.add_argument(
@@ -307,7 +320,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.result(result, done, total)
 
     fixture = _load_fixture(cfg)
-    run = run_suite(scenarios, cfg, progress=progress, fixture=fixture)
+    run = run_suite(scenarios, cfg, progress=progress, fixture=fixture, jobs=args.jobs)
     xp.apply(run.results, exps)  # idempotent: covers results the callback did not see
     if cfg.redact:
         scrub_run(run, _secrets(cfg, fixture))

@@ -42,6 +42,7 @@ class RunConfig:
     max_body_octets: int = 64 * 1024 * 1024  # a multi-line body larger than this is a flood
     strict: bool = False
     security: bool = False  # SECURITY-level (best practice) deviations FAIL
+    pool: int = 1  # account pools the target offers (`{n}` in user names)
     slow: bool = False  # include scenarios marked slow
     redact: bool = True  # hide PASS/APOP/AUTH arguments in transcripts
 
@@ -96,6 +97,7 @@ TOP_KEYS = {
     "provision",
     "fixture",
     "autologout",
+    "pool",
     "capabilities",
     "timeouts",
 }
@@ -232,6 +234,12 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
 
     if "autologout" in data and data["autologout"] is not None:
         cfg.autologout = int(_number(doc, ("autologout",), data["autologout"], integer=True))
+
+    if "pool" in data:
+        pool = data["pool"]
+        if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
+            raise doc.error(("pool",), f"expected a whole number of account pools, got {pool!r}")
+        cfg.pool = pool
 
     if "capabilities" in data:
         caps = data["capabilities"]

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from conformance.config import RunConfig
@@ -33,8 +34,11 @@ MAX_READY_LINE_OCTETS = 4096
 class EmbeddedServer:
     """Owns the server process and its temporary store for one run."""
 
-    def __init__(self, fixture: Fixture, config: RunConfig) -> None:
+    def __init__(
+        self, fixture: Fixture, config: RunConfig, *, more: Sequence[Fixture] = ()
+    ) -> None:
         self.fixture = fixture
+        self.more = list(more)  # further account pools (conformance.pools)
         self.config = config
         self.workdir: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
@@ -47,14 +51,14 @@ class EmbeddedServer:
         self.workdir = Path(tempfile.mkdtemp(prefix="mailspec-embedded-"))
         template = str(self.workdir / "maildirs" / "{user}")
         self.provisioner = MaildirProvisioner(template)
-        for account in self.fixture.accounts.values():
+        accounts = [a for f in (self.fixture, *self.more) for a in f.accounts.values()]
+        for account in accounts:
             self.provisioner.reset(account)
         users_file = self.workdir / "users"
         users_file.write_text(
             # "apop user:secret" lines make APOP-only users (reference server's format)
             "".join(
-                f"{'apop ' if a.login == 'apop' else ''}{a.user}:{a.password}\n"
-                for a in self.fixture.accounts.values()
+                f"{'apop ' if a.login == 'apop' else ''}{a.user}:{a.password}\n" for a in accounts
             ),
             encoding="utf-8",
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -33,6 +34,7 @@ from conformance.fixture import Account, Fixture, FixtureError, load_fixture
 from conformance.framing import FramingFinding
 from conformance.mailboxes import Mailboxes
 from conformance.patterns import BodyContext, Segment, render_segments, status_pattern
+from conformance.pools import check_pool_config, embedded_user, jobs_for, templated_accounts
 from conformance.provision import NoneProvisioner, Provisioner, make_provisioner
 from conformance.results import Failure, RunResult, ScenarioResult, TargetFingerprint, Verdict
 from conformance.scenario import (
@@ -189,8 +191,11 @@ class _EngineSession:
 
 
 class _ScenarioRun:
-    def __init__(self, runner: Runner, scenario: Scenario, transcript: Transcript) -> None:
+    def __init__(
+        self, runner: Runner, scenario: Scenario, transcript: Transcript, pool: _Pool
+    ) -> None:
         self.runner = runner
+        self.pool = pool
         self.config = runner.config
         self.scenario = scenario
         self.transcript = transcript
@@ -316,9 +321,9 @@ class _ScenarioRun:
 
     def env(self, engine_session: _EngineSession | None) -> dict[str, Any]:
         account = (
-            engine_session.account if engine_session else self.runner.account(self.scenario.account)
+            engine_session.account if engine_session else self.pool.account(self.scenario.account)
         )
-        env: dict[str, Any] = dict(self.runner.fact_names())
+        env: dict[str, Any] = dict(self.pool.facts)
         env.update(user=account.user, password=account.password, count=account.count)
         env["wrong_password"] = account.password + WRONG_PASSWORD_SUFFIX
         # whether the target holds exactly the fixture's bytes (verdict-principles 12)
@@ -354,7 +359,7 @@ class _ScenarioRun:
 
     def _do_OpenStep(self, step: OpenStep) -> None:
         role = step.account or self.scenario.account
-        account = self.runner.account(role)
+        account = self.pool.account(role)
         old = self.sessions.get(step.session)
         if old is not None:
             old.session.close()
@@ -744,8 +749,8 @@ class _ScenarioRun:
             session.close()
 
     def _do_MailboxSameStep(self, step: MailboxSameStep) -> None:
-        account = self.runner.account(self.scenario.account)
-        problem = self.runner.mailbox_unchanged(account, self.transcript)
+        account = self.pool.account(self.scenario.account)
+        problem = self.pool.mailboxes.differs(account, self.transcript)
         if problem:
             self._fail(
                 step,
@@ -856,13 +861,36 @@ def _is_auth(data: bytes) -> bool:
 UNREACHABLE_AFTER = 3
 
 
+@dataclass
+class _Pool:
+    """One set of the fixture's accounts (conformance.pools) and its state."""
+
+    fixture: Fixture
+    facts: dict[str, Any]
+    mailboxes: Mailboxes = field(init=False)
+
+    def account(self, role: str) -> Account:
+        try:
+            return self.fixture.account(role)
+        except FixtureError as exc:
+            raise _ScenarioError(str(exc)) from None
+
+
 class Runner:
-    """Runs scenarios against one target (the embedded server by default)."""
+    """Runs scenarios against one target (the embedded server by default).
+
+    With `pools` > 1 it holds that many disjoint account sets and `run` may
+    be called from that many threads at once, each with its own pool."""
 
     fingerprint: TargetFingerprint
 
     def __init__(
-        self, config: RunConfig, *, fixture: Fixture | None = None, write_main: bool = True
+        self,
+        config: RunConfig,
+        *,
+        fixture: Fixture | None = None,
+        write_main: bool = True,
+        pools: int = 1,
     ) -> None:
         self.config = config
         self._write_main = write_main  # False: `mailspec verify` writes nothing
@@ -870,16 +898,27 @@ class Runner:
             base = fixture if fixture is not None else load_fixture(config.fixture_dir)
         except FixtureError as exc:
             raise ConfigError(str(exc)) from None
-        self.fixture = with_credentials(base, config.accounts)
+        embedded = config.host is None
+        if not embedded:
+            check_pool_config(pools, config.accounts)
+        fixtures = [
+            with_credentials(base, templated_accounts(config.accounts, n))
+            if not embedded
+            else _renamed(with_credentials(base, config.accounts), n)
+            for n in range(1, pools + 1)
+        ]
+        self.pools = [_Pool(f, _fact_names(f)) for f in fixtures]
+        self.fixture = fixtures[0]
         self.host = config.host or "127.0.0.1"
         self.port = config.port
         self.provisioner: Provisioner = NoneProvisioner()
         self._embedded: EmbeddedServer | None = None
-        self.mailboxes: Mailboxes | None = None
+        self.mailboxes: Mailboxes | None = None  # pool 1's
         #: scenarios in a row that could not connect, and the first of them
         self.unreachable_streak = 0
         self.unreachable_since: str | None = None
-        self._facts = self._fact_names()  # the fixture is fixed for the run: built once
+        self._streak_lock = threading.Lock()
+        self._unreachable = threading.local()  # set by the scenario run on this thread
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -888,7 +927,9 @@ class Runner:
             if self.config.host is None:
                 from conformance.embedded import EmbeddedServer
 
-                embedded = EmbeddedServer(self.fixture, self.config)
+                embedded = EmbeddedServer(
+                    self.fixture, self.config, more=[p.fixture for p in self.pools[1:]]
+                )
                 self._embedded = embedded
                 self.host, self.port = embedded.start()
                 assert embedded.provisioner is not None
@@ -897,9 +938,11 @@ class Runner:
                 self.provisioner = external_provisioner(
                     self.config.provision, (self.host, self.port)
                 )
-            self.mailboxes = Mailboxes(
-                self.host, self.port, self.config, self.provisioner, self.fixture.accounts
-            )
+            for pool in self.pools:
+                pool.mailboxes = Mailboxes(
+                    self.host, self.port, self.config, self.provisioner, pool.fixture.accounts
+                )
+            self.mailboxes = self.pools[0].mailboxes
             main = self.account("main")
             if self.mailboxes.can_restore and self._write_main:
                 self.mailboxes.reset(main)
@@ -930,32 +973,15 @@ class Runner:
     # -- fixture facts ---------------------------------------------------------
 
     def account(self, role: str) -> Account:
-        try:
-            return self.fixture.account(role)
-        except FixtureError as exc:
-            raise _ScenarioError(str(exc)) from None
+        return self.pools[0].account(role)
 
     def fact_names(self) -> dict[str, Any]:
         """Names every scenario sees (`accounts`, `bogus_user`); callers copy it."""
-        return self._facts
-
-    def _fact_names(self) -> dict[str, Any]:
-        accounts = {
-            role: Namespace(
-                f"accounts.{role}",
-                {"user": a.user, "password": a.password, "count": a.count, "size": a.size},
-            )
-            for role, a in self.fixture.accounts.items()
-        }
-        users = {a.user for a in self.fixture.accounts.values()}
-        bogus = BOGUS_USER
-        while bogus in users:
-            bogus += "-x"
-        return {"accounts": Namespace("accounts", accounts), "bogus_user": bogus}
+        return self.pools[0].facts
 
     # -- running ---------------------------------------------------------------
 
-    def run(self, scenario: Scenario) -> ScenarioResult:
+    def run(self, scenario: Scenario, pool: int = 0) -> ScenarioResult:
         started = time.monotonic()
         transcript = Transcript()
         result = ScenarioResult(
@@ -967,26 +993,29 @@ class Runner:
             verdict=Verdict.PASS,
             source=scenario.source,
         )
-        self._unreachable = False
+        self._unreachable.flag = False
         try:
-            result.verdict, result.message = self._run(scenario, transcript, result)
+            result.verdict, result.message = self._run(
+                scenario, transcript, result, self.pools[pool]
+            )
         except _ScenarioError as error:
             result.verdict, result.message = Verdict.ERROR, str(error)
         except MailspecError as error:
             result.verdict, result.message = Verdict.ERROR, str(error)
         except OSError as error:  # the local machine, not the target: cannot judge
             result.verdict, result.message = Verdict.ERROR, f"local I/O error: {error}"
-        if self._unreachable:
-            self.unreachable_streak += 1
-            self.unreachable_since = self.unreachable_since or scenario.id
-        elif result.verdict is not Verdict.SKIP:
-            self.unreachable_streak, self.unreachable_since = 0, None
+        with self._streak_lock:
+            if self._unreachable.flag:
+                self.unreachable_streak += 1
+                self.unreachable_since = self.unreachable_since or scenario.id
+            elif result.verdict is not Verdict.SKIP:
+                self.unreachable_streak, self.unreachable_since = 0, None
         result.transcript = transcript.entries
         result.duration = round(time.monotonic() - started, 6)
         return result
 
     def _run(
-        self, scenario: Scenario, transcript: Transcript, result: ScenarioResult
+        self, scenario: Scenario, transcript: Transcript, result: ScenarioResult, pool: _Pool
     ) -> tuple[Verdict, str]:
         if scenario.slow and not self.config.slow:
             return Verdict.SKIP, "slow scenario (minutes): run with --slow"
@@ -996,31 +1025,24 @@ class Runner:
                 Verdict.SKIP,
                 f"target lacks {missing[0]} ({self._capability_source(missing[0])})",
             )
-        assert self.mailboxes is not None
-        prepared = self.mailboxes.prepare(scenario, transcript)
+        prepared = pool.mailboxes.prepare(scenario, transcript)
         if prepared.unreachable:
-            self._unreachable = True
+            self._unreachable.flag = True
         if prepared.error:
             return Verdict.ERROR, prepared.error
         if prepared.skip:
             return Verdict.SKIP, prepared.skip
         transcript.event("*", f"scenario {scenario.id} starts")
-        run = _ScenarioRun(self, scenario, transcript)
+        run = _ScenarioRun(self, scenario, transcript, pool)
         verdict, message = run.execute()
-        self._unreachable = run.unreachable
+        self._unreachable.flag = run.unreachable
         result.failures = run.failures
-        changed = self.mailboxes.after(scenario, run.failures, transcript)
+        changed = pool.mailboxes.after(scenario, run.failures, transcript)
         if changed is not None and not any(f.kind == "maildrop" for f in run.failures):
             result.failures.append(changed)
             verdict = verdict_for(result.failures, self.config.strict, self.config.security)
             message = message or changed.one_line()
         return verdict, message
-
-    def mailbox_unchanged(self, account: Account, transcript: Transcript) -> str | None:
-        """The `mailbox_same` oracle: how the account differs from what
-        set-up recorded, or None."""
-        assert self.mailboxes is not None
-        return self.mailboxes.differs(account, transcript)
 
     def _capability_source(self, name: str) -> str:
         if isinstance(self.config.capabilities, list):
@@ -1037,6 +1059,33 @@ class Runner:
         ):
             return "no CAPA, and the probe did not find it"
         return "not advertised by CAPA"
+
+
+def _fact_names(fixture: Fixture) -> dict[str, Any]:
+    """Names every scenario sees: `accounts.ROLE.*` and `bogus_user`."""
+    accounts = {
+        role: Namespace(
+            f"accounts.{role}",
+            {"user": a.user, "password": a.password, "count": a.count, "size": a.size},
+        )
+        for role, a in fixture.accounts.items()
+    }
+    users = {a.user for a in fixture.accounts.values()}
+    bogus = BOGUS_USER
+    while bogus in users:
+        bogus += "-x"
+    return {"accounts": Namespace("accounts", accounts), "bogus_user": bogus}
+
+
+def _renamed(fixture: Fixture, pool: int) -> Fixture:
+    """The embedded server's pool `pool`: the same accounts, own user names."""
+    if pool == 1:
+        return fixture
+    accounts = {
+        role: dataclasses.replace(a, user=embedded_user(a.user, pool))
+        for role, a in fixture.accounts.items()
+    }
+    return Fixture(fixture.source, accounts)
 
 
 def with_credentials(fixture: Fixture, overrides: Mapping[str, Mapping[str, str]]) -> Fixture:
@@ -1066,42 +1115,109 @@ def run_suite(
     *,
     progress: ProgressCallback | None = None,
     fixture: Fixture | None = None,
+    jobs: int | None = 1,
 ) -> RunResult:
-    """Run `scenarios` in order; raises TargetUnreachable/ProvisionError only
-    when the run cannot start. `fixture` replaces the one `config` names.
+    """Run `scenarios`; raises TargetUnreachable/ProvisionError only when the
+    run cannot start. `fixture` replaces the one `config` names.
 
-    The run stops early — the rest marked ERROR "not run", `incomplete`
-    saying why — when the target stops answering (UNREACHABLE_AFTER
-    scenarios in a row could not connect) or on Ctrl-C."""
+    `jobs` scenarios run at once (None: automatic, conformance.pools), each
+    on its own account pool; results and `progress` keep the corpus order,
+    and verdicts are those of a serial run. The run stops early — the rest
+    marked ERROR "not run", `incomplete` saying why — when the target stops
+    answering (UNREACHABLE_AFTER scenarios in a row could not connect) or on
+    Ctrl-C."""
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     started = time.monotonic()
-    results: list[ScenarioResult] = []
-    incomplete: str | None = None
-    with Runner(config, fixture=fixture) as runner:
-        try:
-            for position, scenario in enumerate(scenarios, 1):
-                result = runner.run(scenario)
-                results.append(result)
-                if progress is not None:
-                    progress(result, position, len(scenarios))
-                if runner.target_gone:
-                    incomplete = f"target unreachable since {runner.unreachable_since}"
-                    break
-        except KeyboardInterrupt:
-            incomplete = "interrupted"
+    count = jobs_for(jobs, embedded=config.host is None, pool=config.pool)
+    count = max(1, min(count, len(scenarios)))
+    with Runner(config, fixture=fixture, pools=count) as runner:
+        results, incomplete = _Schedule(runner, scenarios, count, progress).run()
         fingerprint = runner.fingerprint
-    for scenario in scenarios[len(results) :]:
-        results.append(not_run(scenario, incomplete or "interrupted"))
+    final = [
+        r if r is not None else not_run(s, incomplete or "interrupted")
+        for s, r in zip(scenarios, results, strict=True)
+    ]
     return RunResult(
         tool_version=__version__,
         started_at=started_at,
         duration=round(time.monotonic() - started, 3),
         target=fingerprint,
         config=config.redacted(),
-        results=results,
+        results=final,
         strict=config.strict,
         incomplete=incomplete,
     )
+
+
+class _Schedule:
+    """Hands scenarios in corpus order to `jobs` worker threads, one account
+    pool each, and reports results in corpus order as they complete."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        scenarios: list[Scenario],
+        jobs: int,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.runner, self.scenarios, self.jobs, self.progress = runner, scenarios, jobs, progress
+        self.results: list[ScenarioResult | None] = [None] * len(scenarios)
+        self.lock = threading.Lock()
+        self.next_to_start = 0
+        self.next_to_report = 0
+        self.stop = threading.Event()
+        self.incomplete: str | None = None
+
+    def run(self) -> tuple[list[ScenarioResult | None], str | None]:
+        if self.jobs == 1:  # on this thread: Ctrl-C lands inside the scenario
+            try:
+                self._work(0)
+            except KeyboardInterrupt:
+                self.incomplete = "interrupted"
+            return self.results, self.incomplete
+        workers = [
+            threading.Thread(
+                target=self._work, args=(i,), name=f"mailspec-job-{i + 1}", daemon=True
+            )
+            for i in range(self.jobs)
+        ]
+        for worker in workers:
+            worker.start()
+        try:
+            for worker in workers:
+                while worker.is_alive():
+                    worker.join(0.2)
+        except KeyboardInterrupt:
+            self.incomplete = "interrupted"
+            self.stop.set()
+            for worker in workers:  # each finishes the scenario it is in
+                worker.join()
+        return self.results, self.incomplete
+
+    def _work(self, pool: int) -> None:
+        while not self.stop.is_set():
+            with self.lock:
+                index = self.next_to_start
+                if index >= len(self.scenarios):
+                    return
+                self.next_to_start += 1
+            result = self.runner.run(self.scenarios[index], pool)
+            with self.lock:
+                self.results[index] = result
+                if self.runner.target_gone and self.incomplete is None:
+                    self.incomplete = f"target unreachable since {self.runner.unreachable_since}"
+                    self.stop.set()
+                self._report()
+
+    def _report(self) -> None:
+        """Progress in corpus order (called with the lock held)."""
+        while self.next_to_report < len(self.results):
+            result = self.results[self.next_to_report]
+            if result is None:
+                return
+            self.next_to_report += 1
+            if self.progress is not None:
+                self.progress(result, self.next_to_report, len(self.results))
 
 
 def not_run(scenario: Scenario, why: str) -> ScenarioResult:
