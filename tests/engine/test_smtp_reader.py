@@ -124,7 +124,7 @@ def test_different_codes_in_one_reply_are_a_finding(how: Feeding) -> None:
 
 def test_the_seeds_220_to_everything_is_well_framed() -> None:
     """Framing cannot see a wrong code; the per-command code set judges it."""
-    reader, events = read(b"220 ok\r\n", Feeding("whole", b""))
+    _, events = read(b"220 ok\r\n", Feeding("whole", b""))
     assert rules(events) == [] and replies(events)[0].code == 220
 
 
@@ -193,7 +193,7 @@ def test_eof_inside_a_multiline_reply() -> None:
 
 
 def test_eof_before_any_line_is_just_connection_ended() -> None:
-    reader, events = read(b"", Feeding("whole", b""), eof=True)
+    _, events = read(b"", Feeding("whole", b""), eof=True)
     assert events == [ConnectionEnded(b"")]
 
 
