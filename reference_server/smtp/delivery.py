@@ -63,14 +63,18 @@ class Envelope:
 
 
 def trace_headers(envelope: Envelope, message_id: str, recipient: str, now: float) -> bytes:
-    """``Return-Path:`` and ``Received:`` (RFC 5321 sections 4.4, 4.1.1.4)."""
+    """``Return-Path:`` and ``Received:`` (RFC 5321 sections 4.4, 4.1.1.4).
+
+    The Received: grammar is section 4.4's Stamp: ``from`` the EHLO name with
+    the client's address literal, ``by`` our name, ``with`` the RFC 3848 /
+    RFC 6531 protocol, ``id`` as a msg-id, ``for`` the recipient, the date."""
     peer_ip = envelope.peer.rsplit(":", 1)[0] if ":" in envelope.peer else envelope.peer
     literal = f"[IPv6:{peer_ip}]" if ":" in peer_ip else f"[{peer_ip}]"
     stamp = email.utils.format_datetime(datetime.fromtimestamp(now, UTC))
     received = (
         f"Received: from {envelope.client_name or 'unknown'} ({literal})\r\n"
         f"\tby {envelope.server_domain} (mailspec-reference-smtp-server)\r\n"
-        f"\twith {envelope.protocol} id {message_id}\r\n"
+        f"\twith {envelope.protocol} id <{message_id}@{envelope.server_domain}>\r\n"
         f"\tfor <{recipient}>; {stamp}\r\n"
     )
     return f"Return-Path: <{envelope.reverse_path}>\r\n{received}".encode()

@@ -374,6 +374,31 @@ def test_message_is_stored_unstuffed_with_trace_headers_and_otherwise_verbatim(
     assert f"for <alice@{DOMAIN}>;" in head
 
 
+RECEIVED_STAMP = re.compile(
+    r"Received: from client\.test \(\[127\.0\.0\.1\]\)\r\n"
+    r"\tby example\.test \([^()]*\)\r\n"
+    r"\twith (SMTP|ESMTP|ESMTPS|ESMTPA|ESMTPSA|UTF8SMTP\w*) id <[!-;=?-~]+@example\.test>\r\n"
+    r"\tfor <alice@example\.test>; \w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} \+0000\r\n"
+)
+
+
+@pytest.mark.parametrize(("hello", "protocol"), [("EHLO", "ESMTP"), ("HELO", "SMTP")])
+def test_received_follows_the_stamp_grammar(
+    smtp: SmtpConversation, hello: str, protocol: str
+) -> None:
+    smtp.send(f"{hello} client.test")
+    smtp.send("MAIL FROM:<>")
+    smtp.send(f"RCPT TO:<alice@{DOMAIN}>")
+    smtp.send("DATA")
+    assert codes(smtp.raw(b"x\r\n.\r\n")) == [250]
+    (stored,) = smtp.messages()
+    assert stored.startswith(b"Return-Path: <>\r\n")
+    trace = stored.decode().split("\r\n", 1)[1]
+    match = RECEIVED_STAMP.match(trace)
+    assert match, trace
+    assert match.group(1) == protocol
+
+
 def test_a_dot_on_the_very_first_line_is_unstuffed(smtp: SmtpConversation) -> None:
     assert codes(send_message(smtp, b"..x\r\n.\r\n")) == [250]
     assert strip_trace_headers(smtp.messages()[0]) == b".x\r\n"
