@@ -195,3 +195,15 @@ def test_smtp_listen_address_errors_are_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         "reference_server: error: bad --listen 'bogus': expected HOST:PORT, e.g. 127.0.0.1:1110"
     ]
+
+
+def test_mailspec_serve_passes_smtp_listen_through() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "conformance", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPOSITORY_ROOT)},
+        check=False,
+    )
+    assert result.returncode == 0 and "--smtp-listen" in result.stdout
