@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import combined
 from .protocol import DEFAULT_AUTOLOGOUT_SECONDS, MIN_AUTOLOGOUT_SECONDS, SessionConfig
 from .server import Pop3Server, ServerSettings
 from .storage import MaildropStore, StoreSpecError, store_from_spec
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-last", action="store_true", help="refuse the RFC 1225 LAST command")
     parser.add_argument("--apop", action="store_true", help="offer APOP (timestamp in greeting)")
+    combined.add_arguments(parser)  # --smtp-listen: POP3 and SMTP on one store
     parser.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
     return parser
 
@@ -138,8 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
         )
         server = Pop3Server(store, users, settings=settings)
+        smtp = combined.smtp_server_for(arguments, store, users)
         raise_open_file_limit()
-        asyncio.run(serve(server, address))
+        if smtp is None:
+            asyncio.run(serve(server, address))
+        else:
+            asyncio.run(combined.serve(server, address, smtp, arguments))
     except (ConfigurationError, UsersFileError) as problem:
         print(f"reference_server: error: {problem}", file=sys.stderr, flush=True)
         return EXIT_CONFIGURATION_ERROR

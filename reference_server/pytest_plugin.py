@@ -14,6 +14,10 @@ The plugin is registered through the ``pytest11`` entry point
 greeting carries a timestamp); a user logs in by USER/PASS, or by APOP when
 added with ``add_user(name, secret, apop=True)`` (one method per user, as
 RFC 1939 section 13 recommends).
+
+``mail_server`` is the same with SMTP in front: POP3 and SMTP over one
+store, so a message sent to ``mail_server.smtp_port`` is retrieved from
+``mail_server.pop3_port`` (see :class:`reference_server.combined.ReferenceMailServer`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from .combined import ReferenceMailServer
 from .protocol import LoginMethod, UserDirectory
 from .server import ServerHandle, start_server
 from .storage import MaildirStore, check_user_name
@@ -113,3 +118,20 @@ def pop3_server(pop3_server_session: ReferencePop3Server) -> ReferencePop3Server
     """A running reference POP3 server with no users and no messages."""
     pop3_server_session.reset()
     return pop3_server_session
+
+
+@pytest.fixture(scope="session")
+def mail_server_session(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ReferenceMailServer]:
+    """The session-wide POP3 + SMTP server; prefer ``mail_server``."""
+    server = ReferenceMailServer(tmp_path_factory.mktemp("mail-maildrops"))
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def mail_server(mail_server_session: ReferenceMailServer) -> ReferenceMailServer:
+    """A running POP3 + SMTP server on one store, with no users and no messages."""
+    mail_server_session.reset()
+    return mail_server_session

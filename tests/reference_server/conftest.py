@@ -23,7 +23,12 @@ from reference_server.protocol import LoginMethod, Pop3Session, SessionConfig, U
 
 # The fixture under test, imported here so these tests run even when the
 # package is not installed (the pytest11 entry point then does not exist).
-from reference_server.pytest_plugin import pop3_server, pop3_server_session  # noqa: F401
+from reference_server.pytest_plugin import (  # noqa: F401
+    mail_server,
+    mail_server_session,
+    pop3_server,
+    pop3_server_session,
+)
 from reference_server.storage import MaildirStore, MaildropStore
 
 
