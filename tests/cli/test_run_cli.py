@@ -35,7 +35,9 @@ class FakeEngine:
         *,
         progress: Callable[..., None] | None = None,
         fixture: Any = None,
+        jobs: int | None = 1,
     ) -> Any:
+        self.jobs = jobs
         if self.raise_exc:
             raise self.raise_exc
         self.config = config
