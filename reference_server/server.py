@@ -170,20 +170,24 @@ class Pop3Server:
             if not data:
                 return
             session.feed(data)
-            for reply in session.replies():
-                # RFC 1939 section 3: the timer restarts on activity, i.e. on
-                # each complete command, not on stray octets of a partial line.
-                deadline = loop.time() + autologout
-                if session.tls_pending:
-                    # Before anything can await: no more plaintext enters.
-                    transport = writer.transport
-                    if isinstance(transport, asyncio.ReadTransport):
-                        transport.pause_reading()
-                    discard_buffered_input(reader)
-                writer.write(reply)
-                await writer.drain()  # one reply at a time: bounded memory
-            if session.tls_pending:
+            while True:
+                for reply in session.replies():
+                    # RFC 1939 section 3: the timer restarts on activity, i.e. on
+                    # each complete command, not on stray octets of a partial line.
+                    deadline = loop.time() + autologout
+                    if session.tls_pending:
+                        # Before anything can await: no more plaintext enters.
+                        transport = writer.transport
+                        if isinstance(transport, asyncio.ReadTransport):
+                            transport.pause_reading()
+                        discard_buffered_input(reader)
+                    writer.write(reply)
+                    await writer.drain()  # one reply at a time: bounded memory
+                if not session.tls_pending or session.closed:
+                    break
                 await self._start_tls(session, writer)
+                # Loop once more: whatever the session still held would be
+                # answered now, inside TLS. A conforming session holds nothing.
 
     async def _start_tls(self, session: Pop3Session, writer: asyncio.StreamWriter) -> None:
         """RFC 2595 section 4: the handshake follows the CRLF of the ``+OK``."""
