@@ -58,7 +58,7 @@ class ReferencePop3Server:
         self.store = MaildirStore(str(root / "{user}"))
         self._message_numbers = itertools.count(1)
         self.ca = trustme.CA()
-        certificate = self.ca.issue_cert(*CERTIFICATE_IDENTITIES)
+        certificate = self.ca.issue_cert(*CERTIFICATE_IDENTITIES, common_name="localhost")
         self.ca_file = tls_directory / "ca.pem"
         self.cert_file = tls_directory / "server-chain.pem"
         self.key_file = tls_directory / "server-key.pem"
