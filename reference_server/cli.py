@@ -85,9 +85,9 @@ def parse_expire(value: str) -> int | None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=os.environ.get(PROG_ENVIRONMENT_VARIABLE) or DEFAULT_PROG,
-        description="mailspec reference POP3 server (RFC 1939, RFC 2449, LAST from RFC 1225, "
-        "STLS from RFC 2595, pop3s from RFC 8314, SASL AUTH from RFC 5034, RFC 3206 codes, "
-        "UTF8 and LANG from RFC 6856)",
+        description="reference_server: mailspec's POP3 server (RFC 1939, RFC 2449, "
+        "LAST from RFC 1225, STLS from RFC 2595, pop3s from RFC 8314, SASL AUTH from "
+        "RFC 5034, RFC 3206 codes, UTF8 and LANG from RFC 6856)",
     )
     parser.add_argument("--listen", default="127.0.0.1:1110", help="HOST:PORT (port 0: any free)")
     parser.add_argument("--store", required=True, help="maildir:/path/{user} or mbox:/path/{user}")

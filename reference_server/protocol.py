@@ -720,6 +720,13 @@ class Pop3Session:
         mechanism = self.sasl_exchange
         assert mechanism is not None
         self._end_sasl()
+        try:
+            return self._sasl_continue(mechanism, line)
+        except Exception:
+            log.exception("session=%s %s exchange failed", self.session_id, mechanism.name)
+            return err("[SYS/TEMP] internal server error")
+
+    def _sasl_continue(self, mechanism: sasl.Mechanism, line: bytes) -> Reply:
         if line == b"*":
             # RFC 5034 section 4: a lone "*" cancels; the answer is -ERR.
             self._log("auth-cancelled", mechanism=mechanism.name)

@@ -34,6 +34,7 @@ import itertools
 import os
 import shutil
 import ssl
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,7 +53,11 @@ CERTIFICATE_IDENTITIES = ("localhost", "127.0.0.1", "::1")
 class ReferencePop3Server:
     """The object behind the ``pop3_server`` fixture."""
 
-    def __init__(self, root: Path, tls_directory: Path) -> None:
+    def __init__(self, root: Path, tls_directory: Path | None = None) -> None:
+        """``root`` holds the maildrops (emptied by :meth:`reset`); the TLS
+        files go to ``tls_directory``, by default a new temporary directory."""
+        if tls_directory is None:
+            tls_directory = Path(tempfile.mkdtemp(prefix="pop3-tls-"))
         self.root = root
         self.users = UserDirectory()
         self.store = MaildirStore(str(root / "{user}"))

@@ -12,7 +12,7 @@ import scramp  # type: ignore[import-untyped]
 from pop3_testlib import APOP_USER, PASSWORD, Conversation
 
 from reference_server.protocol import MAX_SASL_RESPONSE_OCTETS, SessionConfig, State
-from reference_server.sasl import MAX_PLAIN_FIELD_OCTETS
+from reference_server.sasl import MAX_PLAIN_FIELD_OCTETS, MECHANISMS, PlainMechanism, Step
 
 Converse = Callable[..., Conversation]
 
@@ -356,4 +356,20 @@ def test_scram_sha_256_continuation_form(converse: Converse) -> None:
 def test_scram_sha_256_garbage_client_first_is_refused(converse: Converse) -> None:
     conversation = converse()
     assert conversation.status(f"AUTH SCRAM-SHA-256 {b64('nonsense')}").startswith("-ERR")
+    conversation.login()
+
+
+class ExplodingPlain(PlainMechanism):
+    def respond(self, data: bytes) -> Step:
+        raise KeyError("internal detail")
+
+
+def test_internal_error_inside_an_exchange_is_sys_temp_and_the_session_goes_on(
+    converse: Converse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(MECHANISMS, "PLAIN", ExplodingPlain)
+    conversation = converse()
+    conversation.send("AUTH PLAIN")
+    assert conversation.status(plain()) == "-ERR [SYS/TEMP] internal server error"
+    assert conversation.session.state is State.AUTHORIZATION
     conversation.login()
