@@ -8,6 +8,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -436,3 +437,45 @@ def test_mailspec_serve_help_names_mailspec_serve() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: mailspec serve "), result.stdout
+
+
+@pytest.mark.parametrize("implicit", [True, False], ids=["pop3s", "stls"])
+def test_quit_inside_tls_ends_with_close_notify(
+    tls_server: Callable[..., ServerHandle], tls_files: TlsFiles, implicit: bool
+) -> None:
+    handle = tls_server()
+    context = tls_files.client_context()
+    if implicit:
+        assert handle.tls_port is not None
+        raw = socket.create_connection((handle.host, handle.tls_port), timeout=10)
+        client = context.wrap_socket(raw, server_hostname="localhost")
+        assert client.recv(4096).startswith(b"+OK")
+    else:
+        raw = socket.create_connection(handle.address, timeout=10)
+        assert raw.recv(4096).startswith(b"+OK")
+        raw.sendall(b"STLS\r\n")
+        assert raw.recv(4096).startswith(b"+OK")
+        client = context.wrap_socket(raw, server_hostname="localhost")
+    client.sendall(b"QUIT\r\n")
+    assert client.recv(4096) == b"+OK bye\r\n"
+    # RFC 8314 section 3.4: a TLS close_notify, so this is a clean EOF, not
+    # ssl.SSLEOFError ("EOF occurred in violation of protocol").
+    assert client.recv(4096) == b""
+    client.close()
+
+
+def test_negotiated_tls_is_logged_with_the_session(
+    tls_server: Callable[..., ServerHandle],
+    tls_files: TlsFiles,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    handle = tls_server()
+    caplog.set_level("INFO", logger="reference_server")
+    client = poplib.POP3(handle.host, handle.port, timeout=10)
+    client.stls(context=tls_files.client_context())
+    version = client.sock.version()  # type: ignore[attr-defined]
+    client.quit()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and "event=tls " not in caplog.text:
+        time.sleep(0.05)
+    assert f"event=tls version={version} cipher=" in caplog.text
