@@ -710,7 +710,7 @@ class Pop3Session:
         if len(args) == 2:
             if not mechanism.accepts_initial_response:
                 raise CommandError(f"{name} does not take an initial response")
-            initial = b"" if args[1] == "=" else decode_base64(args[1].encode("ascii"))
+            initial = b"" if args[1] == "=" else decode_base64(args[1].encode("utf-8"))
             if initial is None:
                 raise CommandError("initial response is not valid base64")
         self._log("auth-start", mechanism=name)

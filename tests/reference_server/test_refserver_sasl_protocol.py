@@ -171,7 +171,9 @@ def test_star_cancels_the_exchange_with_err(converse: Converse) -> None:
     conversation.login()
 
 
-@pytest.mark.parametrize("bad", ["not base64!", "=AAA", "AAA=BBB", "AAA", "YW Jj", "YWJj\x7f"])
+@pytest.mark.parametrize(
+    "bad", ["not base64!", "=AAA", "AAA=BBB", "AAA", "YW Jj", "YWJj\x7f", "YWJj\u00e9"]
+)
 def test_bad_base64_response_gets_err_and_the_session_goes_on(converse: Converse, bad: str) -> None:
     conversation = converse()
     conversation.send("AUTH PLAIN")
@@ -181,7 +183,7 @@ def test_bad_base64_response_gets_err_and_the_session_goes_on(converse: Converse
     conversation.login()
 
 
-@pytest.mark.parametrize("bad", ["=AAA", "AAA=BBB", "a*b"])
+@pytest.mark.parametrize("bad", ["=AAA", "AAA=BBB", "a*b", "YWJj\u00e9"])
 def test_bad_base64_initial_response_is_refused(converse: Converse, bad: str) -> None:
     conversation = converse()
     assert conversation.status(f"AUTH PLAIN {bad}") == "-ERR initial response is not valid base64"
