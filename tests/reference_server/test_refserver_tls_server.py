@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import poplib
 import socket
@@ -25,9 +26,10 @@ from pop3_testlib import (
     write_maildir,
 )
 
-from reference_server import Pop3Session, UserDirectory, start_server
+from reference_server import Pop3Server, Pop3Session, ServerSettings, UserDirectory, start_server
 from reference_server.cli import IMPLICIT_TLS_READY_LINE_PREFIX
 from reference_server.server import ServerHandle
+from reference_server.storage import store_from_spec
 from reference_server.tls import server_context
 
 #: How long a test waits to be sure the server sends nothing unasked.
@@ -230,6 +232,78 @@ def test_commands_split_across_two_writes_after_stls_are_not_answered(
         return  # the plaintext took the ClientHello's place: session ended
     assert client.silent()
     client.close()
+
+
+class ScriptedTransport(asyncio.ReadTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def is_reading(self) -> bool:
+        return self.reading
+
+
+class ScriptedWriter:
+    """Stands in for the StreamWriter: records replies; while the reply to
+    NOOP drains, more plaintext arrives in the stream buffer (a peer that
+    wrote it right behind STLS); start_tls only records the upgrade."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self.reader = reader
+        self.transport = ScriptedTransport()
+        self.written: list[bytes] = []
+        self.upgraded = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    async def drain(self) -> None:
+        if self.written[-1].startswith(b"-ERR NOOP"):
+            self.reader.feed_data(b"CAPA\r\n")  # after the read that held STLS
+        await asyncio.sleep(0)
+
+    async def start_tls(self, context: ssl.SSLContext, **options: object) -> None:
+        self.upgraded = True
+        self.reader.feed_eof()  # the peer then goes away
+
+    def get_extra_info(self, name: str) -> None:
+        return None
+
+
+def test_plaintext_in_the_stream_buffer_when_stls_is_answered_is_dropped(
+    store_spec: str, users: UserDirectory, tls_files: TlsFiles
+) -> None:
+    """The transport half of the injection defence, made deterministic: the
+    CAPA reaches asyncio's buffer after the session already read STLS."""
+    server = Pop3Server(
+        store_from_spec(store_spec),
+        users,
+        settings=ServerSettings(
+            tls_context=server_context(tls_files.cert_file, tls_files.key_file)
+        ),
+    )
+    session = Pop3Session(server.store, users, server.settings.session_config)
+
+    async def converse() -> ScriptedWriter:
+        reader = asyncio.StreamReader()
+        writer = ScriptedWriter(reader)
+        reader.feed_data(b"NOOP\r\nSTLS\r\n")
+        await asyncio.wait_for(
+            server._converse(session, reader, writer),  # type: ignore[arg-type]
+            timeout=10,
+        )
+        return writer
+
+    writer = asyncio.run(converse())
+    assert writer.upgraded and session.tls_active
+    assert not writer.transport.is_reading()  # paused before the +OK went out
+    assert writer.written[1:] == [
+        b"-ERR NOOP is not allowed in this state\r\n",
+        b"+OK begin TLS negotiation\r\n",
+    ]  # and nothing for the CAPA, inside TLS or out
 
 
 def test_plaintext_instead_of_a_client_hello_ends_the_session(
