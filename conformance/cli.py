@@ -440,6 +440,7 @@ def cmd_serve(rest: list[str]) -> int:
     """Hand over to the reference server as its own process image; the suite
     never imports it."""
     argv = [sys.executable, "-m", "reference_server", *rest]
+    os.environ["REFERENCE_SERVER_PROG"] = "mailspec serve"  # its --help names this command
     try:
         os.execv(sys.executable, argv)
     except OSError as exc:

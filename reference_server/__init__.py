@@ -1,8 +1,11 @@
-"""mailspec reference POP3 server (RFC 1939 + RFC 2449, LAST from RFC 1225).
+"""mailspec reference POP3 server (RFC 1939 + RFC 2449, LAST from RFC 1225,
+STLS and pop3s, SASL AUTH, UTF8/LANG).
 
 Layout:
 
 * :mod:`reference_server.protocol` -- sans-I/O state machine, ``Pop3Session``
+* :mod:`reference_server.sasl`     -- SASL mechanisms for AUTH (sans-I/O)
+* :mod:`reference_server.tls`      -- the TLS server context
 * :mod:`reference_server.storage`  -- Maildir / mbox maildrops and locking
 * :mod:`reference_server.server`   -- asyncio transport, ``start_server``
 * :mod:`reference_server.users`    -- users file
@@ -17,6 +20,7 @@ overriding ``octet_count`` or ``commit``), then
 
 from .protocol import (
     CommandError,
+    LoginHistory,
     Pop3Session,
     Reply,
     Response,
@@ -42,6 +46,7 @@ from .storage import (
 
 __all__ = [
     "CommandError",
+    "LoginHistory",
     "MaildirMaildrop",
     "MaildirStore",
     "Maildrop",

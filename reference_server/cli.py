@@ -4,7 +4,11 @@ Once the socket is listening, exactly one line goes to stdout::
 
     mailspec-reference-server listening on HOST:PORT
 
-and is flushed; logs go to stderr.  Configuration errors print one line
+and is flushed; with ``--implicit-tls-listen`` a second line follows::
+
+    mailspec-reference-server listening (implicit TLS) on HOST:PORT
+
+Logs go to stderr.  Configuration errors print one line
 ``reference_server: error: ...`` to stderr and exit with status 2.
 SIGTERM and SIGINT stop the server: open sessions end without UPDATE.
 """
@@ -15,8 +19,10 @@ import argparse
 import asyncio
 import errno
 import logging
+import os
 import resource
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,12 +30,18 @@ from pathlib import Path
 
 from . import combined
 from .protocol import DEFAULT_AUTOLOGOUT_SECONDS, MIN_AUTOLOGOUT_SECONDS, SessionConfig
+from .sasl import DEFAULT_MECHANISMS, MECHANISMS
 from .server import Pop3Server, ServerSettings
 from .storage import MaildropStore, StoreSpecError, store_from_spec
+from .tls import TlsConfigurationError, server_context
 from .users import UsersFileError, load_users_file
 
 READY_LINE_PREFIX = "mailspec-reference-server listening on"
+IMPLICIT_TLS_READY_LINE_PREFIX = "mailspec-reference-server listening (implicit TLS) on"
 EXIT_CONFIGURATION_ERROR = 2
+#: How the program was started, for --help; ``mailspec serve`` sets it.
+PROG_ENVIRONMENT_VARIABLE = "REFERENCE_SERVER_PROG"
+DEFAULT_PROG = "python -m reference_server"
 
 
 class ConfigurationError(Exception):
@@ -42,18 +54,41 @@ class ListenAddress:
     port: int
 
 
-def parse_listen(value: str) -> ListenAddress:
+def parse_listen(value: str, flag: str = "--listen") -> ListenAddress:
     host, separator, port_text = value.rpartition(":")
     host = host.strip("[]")
     if not separator or not host or not port_text.isdigit() or int(port_text) > 65535:
-        raise ConfigurationError(f"bad --listen {value!r}: expected HOST:PORT, e.g. 127.0.0.1:1110")
+        raise ConfigurationError(f"bad {flag} {value!r}: expected HOST:PORT, e.g. 127.0.0.1:1110")
     return ListenAddress(host, int(port_text))
+
+
+def parse_sasl(value: str) -> tuple[str, ...]:
+    """``--sasl PLAIN,LOGIN``: known names, any case, no repeats; empty: none."""
+    names = [name.strip().upper() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in MECHANISMS]
+    if unknown:
+        raise ConfigurationError(
+            f"bad --sasl {value!r}: unknown mechanism {unknown[0]!r} "
+            f"(known: {','.join(MECHANISMS)})"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def parse_expire(value: str) -> int | None:
+    """``--expire DAYS|NEVER`` (RFC 2449 section 6.7); None means NEVER."""
+    if value.upper() == "NEVER":
+        return None
+    if not value.isascii() or not value.isdigit():
+        raise ConfigurationError(f"bad --expire {value!r}: expected a number of days or NEVER")
+    return int(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m reference_server",
-        description="mailspec reference POP3 server (RFC 1939, RFC 2449, LAST from RFC 1225)",
+        prog=os.environ.get(PROG_ENVIRONMENT_VARIABLE) or DEFAULT_PROG,
+        description="reference_server: mailspec's POP3 server (RFC 1939, RFC 2449, "
+        "LAST from RFC 1225, STLS from RFC 2595, pop3s from RFC 8314, SASL AUTH from "
+        "RFC 5034, RFC 3206 codes, UTF8 and LANG from RFC 6856)",
     )
     parser.add_argument("--listen", default="127.0.0.1:1110", help="HOST:PORT (port 0: any free)")
     parser.add_argument("--store", required=True, help="maildir:/path/{user} or mbox:/path/{user}")
@@ -69,6 +104,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-last", action="store_true", help="refuse the RFC 1225 LAST command")
     parser.add_argument("--apop", action="store_true", help="offer APOP (timestamp in greeting)")
     combined.add_arguments(parser)  # --smtp-listen: POP3 and SMTP on one store
+    parser.add_argument(
+        "--tls-cert", metavar="PEM", help="certificate chain (PEM); enables STLS on --listen"
+    )
+    parser.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert (PEM)")
+    parser.add_argument(
+        "--implicit-tls-listen",
+        metavar="HOST:PORT",
+        help="also listen here with TLS from the first octet (pop3s, RFC 8314); needs --tls-cert",
+    )
+    parser.add_argument(
+        "--require-tls",
+        action="store_true",
+        help="refuse USER/PASS/APOP/AUTH until TLS is active (RFC 2595 section 2.2); "
+        "needs --tls-cert",
+    )
+    parser.add_argument(
+        "--sasl",
+        metavar="MECH,MECH",
+        default=",".join(DEFAULT_MECHANISMS),
+        help=f"SASL mechanisms AUTH offers (default {','.join(DEFAULT_MECHANISMS)}; empty: none)",
+    )
+    parser.add_argument(
+        "--login-delay",
+        type=int,
+        default=0,
+        metavar="S",
+        help="refuse a user's login within S seconds of that user's last one "
+        "(RFC 2449 LOGIN-DELAY; default 0: none)",
+    )
+    parser.add_argument(
+        "--expire",
+        default="NEVER",
+        metavar="DAYS|NEVER",
+        help="retention advertised as EXPIRE (RFC 2449 section 6.7; default NEVER); "
+        "0 removes retrieved messages at QUIT",
+    )
     parser.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
     return parser
 
@@ -82,9 +153,11 @@ def load_store(spec: str) -> MaildropStore:
     return store
 
 
-async def serve(server: Pop3Server, address: ListenAddress) -> None:
+async def listen(
+    server: Pop3Server, address: ListenAddress, *, implicit_tls: bool = False
+) -> tuple[str, int]:
     try:
-        host, port = await server.listen(address.host, address.port)
+        return await server.listen(address.host, address.port, implicit_tls=implicit_tls)
     except OSError as problem:
         if problem.errno == errno.EADDRINUSE:
             raise ConfigurationError(
@@ -93,14 +166,37 @@ async def serve(server: Pop3Server, address: ListenAddress) -> None:
         raise ConfigurationError(
             f"cannot listen on {address.host}:{address.port}: {problem.strerror or problem}"
         ) from None
+
+
+async def serve(
+    server: Pop3Server, address: ListenAddress, implicit_tls: ListenAddress | None = None
+) -> None:
+    host, port = await listen(server, address)
+    tls_bound = None
+    if implicit_tls is not None:
+        try:
+            tls_bound = await listen(server, implicit_tls, implicit_tls=True)
+        except ConfigurationError:
+            await server.close()
+            raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, stop.set)
     print(f"{READY_LINE_PREFIX} {host}:{port}", flush=True)
+    if tls_bound is not None:
+        print(f"{IMPLICIT_TLS_READY_LINE_PREFIX} {tls_bound[0]}:{tls_bound[1]}", flush=True)
     await stop.wait()
     logging.getLogger("reference_server.server").info("event=shutdown")
     await server.close()
+
+
+def load_tls(arguments: argparse.Namespace) -> ssl.SSLContext | None:
+    if arguments.tls_cert is None and arguments.tls_key is None:
+        return None
+    if arguments.tls_cert is None:
+        raise ConfigurationError("--tls-key needs --tls-cert")
+    return server_context(Path(arguments.tls_cert), arguments.tls_key and Path(arguments.tls_key))
 
 
 def raise_open_file_limit() -> None:
@@ -133,20 +229,38 @@ def main(argv: Sequence[str] | None = None) -> int:
                 arguments.autologout,
                 MIN_AUTOLOGOUT_SECONDS,
             )
+        implicit_tls = (
+            parse_listen(arguments.implicit_tls_listen, "--implicit-tls-listen")
+            if arguments.implicit_tls_listen
+            else None
+        )
+        if arguments.login_delay < 0:
+            raise ConfigurationError("--login-delay must be 0 or a positive number of seconds")
         settings = ServerSettings(
             autologout_seconds=arguments.autologout,
             session_config=SessionConfig(
-                enable_apop=arguments.apop, enable_last=not arguments.no_last
+                enable_apop=arguments.apop,
+                enable_last=not arguments.no_last,
+                require_tls=arguments.require_tls,
+                sasl_mechanisms=parse_sasl(arguments.sasl),
+                login_delay_seconds=arguments.login_delay,
+                expire_days=parse_expire(arguments.expire),
             ),
+            tls_context=load_tls(arguments),
         )
+        if settings.tls_context is None and (implicit_tls or arguments.require_tls):
+            flag = "--implicit-tls-listen" if implicit_tls else "--require-tls"
+            raise ConfigurationError(f"{flag} needs --tls-cert and --tls-key")
         server = Pop3Server(store, users, settings=settings)
         smtp = combined.smtp_server_for(arguments, store, users)
         raise_open_file_limit()
         if smtp is None:
-            asyncio.run(serve(server, address))
+            asyncio.run(serve(server, address, implicit_tls))
+        elif implicit_tls is not None:
+            raise ConfigurationError("--smtp-listen does not combine with --implicit-tls-listen yet")
         else:
             asyncio.run(combined.serve(server, address, smtp, arguments))
-    except (ConfigurationError, UsersFileError) as problem:
+    except (ConfigurationError, UsersFileError, TlsConfigurationError) as problem:
         print(f"reference_server: error: {problem}", file=sys.stderr, flush=True)
         return EXIT_CONFIGURATION_ERROR
     return 0

@@ -1,4 +1,5 @@
-"""Sans-I/O POP3 protocol core (RFC 1939, RFC 2449, RFC 3206, LAST from RFC 1225).
+"""Sans-I/O POP3 protocol core (RFC 1939, RFC 2449, RFC 3206, LAST from RFC 1225,
+STLS from RFC 2595, SASL AUTH from RFC 5034 / RFC 1734, UTF8 and LANG from RFC 6856).
 
 Nothing in this module touches a socket or an event loop: feed received bytes
 to :meth:`Pop3Session.receive_data` and send back the bytes it returns (or
@@ -11,27 +12,43 @@ State machine
 
 A session is always in exactly one of these states::
 
-    AUTHORIZATION   after the greeting, after a failed USER/PASS/APOP
+    AUTHORIZATION   after the greeting, after a failed USER/PASS/APOP/AUTH
     USER_ACCEPTED   a sub-state of AUTHORIZATION: USER succeeded, PASS expected
+    SASL            a sub-state of AUTHORIZATION: an AUTH exchange is under
+                    way; each line is a base64 client response or ``*``
     TRANSACTION     authenticated, maildrop opened and locked
     CLOSED          QUIT answered (after UPDATE when it came from TRANSACTION),
                     autologout, or connection lost; nothing more is processed
+
+Beside the state, a session knows whether TLS is active (``tls_active``:
+after STLS, or from the start on an implicit-TLS listener, RFC 8314) and
+whether a TLS handshake is due (``tls_pending``: between the ``+OK`` to STLS
+and the transport's :meth:`Pop3Session.tls_started`).
 
 Transitions (anything not listed is refused with ``-ERR`` and changes
 nothing, except that USER_ACCEPTED falls back to AUTHORIZATION):
 
     AUTHORIZATION  --USER name ok-------------------------->  USER_ACCEPTED
     AUTHORIZATION  --APOP name digest ok, maildrop locked-->  TRANSACTION
+    AUTHORIZATION  --AUTH mech [initial], challenge due---->  SASL
+    AUTHORIZATION  --AUTH mech initial, verified, locked--->  TRANSACTION
+    AUTHORIZATION  --AUTH (no argument: mechanism list)---->  AUTHORIZATION
+    AUTHORIZATION  --STLS, TLS configured and not active--->  AUTHORIZATION + tls_pending
+    AUTHORIZATION  --CAPA UTF8 LANG------------------------>  AUTHORIZATION
     AUTHORIZATION  --QUIT---------------------------------->  CLOSED (no UPDATE)
-    AUTHORIZATION  --CAPA---------------------------------->  AUTHORIZATION
     USER_ACCEPTED  --PASS ok, maildrop locked-------------->  TRANSACTION
     USER_ACCEPTED  --PASS refused-------------------------->  AUTHORIZATION
     USER_ACCEPTED  --CAPA (answered)----------------------->  AUTHORIZATION
+    USER_ACCEPTED  --STLS (user name forgotten)------------>  AUTHORIZATION + tls_pending
     USER_ACCEPTED  --QUIT---------------------------------->  CLOSED (no UPDATE)
     USER_ACCEPTED  --any other command (refused)----------->  AUTHORIZATION
-    TRANSACTION    --STAT LIST RETR DELE NOOP RSET TOP UIDL LAST CAPA-->  TRANSACTION
+    SASL           --response, next challenge due--------->  SASL
+    SASL           --response, verified, maildrop locked--->  TRANSACTION
+    SASL           --"*", bad base64, wrong credentials---->  AUTHORIZATION (-ERR)
+    TRANSACTION    --STAT LIST RETR DELE NOOP RSET TOP UIDL LAST CAPA LANG-->  TRANSACTION
     TRANSACTION    --QUIT----------------------------------> UPDATE -> CLOSED
     any state      --autologout / connection lost---------->  CLOSED (no UPDATE)
+    tls_pending    --transport: handshake done------------>  AUTHORIZATION, tls_active
 
 Rules that follow from the RFCs:
 
@@ -50,6 +67,38 @@ Rules that follow from the RFCs:
   stripped).
 * Control characters (NUL included) or undecodable bytes in a command make
   it invalid: ``-ERR``, never a partially executed command.
+
+TLS, SASL and the other extensions:
+
+* STLS (RFC 2595 section 4) only in AUTHORIZATION, only when the transport
+  can do TLS and TLS is not active yet (so never twice), and without
+  arguments.  Its ``+OK`` carries ``start_tls`` and sets ``tls_pending``:
+  whatever was buffered after the STLS line, and anything fed before
+  :meth:`Pop3Session.tls_started`, is discarded unanswered -- plaintext never
+  executes as if it had come inside TLS (the STARTTLS command-injection
+  class).  A USER given before STLS is forgotten.  Inside TLS, CAPA no
+  longer lists STLS.
+* With ``require_tls`` (RFC 2595 section 2.2, RFC 5034 section 4) USER,
+  APOP and AUTH are refused before TLS and CAPA lists neither USER nor SASL
+  (but STLS) until TLS is active.
+* AUTH (RFC 5034): the mechanisms of :mod:`.sasl`; challenges are
+  ``+ <base64>`` lines (an empty one is ``+ `` and nothing else); ``=`` is
+  an empty initial response; ``*`` cancels with ``-ERR``; bad base64 (RFC
+  4648 alphabet, ``=`` only at the end) ends the exchange with ``-ERR`` and
+  the session stays in AUTHORIZATION.  Client responses inside the
+  exchange may be up to MAX_SASL_RESPONSE_OCTETS; the AUTH line itself keeps
+  the 255-octet limit (RFC 5034 section 4).  Bare ``AUTH`` lists the
+  mechanisms, one a line (RFC 1734 section 2 practice).
+* Login policy (RFC 2449 sections 6.5, 8.1): a login of a user inside
+  ``login_delay_seconds`` of that user's previous login is refused with
+  ``[LOGIN-DELAY]`` after the credentials were checked; ``[IN-USE]``,
+  ``[SYS/TEMP]``, ``[SYS/PERM]`` and ``[AUTH]`` as RFC 2449/3206 define them.
+* EXPIRE (RFC 2449 section 6.7) is advertised from ``expire_days``; with
+  ``EXPIRE 0`` the messages retrieved in a session are removed at its
+  UPDATE (never before, and never on autologout or a dropped connection).
+* UTF8 (RFC 6856 section 2): without UTF-8 mode a message whose header
+  holds UTF-8 beyond ASCII is refused by RETR/TOP with ``[UTF8]``.  LANG
+  (section 3) lists and selects languages; English is the only one.
 
 Extension seam
 ==============
@@ -75,6 +124,8 @@ UPDATE) is overridden by subclassing the classes in :mod:`.storage`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import hashlib
 import hmac
@@ -83,9 +134,11 @@ import os
 import re
 import secrets
 import socket
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from . import sasl
 from .storage import (
     Maildrop,
     MaildropCorrupt,
@@ -99,6 +152,12 @@ from .storage import (
 
 #: RFC 2449 section 4: command lines may be up to 255 octets including CRLF.
 MAX_COMMAND_LINE_OCTETS = 255
+#: RFC 5034 section 4: SASL responses inside an exchange may exceed the
+#: command limit; this bounds them (PLAIN's 3 x 255 octets need 1,028).
+MAX_SASL_RESPONSE_OCTETS = 8192
+#: RFC 6856 section 3: the languages LANG offers, tag -> name in itself.
+LANGUAGES: Mapping[str, str] = {"en": "English"}
+DEFAULT_LANGUAGE = "en"
 #: RFC 1939 section 3: the autologout timer is at least 10 minutes.
 MIN_AUTOLOGOUT_SECONDS = 600
 DEFAULT_AUTOLOGOUT_SECONDS = MIN_AUTOLOGOUT_SECONDS
@@ -112,7 +171,7 @@ IMPLEMENTATION_NAME = "mailspec-reference-server-0.1"
 CRLF = b"\r\n"
 _DOT_AT_LINE_START = re.compile(rb"^\.", re.MULTILINE)
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
-_KEYWORD = re.compile(r"[A-Za-z]{3,4}")
+_KEYWORD = re.compile(r"[A-Za-z][A-Za-z0-9]{2,3}")  # UTF8 has a digit
 _HEX_DIGEST = re.compile(r"[0-9A-Fa-f]{32}")
 
 log = logging.getLogger("reference_server.session")
@@ -121,6 +180,7 @@ log = logging.getLogger("reference_server.session")
 class State(enum.Enum):
     AUTHORIZATION = "AUTHORIZATION"
     USER_ACCEPTED = "USER_ACCEPTED"
+    SASL = "SASL"
     TRANSACTION = "TRANSACTION"
     CLOSED = "CLOSED"
 
@@ -131,13 +191,16 @@ class Response:
 
     ``body`` holds unstuffed content whose lines each end with CRLF; the
     serialiser byte-stuffs it (RFC 1939 section 3) and adds the terminator.
-    ``close`` asks the transport to close the connection after sending.
+    ``close`` asks the transport to close the connection after sending;
+    ``start_tls`` asks it to start the TLS handshake right after this reply
+    (RFC 2595 section 4) and to call :meth:`Pop3Session.tls_started`.
     """
 
     ok: bool
     text: str = ""
     body: bytes | None = None
     close: bool = False
+    start_tls: bool = False
 
     def to_bytes(self) -> bytes:
         status = b"+OK" if self.ok else b"-ERR"
@@ -162,15 +225,40 @@ class CommandError(Exception):
     """Raised inside a handler to refuse the command with ``-ERR <message>``."""
 
 
+class LoginHistory:
+    """When each user last logged in, shared by the sessions of one server
+    so LOGIN-DELAY (RFC 2449 section 6.5) holds across connections."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._last_login: dict[str, float] = {}
+
+    def seconds_since_login(self, user: str) -> float | None:
+        last = self._last_login.get(user)
+        return None if last is None else self.clock() - last
+
+    def record(self, user: str) -> None:
+        self._last_login[user] = self.clock()
+
+
 @dataclass
 class SessionConfig:
     """Behaviour switches shared by every session of one server."""
 
     enable_apop: bool = False
     enable_last: bool = True
-    #: RFC 2449 section 6.5; advertised as ``LOGIN-DELAY <n>`` (not enforced at 0).
+    #: RFC 2449 section 6.5; advertised as ``LOGIN-DELAY <n>``, enforced when > 0.
     login_delay_seconds: int = 0
+    #: RFC 2449 section 6.7: days messages are kept at least; None is NEVER.
+    expire_days: int | None = None
+    #: The transport can start TLS (a certificate is configured): offer STLS.
+    stls_available: bool = False
+    #: RFC 2595 section 2.2: refuse every login before TLS is active.
+    require_tls: bool = False
+    #: SASL mechanisms offered by AUTH, in CAPA order (names from :mod:`.sasl`).
+    sasl_mechanisms: tuple[str, ...] = sasl.DEFAULT_MECHANISMS
     hostname: str = field(default_factory=socket.gethostname)
+    login_history: LoginHistory = field(default_factory=LoginHistory)
 
 
 class LoginMethod(enum.Enum):
@@ -182,11 +270,13 @@ class LoginMethod(enum.Enum):
 
 
 class UserDirectory:
-    """Maps user names to their shared secret and their one login method."""
+    """Maps user names to their shared secret and their one login method,
+    and records which users may act as others (the SASL authzid)."""
 
     def __init__(self, secrets_by_user: Mapping[str, str] | None = None) -> None:
         self._secrets: dict[str, str] = dict(secrets_by_user or {})
         self._methods: dict[str, LoginMethod] = {}
+        self._proxies: dict[str, set[str]] = {}
 
     def secret_for(self, user: str) -> str | None:
         return self._secrets.get(user)
@@ -201,10 +291,23 @@ class UserDirectory:
     def remove(self, user: str) -> None:
         self._secrets.pop(user, None)
         self._methods.pop(user, None)
+        self._proxies.pop(user, None)
 
     def clear(self) -> None:
         self._secrets.clear()
         self._methods.clear()
+        self._proxies.clear()
+
+    def accepts_plaintext_password(self, user: str) -> bool:
+        """PASS, and the SASL mechanisms that carry the password, are for PASS users."""
+        return user in self._secrets and self.method_for(user) is LoginMethod.PASS
+
+    def grant(self, authcid: str, authzid: str) -> None:
+        """Let ``authcid``'s credentials open ``authzid``'s maildrop (RFC 4616 section 2)."""
+        self._proxies.setdefault(authcid, set()).add(authzid)
+
+    def may_act_as(self, authcid: str, authzid: str) -> bool:
+        return authzid in self._proxies.get(authcid, set()) and authzid in self._secrets
 
     def names(self) -> list[str]:
         return list(self._secrets)
@@ -222,10 +325,27 @@ class Pop3Session:
 
     #: Keywords accepted in each state; everything else is refused.
     allowed_commands: Mapping[State, frozenset[str]] = {
-        State.AUTHORIZATION: frozenset({"USER", "APOP", "QUIT", "CAPA"}),
-        State.USER_ACCEPTED: frozenset({"PASS", "QUIT", "CAPA"}),
+        State.AUTHORIZATION: frozenset(
+            {"USER", "APOP", "AUTH", "STLS", "QUIT", "CAPA", "UTF8", "LANG"}
+        ),
+        State.USER_ACCEPTED: frozenset({"PASS", "QUIT", "CAPA", "STLS"}),
+        # Lines inside an AUTH exchange are responses, not commands.
+        State.SASL: frozenset(),
         State.TRANSACTION: frozenset(
-            {"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL", "LAST", "QUIT", "CAPA"}
+            {
+                "STAT",
+                "LIST",
+                "RETR",
+                "DELE",
+                "NOOP",
+                "RSET",
+                "TOP",
+                "UIDL",
+                "LAST",
+                "QUIT",
+                "CAPA",
+                "LANG",
+            }
         ),
         State.CLOSED: frozenset(),
     }
@@ -263,6 +383,13 @@ class Pop3Session:
             if self.config.enable_apop
             else None
         )
+        #: RFC 2595 / RFC 8314: TLS protects the connection; a handshake is due.
+        self.tls_active = False
+        self.tls_pending = False
+        #: RFC 6856: UTF-8 mode and the LANG language.
+        self.utf8_mode = False
+        self.language = DEFAULT_LANGUAGE
+        self.sasl_exchange: sasl.Mechanism | None = None
         self._pending = bytearray()
         self._discarding_long_line = False
 
@@ -289,8 +416,35 @@ class Pop3Session:
         return b"".join(self.replies())
 
     def feed(self, data: bytes) -> None:
-        """Buffer received octets; :meth:`replies` then executes complete lines."""
+        """Buffer received octets; :meth:`replies` then executes complete lines.
+
+        Between the ``+OK`` to STLS and :meth:`tls_started` nothing is kept:
+        plaintext sent there must never run as if it came inside TLS."""
+        if self.tls_pending:
+            if data:
+                self._log("discarded-after-stls", octets=len(data))
+            return
         self._pending += data
+
+    def line_limit(self) -> int:
+        """Longest line accepted in the current state, terminator included."""
+        if self.state is State.SASL:
+            return MAX_SASL_RESPONSE_OCTETS
+        return MAX_COMMAND_LINE_OCTETS
+
+    def tls_started(self, *, version: str = "", cipher: str = "") -> None:
+        """The transport finished a TLS handshake (after STLS, or at connect on
+        an implicit-TLS listener): AUTHORIZATION inside TLS, nothing from
+        before it remembered (RFC 2595 section 4, RFC 8314 section 3.1)."""
+        self.tls_active = True
+        self.tls_pending = False
+        self._pending.clear()
+        self._discarding_long_line = False
+        self.user_name = None
+        if self.state is State.USER_ACCEPTED:
+            self.state = State.AUTHORIZATION
+        # RFC 8314 section 4: log the negotiated TLS with the connection.
+        self._log("tls", version=version or "-", cipher=cipher or "-")
 
     def replies(self) -> Iterator[bytes]:
         """Execute buffered complete lines one by one, yielding each reply.
@@ -298,20 +452,24 @@ class Pop3Session:
         A transport can send (and wait for the peer to read) each reply
         before the next command runs, so pipelined RETRs never pile up in
         memory.  Stops after a reply that closes the session: bytes after
-        QUIT are never processed (RFC 1939 section 6).
+        QUIT are never processed (RFC 1939 section 6); and after the ``+OK``
+        to STLS, whose pipelined followers are dropped (RFC 2595 section 4).
         """
-        while not self.closed:
+        while not self.closed and not self.tls_pending:
             newline = self._pending.find(b"\n")
+            limit = self.line_limit()
             if newline < 0:
-                if len(self._pending) > MAX_COMMAND_LINE_OCTETS:
+                if len(self._pending) > limit:
                     # Bounded buffer: drop the excess, answer once the line ends.
                     self._pending.clear()
                     self._discarding_long_line = True
                 return
             line = bytes(self._pending[:newline])
             del self._pending[: newline + 1]
-            if self._discarding_long_line or len(line) + 1 > MAX_COMMAND_LINE_OCTETS:
+            if self._discarding_long_line or len(line) + 1 > limit:
                 self._discarding_long_line = False
+                if self.state is State.SASL:
+                    self._end_sasl()
                 yield err("command line too long").to_bytes()
                 continue
             yield self.handle_line(line)
@@ -333,10 +491,16 @@ class Pop3Session:
         """Execute one command line (without its line terminator)."""
         if line.endswith(b"\r"):
             line = line[:-1]
-        reply = self._dispatch(line)
+        if self.state is State.SASL:
+            reply = self._sasl_response(line)
+        else:
+            reply = self._dispatch(line)
         if isinstance(reply, Response):
             if reply.close:
                 self._close_without_update()
+            elif reply.start_tls:
+                self.tls_pending = True
+                self._pending.clear()  # pipelined after STLS: never answered
             return reply.to_bytes()
         return reply
 
@@ -416,10 +580,22 @@ class Pop3Session:
 
     # --- AUTHORIZATION --------------------------------------------------------
 
+    def login_allowed(self) -> bool:
+        """RFC 2595 section 2.2: with require_tls, no login before TLS."""
+        return self.tls_active or not self.config.require_tls
+
+    def refuse_before_tls(self) -> None:
+        if not self.login_allowed():
+            # RFC 8314 section 4.1: the refusal does not depend on the credentials.
+            raise CommandError("[AUTH] TLS is required: send STLS first")
+
     def cmd_user(self, args: list[str]) -> Reply:
         self.expect_arguments(args, 1, 1)
         if not args[0]:
             raise CommandError("missing user name")
+        if not self.login_allowed():
+            # No [AUTH] on USER (RFC 3206 section 5); this says nothing about the user.
+            raise CommandError("TLS is required: send STLS first")
         # Unknown names get +OK too, so USER does not reveal who exists (RFC 2449 8.1.2).
         self.user_name = args[0]
         self.state = State.USER_ACCEPTED
@@ -446,6 +622,7 @@ class Pop3Session:
         if self.apop_timestamp is None:
             raise CommandError("APOP is not enabled on this server")
         self.expect_arguments(args, 2, 2)
+        self.refuse_before_tls()
         user, digest = args
         if not user or not _HEX_DIGEST.fullmatch(digest):
             raise CommandError("APOP needs a name and a 32-digit hex MD5 digest")
@@ -462,7 +639,15 @@ class Pop3Session:
         return self.open_maildrop(user, method="APOP")
 
     def open_maildrop(self, user: str, *, method: str) -> Reply:
-        """Lock and read the maildrop, then enter TRANSACTION (RFC 1939 section 4)."""
+        """Lock and read the maildrop, then enter TRANSACTION (RFC 1939 section 4).
+
+        Called once the credentials are proven, so ``[LOGIN-DELAY]`` and
+        ``[IN-USE]`` never tell a wrong password from a right one."""
+        delay = self.config.login_delay_seconds
+        since = self.config.login_history.seconds_since_login(user)
+        if delay > 0 and since is not None and since < delay:
+            self._log("login-refused", user=user, reason="login-delay")
+            return err(f"[LOGIN-DELAY] wait {delay} seconds between logins")
         try:
             maildrop = self.store.open(user)
         except MaildropLocked:
@@ -488,26 +673,143 @@ class Pop3Session:
         self.retrieved = set()
         self.user_name = user
         self.state = State.TRANSACTION
+        self.config.login_history.record(user)
         self._log("login", user=user, method=method, messages=len(self.messages))
         count, size = self._drop_listing()
         return ok(f"{user} has {count} messages ({size} octets)")
 
+    # --- STLS (RFC 2595 section 4) ---------------------------------------------
+
+    def cmd_stls(self, args: list[str]) -> Reply:
+        # A USER before STLS is forgotten whatever the outcome (RFC 2595 section 9).
+        self.state = State.AUTHORIZATION
+        self.user_name = None
+        self.expect_arguments(args, 0, 0)
+        if not self.config.stls_available:
+            raise CommandError("STLS is not available: no TLS certificate configured")
+        if self.tls_active:
+            raise CommandError("TLS is already active")
+        self._log("stls")
+        return Response(True, "begin TLS negotiation", start_tls=True)
+
+    # --- AUTH (RFC 5034, RFC 1734) ---------------------------------------------
+
+    def cmd_auth(self, args: list[str]) -> Reply:
+        if not args:
+            # RFC 1734 practice: bare AUTH lists the mechanisms, one a line.
+            offered = self.config.sasl_mechanisms if self.login_allowed() else ()
+            body = b"".join(name.encode("ascii") + CRLF for name in offered)
+            return ok("SASL mechanisms follow", body)
+        self.expect_arguments(args, 1, 2)
+        name = args[0].upper()  # RFC 5034 section 5: mechanism names in any case
+        if name not in self.config.sasl_mechanisms or name not in sasl.MECHANISMS:
+            raise CommandError("unsupported SASL mechanism")
+        self.refuse_before_tls()
+        mechanism = sasl.MECHANISMS[name](self.users, self.config.hostname)
+        initial: bytes | None = None
+        if len(args) == 2:
+            if not mechanism.accepts_initial_response:
+                raise CommandError(f"{name} does not take an initial response")
+            initial = b"" if args[1] == "=" else decode_base64(args[1].encode("utf-8"))
+            if initial is None:
+                raise CommandError("initial response is not valid base64")
+        self._log("auth-start", mechanism=name)
+        return self._sasl_step(mechanism, mechanism.start(initial))
+
+    def _sasl_response(self, line: bytes) -> Reply:
+        mechanism = self.sasl_exchange
+        assert mechanism is not None
+        self._end_sasl()
+        try:
+            return self._sasl_continue(mechanism, line)
+        except Exception:
+            log.exception("session=%s %s exchange failed", self.session_id, mechanism.name)
+            return err("[SYS/TEMP] internal server error")
+
+    def _sasl_continue(self, mechanism: sasl.Mechanism, line: bytes) -> Reply:
+        if line == b"*":
+            # RFC 5034 section 4: a lone "*" cancels; the answer is -ERR.
+            self._log("auth-cancelled", mechanism=mechanism.name)
+            return err("authentication cancelled")
+        data = decode_base64(line)
+        if data is None:
+            self._log("auth-failed", mechanism=mechanism.name, reason="bad-base64")
+            return err("response is not valid base64")
+        return self._sasl_step(mechanism, mechanism.respond(data))
+
+    def _sasl_step(self, mechanism: sasl.Mechanism, step: sasl.Step) -> Reply:
+        if isinstance(step, sasl.Challenge):
+            self.state = State.SASL
+            self.sasl_exchange = mechanism
+            # RFC 5034 section 4: "+", one space, base64, nothing else.
+            return b"+ " + base64.b64encode(step.data) + CRLF
+        if isinstance(step, sasl.Refused):
+            self._log("login-failed", method="AUTH", mechanism=mechanism.name)
+            return err(f"[AUTH] {step.text}" if step.credentials else step.text)
+        return self.open_maildrop(step.user, method=f"AUTH-{mechanism.name}")
+
+    def _end_sasl(self) -> None:
+        self.sasl_exchange = None
+        self.state = State.AUTHORIZATION
+
+    # --- UTF8 and LANG (RFC 6856) ----------------------------------------------
+
+    def cmd_utf8(self, args: list[str]) -> Reply:
+        self.expect_arguments(args, 0, 0)
+        self.utf8_mode = True
+        return ok("UTF-8 mode enabled")
+
+    def refuse_utf8_message(self, number: int) -> None:
+        """RFC 6856 section 2.1: without UTF-8 mode, a message whose header
+        needs UTF-8 is not sent as is (no surrogates here: -ERR [UTF8])."""
+        if not self.utf8_mode and header_needs_utf8(self.message(number).content):
+            raise CommandError("[UTF8] this message needs UTF-8 mode: send UTF8 first")
+
+    def cmd_lang(self, args: list[str]) -> Reply:
+        self.expect_arguments(args, 0, 1)
+        if not args:
+            body = b"".join(f"{tag} {name}\r\n".encode() for tag, name in LANGUAGES.items())
+            return ok("language listing follows", body)
+        chosen = match_language(args[0])
+        if chosen is None:
+            raise CommandError("unsupported language")
+        self.language = chosen
+        # RFC 6856 section 3.2: "+OK", the exact tag chosen, then the text.
+        return ok(f"{chosen} language is now {LANGUAGES[chosen]}")
+
     # --- Both states ----------------------------------------------------------
 
     def capabilities(self) -> list[str]:
-        """CAPA lines (RFC 2449 section 6); identical before and after login."""
-        capabilities = [
-            "TOP",
-            "USER",
+        """CAPA lines (RFC 2449 section 6).
+
+        The same before and after login except STLS, listed only in
+        AUTHORIZATION while TLS is not active (RFC 2595 section 4).  With
+        ``require_tls``, USER and SASL appear only once TLS is active."""
+        expire = "NEVER" if self.config.expire_days is None else str(self.config.expire_days)
+        capabilities = ["TOP"]
+        if self.login_allowed():
+            capabilities.append("USER")
+        capabilities += [
             "UIDL",
             "RESP-CODES",
             "AUTH-RESP-CODE",
             "PIPELINING",
-            "EXPIRE NEVER",
+            f"EXPIRE {expire}",
             f"LOGIN-DELAY {self.config.login_delay_seconds}",
-            f"IMPLEMENTATION {IMPLEMENTATION_NAME}",
         ]
+        if self.login_allowed() and self.config.sasl_mechanisms:
+            capabilities.append("SASL " + " ".join(self.config.sasl_mechanisms))
+        if self.stls_offered():
+            capabilities.append("STLS")
+        capabilities += ["UTF8", "LANG", f"IMPLEMENTATION {IMPLEMENTATION_NAME}"]
         return capabilities
+
+    def stls_offered(self) -> bool:
+        return (
+            self.config.stls_available
+            and not self.tls_active
+            and self.state in (State.AUTHORIZATION, State.USER_ACCEPTED)
+        )
 
     def cmd_capa(self, args: list[str]) -> Reply:
         self.expect_arguments(args, 0, 0)
@@ -529,7 +831,11 @@ class Pop3Session:
     def enter_update(self) -> Reply:
         """UPDATE state: remove the marked messages, release the lock, close."""
         assert self.maildrop is not None
-        doomed = [self.message(n) for n in sorted(self.deleted)]
+        removed = set(self.deleted)
+        if self.config.expire_days == 0:
+            # RFC 2449 section 6.7: with EXPIRE 0, retrieved means deleted at UPDATE.
+            removed |= self.retrieved
+        doomed = [self.message(n) for n in sorted(removed)]
         try:
             self.maildrop.commit(doomed)
         except Exception as problem:
@@ -578,6 +884,7 @@ class Pop3Session:
     def cmd_retr(self, args: list[str]) -> Reply:
         self.expect_arguments(args, 1, 1)
         number = self.parse_message_number(args[0])
+        self.refuse_utf8_message(number)
         self.highest_accessed = max(self.highest_accessed, number)
         self.retrieved.add(number)
         return ok(f"{self.octets(number)} octets", self.message(number).content)
@@ -588,6 +895,7 @@ class Pop3Session:
         line_count = parse_decimal(args[1])
         if line_count is None:
             raise CommandError("line count must be a non-negative decimal number")
+        self.refuse_utf8_message(number)
         return ok(
             "top of message follows", top_of_message(self.message(number).content, line_count)
         )
@@ -660,3 +968,39 @@ def top_of_message(content: bytes, body_lines: int) -> bytes:
             return content
         position = line_end + 2
     return content[:position]
+
+
+def decode_base64(data: bytes) -> bytes | None:
+    """Strict RFC 4648 base64 (RFC 5034 section 4): any character outside the
+    alphabet, or ``=`` anywhere but the end, makes it invalid (None)."""
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def header_needs_utf8(content: bytes) -> bool:
+    """The header section holds UTF-8 beyond ASCII (RFC 6532 headers).
+
+    Legacy 8-bit bytes that are not UTF-8 are left to RFC 1939 rules."""
+    end = content.find(b"\r\n\r\n")
+    header = content if end < 0 else content[:end]
+    if header.isascii():
+        return False
+    try:
+        header.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def match_language(language_range: str) -> str | None:
+    """RFC 4647 basic filtering of one range against :data:`LANGUAGES`;
+    ``*`` is the administrator's preferred language (RFC 6856 section 3.2)."""
+    if language_range == "*":
+        return DEFAULT_LANGUAGE
+    wanted = language_range.lower()
+    for tag in LANGUAGES:
+        if tag.lower() == wanted or tag.lower().startswith(wanted + "-"):
+            return tag
+    return None

@@ -18,6 +18,18 @@ RFC 1939 section 13 recommends).
 ``mail_server`` is the same with SMTP in front: POP3 and SMTP over one
 store, so a message sent to ``mail_server.smtp_port`` is retrieved from
 ``mail_server.pop3_port`` (see :class:`reference_server.combined.ReferenceMailServer`).
+
+TLS is on: STLS on ``port`` and implicit TLS (pop3s) on ``tls_port``, with a
+certificate for ``localhost``, ``127.0.0.1`` and ``::1`` issued by a
+throw-away ``trustme`` CA.  Clients trust it through ``client_context()``
+(an :class:`ssl.SSLContext`) or the PEM file ``ca_file``::
+
+    def test_my_client_over_pop3s(pop3_server):
+        pop3_server.add_user("alice", "secret")
+        client = poplib.POP3_SSL(pop3_server.host, pop3_server.tls_port,
+                                 context=pop3_server.client_context())
+
+SASL PLAIN, LOGIN, CRAM-MD5 and SCRAM-SHA-256 work for every user added.
 """
 
 from __future__ import annotations
@@ -25,28 +37,70 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import ssl
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 
 from .combined import ReferenceMailServer
 from .protocol import LoginMethod, UserDirectory
 from .server import ServerHandle, start_server
 from .storage import MaildirStore, check_user_name
+from .tls import server_context
+
+#: Names the fixture's certificate is valid for.
+CERTIFICATE_IDENTITIES = ("localhost", "127.0.0.1", "::1")
 
 
 class ReferencePop3Server:
     """The object behind the ``pop3_server`` fixture."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, tls_directory: Path | None = None) -> None:
+        """``root`` holds the maildrops (emptied by :meth:`reset`); the TLS
+        files go to ``tls_directory``, by default a new temporary directory."""
+        if tls_directory is None:
+            tls_directory = Path(tempfile.mkdtemp(prefix="pop3-tls-"))
         self.root = root
         self.users = UserDirectory()
         self.store = MaildirStore(str(root / "{user}"))
         self._message_numbers = itertools.count(1)
+        self.ca = trustme.CA()
+        certificate = self.ca.issue_cert(*CERTIFICATE_IDENTITIES, common_name="localhost")
+        self.ca_file = tls_directory / "ca.pem"
+        self.cert_file = tls_directory / "server-chain.pem"
+        self.key_file = tls_directory / "server-key.pem"
+        self.ca.cert_pem.write_to_path(str(self.ca_file))
+        certificate.private_key_pem.write_to_path(str(self.key_file))
+        for number, blob in enumerate(certificate.cert_chain_pems):
+            blob.write_to_path(str(self.cert_file), append=number > 0)
         self._handle: ServerHandle = start_server(
-            store=self.store, users=self.users, port=0, enable_apop=True
+            store=self.store,
+            users=self.users,
+            port=0,
+            enable_apop=True,
+            tls_context=server_context(self.cert_file, self.key_file),
+            implicit_tls_port=0,
         )
+
+    @property
+    def ca_pem(self) -> bytes:
+        """The CA certificate (PEM) that signed the server's certificate."""
+        return self.ca.cert_pem.bytes()
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client context that verifies the server against the fixture's CA."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+    @property
+    def tls_port(self) -> int:
+        """The implicit-TLS (pop3s, RFC 8314) port."""
+        assert self._handle.tls_port is not None
+        return self._handle.tls_port
 
     @property
     def host(self) -> str:
@@ -108,7 +162,9 @@ def pop3_server_session(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ReferencePop3Server]:
     """The session-wide server; prefer ``pop3_server``, which is reset per test."""
-    server = ReferencePop3Server(tmp_path_factory.mktemp("pop3-maildrops"))
+    server = ReferencePop3Server(
+        tmp_path_factory.mktemp("pop3-maildrops"), tmp_path_factory.mktemp("pop3-tls")
+    )
     yield server
     server.close()
 

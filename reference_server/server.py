@@ -7,13 +7,23 @@ test can use it::
     with start_server(store="maildir:/tmp/m/{user}", users={"alice": "pw"},
                       session_class=BrokenSession) as handle:
         poplib.POP3(handle.host, handle.port)
+
+TLS: with ``ServerSettings.tls_context`` set, STLS is offered on every
+listener (RFC 2595) and :meth:`Pop3Server.listen` with ``implicit_tls=True``
+adds a listener where TLS starts at connect (RFC 8314, pop3s).  When the
+session answers STLS, the transport stops reading, drops whatever plaintext
+it already buffered after the STLS line, sends the ``+OK`` and starts the
+handshake with :meth:`asyncio.StreamWriter.start_tls`; bytes that arrive
+where the ClientHello should be make the handshake, and the session, fail.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
+import ssl
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,7 +35,9 @@ from .protocol import (
     SessionConfig,
     UserDirectory,
 )
+from .sasl import DEFAULT_MECHANISMS
 from .storage import MaildropStore, store_from_spec
+from .tls import TLS_HANDSHAKE_TIMEOUT_SECONDS, describe
 from .users import load_users_file
 
 #: Bytes requested per read; lines are limited inside the session, so this
@@ -41,6 +53,12 @@ log = logging.getLogger("reference_server.server")
 class ServerSettings:
     autologout_seconds: float = DEFAULT_AUTOLOGOUT_SECONDS
     session_config: SessionConfig = field(default_factory=SessionConfig)
+    #: Server context for STLS and the implicit-TLS listener; None: plaintext only.
+    tls_context: ssl.SSLContext | None = None
+
+    def __post_init__(self) -> None:
+        # STLS is advertised exactly when it can work (RFC 8314 section 4).
+        self.session_config.stls_available = self.tls_context is not None
 
 
 class Pop3Server:
@@ -58,35 +76,46 @@ class Pop3Server:
         self.users = users
         self.session_class = session_class
         self.settings = settings or ServerSettings()
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self._session_numbers = itertools.count(1)
         self._connections: set[asyncio.Task[None]] = set()
 
-    async def listen(self, host: str, port: int) -> tuple[str, int]:
-        self._server = await asyncio.start_server(
-            self._serve_connection,
+    async def listen(self, host: str, port: int, *, implicit_tls: bool = False) -> tuple[str, int]:
+        """Listen on one address; call again for more (e.g. a pop3s listener)."""
+        context = self.settings.tls_context
+        if implicit_tls and context is None:
+            raise ValueError("an implicit-TLS listener needs ServerSettings.tls_context")
+        server = await asyncio.start_server(
+            functools.partial(self._serve_connection, implicit_tls=implicit_tls),
             host,
             port,
             reuse_address=True,
             limit=READ_CHUNK_OCTETS,
             backlog=LISTEN_BACKLOG,
+            ssl=context if implicit_tls else None,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_SECONDS if implicit_tls else None,
         )
-        bound_host, bound_port = self._server.sockets[0].getsockname()[:2]
+        self._servers.append(server)
+        bound_host, bound_port = server.sockets[0].getsockname()[:2]
         return bound_host, bound_port
 
     async def close(self) -> None:
         """Stop accepting, end every session without UPDATE, release locks."""
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         for task in list(self._connections):
             task.cancel()
         if self._connections:
             await asyncio.gather(*self._connections, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+        for server in self._servers:
+            await server.wait_closed()
 
     async def _serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        implicit_tls: bool = False,
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -99,9 +128,13 @@ class Pop3Server:
             session_id=str(next(self._session_numbers)),
             peer=f"{peer[0]}:{peer[1]}" if peer else "-",
         )
+        if implicit_tls:
+            # RFC 8314 section 3.1: the handshake is done before the greeting.
+            version, cipher = describe(writer.get_extra_info("ssl_object"))
+            session.tls_started(version=version, cipher=cipher)
         try:
             await self._converse(session, reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError):
             pass
         except asyncio.CancelledError:
             pass
@@ -137,21 +170,71 @@ class Pop3Server:
             if not data:
                 return
             session.feed(data)
-            for reply in session.replies():
-                # RFC 1939 section 3: the timer restarts on activity, i.e. on
-                # each complete command, not on stray octets of a partial line.
-                deadline = loop.time() + autologout
-                writer.write(reply)
-                await writer.drain()  # one reply at a time: bounded memory
+            while True:
+                for reply in session.replies():
+                    # RFC 1939 section 3: the timer restarts on activity, i.e. on
+                    # each complete command, not on stray octets of a partial line.
+                    deadline = loop.time() + autologout
+                    if session.tls_pending:
+                        # Before anything can await: no more plaintext enters.
+                        transport = writer.transport
+                        if isinstance(transport, asyncio.ReadTransport):
+                            transport.pause_reading()
+                        discard_buffered_input(reader)
+                    writer.write(reply)
+                    await writer.drain()  # one reply at a time: bounded memory
+                if not session.tls_pending or session.closed:
+                    break
+                await self._start_tls(session, writer)
+                # Loop once more: whatever the session still held would be
+                # answered now, inside TLS. A conforming session holds nothing.
+
+    async def _start_tls(self, session: Pop3Session, writer: asyncio.StreamWriter) -> None:
+        """RFC 2595 section 4: the handshake follows the CRLF of the ``+OK``."""
+        context = self.settings.tls_context
+        assert context is not None
+        try:
+            await writer.start_tls(context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_SECONDS)
+        except (ssl.SSLError, ConnectionError, TimeoutError, OSError) as problem:
+            log.info(
+                "session=%s event=tls-failed detail=%s",
+                session.session_id,
+                type(problem).__name__,
+            )
+            session.connection_lost()
+            return
+        version, cipher = describe(writer.get_extra_info("ssl_object"))
+        session.tls_started(version=version, cipher=cipher)
+
+
+def discard_buffered_input(reader: asyncio.StreamReader) -> None:
+    """Drop octets the stream already holds: after STLS they are plaintext
+    that followed the command and must not be read as if inside TLS.
+
+    asyncio has no public call for this (aiosmtpd clears the same buffer
+    for STARTTLS), hence the private attribute."""
+    buffered: bytearray | None = getattr(reader, "_buffer", None)
+    if buffered:
+        buffered.clear()
 
 
 class ServerHandle:
     """A server running on a background thread; returned by :func:`start_server`."""
 
-    def __init__(self, server: Pop3Server, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        server: Pop3Server,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        implicit_tls_port: int | None = None,
+    ) -> None:
         self.server = server
         self.host = host
         self.port = port
+        #: Port of the implicit-TLS (pop3s) listener, if one was asked for.
+        self.tls_port: int | None = None
+        self._implicit_tls_port = implicit_tls_port
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
@@ -170,6 +253,10 @@ class ServerHandle:
             self.host, self.port = self._loop.run_until_complete(
                 self.server.listen(*self._requested)
             )
+            if self._implicit_tls_port is not None:
+                _, self.tls_port = self._loop.run_until_complete(
+                    self.server.listen(self.host, self._implicit_tls_port, implicit_tls=True)
+                )
         except BaseException as problem:
             self._startup_error = problem
             self._ready.set()
@@ -206,12 +293,20 @@ def start_server(
     autologout_seconds: float = DEFAULT_AUTOLOGOUT_SECONDS,
     enable_apop: bool = False,
     enable_last: bool = True,
+    tls_context: ssl.SSLContext | None = None,
+    implicit_tls_port: int | None = None,
+    require_tls: bool = False,
+    sasl_mechanisms: tuple[str, ...] = DEFAULT_MECHANISMS,
+    login_delay_seconds: int = 0,
+    expire_days: int | None = None,
 ) -> ServerHandle:
     """Start a server on a background thread; ``port=0`` picks a free port.
 
     ``store`` is a store object or spec string; ``users`` a
     :class:`UserDirectory` (kept live: later changes apply to new logins), a
-    mapping of user to secret, or the path of a users file.
+    mapping of user to secret, or the path of a users file.  With
+    ``tls_context`` STLS is offered, and ``implicit_tls_port`` (0: any free
+    port) adds a pop3s listener on the same host (``handle.tls_port``).
     """
     if isinstance(store, str):
         store = store_from_spec(store)
@@ -221,7 +316,15 @@ def start_server(
         users = UserDirectory(users)
     settings = ServerSettings(
         autologout_seconds=autologout_seconds,
-        session_config=SessionConfig(enable_apop=enable_apop, enable_last=enable_last),
+        session_config=SessionConfig(
+            enable_apop=enable_apop,
+            enable_last=enable_last,
+            require_tls=require_tls,
+            sasl_mechanisms=sasl_mechanisms,
+            login_delay_seconds=login_delay_seconds,
+            expire_days=expire_days,
+        ),
+        tls_context=tls_context,
     )
     server = Pop3Server(store, users, session_class=session_class, settings=settings)
-    return ServerHandle(server, host, port)
+    return ServerHandle(server, host, port, implicit_tls_port=implicit_tls_port)

@@ -54,6 +54,11 @@ def users() -> UserDirectory:
 
 
 @pytest.fixture
+def store_spec(store: MaildirStore) -> str:
+    return store.spec
+
+
+@pytest.fixture
 def converse(store: MaildropStore, users: UserDirectory) -> Iterator[Callable[..., Conversation]]:
     """Factory of conversations; every session is closed at teardown."""
     sessions: list[Pop3Session] = []

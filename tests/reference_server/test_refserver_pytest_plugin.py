@@ -67,6 +67,50 @@ def test_each_test_starts_empty(pop3_server: ReferencePop3Server) -> None:
     assert list(pop3_server.root.iterdir()) == []
 
 
+def test_fixture_serves_stls_with_a_certificate_the_client_context_trusts(
+    pop3_server: ReferencePop3Server,
+) -> None:
+    pop3_server.add_user("alice", "pw")
+    client = poplib.POP3(pop3_server.host, pop3_server.port, timeout=10)
+    client.stls(context=pop3_server.client_context())
+    client.user("alice")
+    assert client.pass_("pw").startswith(b"+OK")
+    client.quit()
+
+
+def test_fixture_serves_implicit_tls_and_sasl(pop3_server: ReferencePop3Server) -> None:
+    import base64
+
+    pop3_server.add_user("alice", "pw")
+    pop3_server.add_message("alice", b"Subject: s\r\n\r\nb\r\n")
+    assert pop3_server.tls_port != pop3_server.port
+    client = poplib.POP3_SSL(
+        pop3_server.host, pop3_server.tls_port, context=pop3_server.client_context(), timeout=10
+    )
+    assert "SASL" in client.capa()
+    assert client._shortcmd(  # type: ignore[attr-defined]
+        "AUTH PLAIN " + base64.b64encode(b"\x00alice\x00pw").decode()
+    ).startswith(b"+OK")
+    assert client.stat() == (1, 17)
+    client.quit()
+
+
+def test_fixture_certificate_is_not_trusted_without_its_ca(
+    pop3_server: ReferencePop3Server,
+) -> None:
+    import ssl
+
+    assert pop3_server.ca_pem.startswith(b"-----BEGIN CERTIFICATE-----")
+    assert pop3_server.ca_file.read_bytes() == pop3_server.ca_pem
+    with pytest.raises(ssl.SSLCertVerificationError):
+        poplib.POP3_SSL(
+            pop3_server.host,
+            pop3_server.tls_port,
+            context=ssl.create_default_context(),
+            timeout=10,
+        )
+
+
 def test_plugin_module_works_as_a_plugin_without_conftest(tmp_path: Path) -> None:
     """What the pytest11 entry point does: load the module with ``-p``."""
     import os

@@ -252,11 +252,6 @@ def test_store_subclass_is_used_by_start_server(
 # --- The command line, as a subprocess ----------------------------------------------
 
 
-@pytest.fixture
-def store_spec(store: MaildirStore) -> str:
-    return store.spec
-
-
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_cli_prints_ready_line_quickly_and_stops_on_signal(
     server_process: StartProcess, store_spec: str, users_file: Path, stop_signal: int
