@@ -257,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if smtp is None:
             asyncio.run(serve(server, address, implicit_tls))
         elif implicit_tls is not None:
-            raise ConfigurationError("--smtp-listen does not combine with --implicit-tls-listen yet")
+            raise ConfigurationError("--smtp-listen does not combine with --implicit-tls-listen")
         else:
             asyncio.run(combined.serve(server, address, smtp, arguments))
     except (ConfigurationError, UsersFileError, TlsConfigurationError) as problem:
