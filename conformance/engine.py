@@ -59,6 +59,7 @@ from conformance.scenario import (
     command_is_multiline,
 )
 from conformance.transcript import ClientRedactor, Transcript, show_bytes
+from conformance.verification import VerificationError
 
 if TYPE_CHECKING:
     from conformance.embedded import EmbeddedServer
@@ -126,6 +127,11 @@ class _SkipScenario(Exception):
 
 class _ScenarioError(Exception):
     """The scenario could not be judged (connection refused, scenario bug)."""
+
+
+def step_level(step: Step) -> str | None:
+    """The level a step's own checks are judged at (None: the scenario's)."""
+    return getattr(step, "level", None)
 
 
 def reply_timeout(step_timeout: float | None, auth: bool, config: RunConfig) -> float:
@@ -620,7 +626,10 @@ class _ScenarioRun:
                 actual = f"scenario deadline of {self.scenario_timeout:.1f} s passed after {label}"
             else:
                 actual = f"no reply within {waited:.1f} s after {label}"
-            self._stop(step, repr(wanted), actual, kind="timeout", level="MUST")
+            # Bytes with no keyword (an empty line) are not a command: a server
+            # may ignore them, so their silence is judged at the step's level.
+            level = "MUST" if engine_session.pending_verb else step_level(step)
+            self._stop(step, repr(wanted), actual, kind="timeout", level=level)
         if reply.outcome is Outcome.FLOOD:
             # a line without an end breaks the CRLF rule; a body without an end, the terminator
             rule = framing.TERMINATOR if reply.detail.startswith("a body") else framing.LINE_END
@@ -750,7 +759,12 @@ class _ScenarioRun:
 
     def _do_MailboxSameStep(self, step: MailboxSameStep) -> None:
         account = self.pool.account(self.scenario.account)
-        problem = self.pool.mailboxes.differs(account, self.transcript)
+        try:
+            problem = self.pool.mailboxes.differs(account, self.transcript)
+        except VerificationError as exc:
+            raise _ScenarioError(
+                f"step {step.index} (mailbox_same) could not look: {exc}"
+            ) from None
         if problem:
             self._fail(
                 step,

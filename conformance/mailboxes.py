@@ -246,11 +246,21 @@ class Mailboxes:
         return found
 
     def differs(self, account: Account, transcript: Transcript) -> str | None:
-        """For the `mailbox_same` oracle: what changed, or None."""
-        change = self._changed(account, transcript)
+        """For the `mailbox_same` oracle: what changed, or None; raises
+        VerificationError when it cannot tell (an oracle that cannot look
+        must not pass)."""
+        before = self.state[account.role].signature
+        if before is None or before.empty:
+            raise VerificationError(
+                f"set-up recorded no UIDL or STAT figures for account {account.role}",
+                kind="unverifiable",
+            )
+        change = self._changed(account, transcript, strict=True)
         return "; ".join(change[1]) if change else None
 
-    def _changed(self, account: Account, transcript: Transcript) -> tuple[str, list[str]] | None:
+    def _changed(
+        self, account: Account, transcript: Transcript, *, strict: bool = False
+    ) -> tuple[str, list[str]] | None:
         before = self.state[account.role].signature
         if before is None or before.empty:
             return None
@@ -258,8 +268,14 @@ class Mailboxes:
             with self._check(account, transcript, f"verify-{account.role}-after") as check:
                 later = check.signature()
         except VerificationError as exc:
+            if strict:
+                raise
             transcript.event("*", f"could not re-check account {account.role}: {exc}")
             return None
+        if strict and later.empty:
+            raise VerificationError(
+                f"UIDL and STAT gave no figures for account {account.role}", kind="unverifiable"
+            )
         diffs = before.differences(later)
         if not diffs:
             return None

@@ -605,10 +605,10 @@ class _StepParser:
         session = common["session"]
         if action == "open":
             return self._open(value, raw_map, common, line)
-        if action == "recover":  # opens its own connection
+        if action in ("recover", "mailbox_same"):  # use connections of their own
             if value is not None:
-                raise _Problem(line, "'recover' takes no value")
-            return RecoverStep(**common)
+                raise _Problem(line, f"'{action}' takes no value")
+            return ORACLE_STEPS[action](**common)
         self._require_open(session, line)
         if action == "C":
             return CommandStep(template=self._command(value, line), **common)

@@ -2186,3 +2186,8 @@ FAULTS: list[Fault] = [
         extra={"farewell": True},
     ),
 ]
+
+# The security category's faults (scenarios/pop3/security/).
+from security_faults import SECURITY_FAULTS  # noqa: E402
+
+FAULTS += SECURITY_FAULTS

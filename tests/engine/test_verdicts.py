@@ -324,3 +324,18 @@ def test_scenario_deadlines_grow_with_raised_reply_deadlines() -> None:
     assert deadline_scale(RunConfig(auth_timeout=90.0)) == 3.0
     assert deadline_scale(RunConfig(read_timeout=40.0)) == 4.0
     assert deadline_scale(RunConfig(read_timeout=2.0, auth_timeout=2.0)) == 1.0
+
+
+def test_an_ignored_empty_line_is_judged_at_the_scenario_level_not_as_silence(
+    tmp_path: Path,
+) -> None:
+    from engine_fakes import STALL
+
+    body = steps("open: a", "S: +OK", 'send: "\\r\\n"', "S: -ERR", "  timeout: 0.3")
+    with scripted({"": STALL}) as server:
+        result = run_text(tmp_path, server, body, level="SHOULD")
+    assert result.verdict is Verdict.WARN, result.message  # an empty line is no command
+    body = steps("open: a", "S: +OK", "C: NOOP", "S: +OK", "  timeout: 0.3")
+    with scripted({"NOOP": STALL}) as server:
+        result = run_text(tmp_path, server, body, level="SHOULD")
+    assert result.verdict is Verdict.FAIL  # a command's silence is a MUST finding
