@@ -44,7 +44,17 @@ class SendThenClose:
     data: bytes
 
 
-Reply = bytes | Action | SendThenClose | list  # a list: one per use, the last repeats
+@dataclass(frozen=True)
+class Trickle:
+    """Send `head`, then `tail` one octet at a time, `interval` seconds apart,
+    over and over (a server that is slow on purpose, or broken)."""
+
+    head: bytes
+    tail: bytes
+    interval: float = 0.05
+
+
+Reply = bytes | Action | SendThenClose | Trickle | list  # a list: one per use, the last repeats
 
 
 MESSAGE_ONE = FixtureMessage("one.eml", b"Subject: one\r\n\r\nfirst line\r\n.dot line\r\n")
@@ -198,6 +208,15 @@ class ScriptedServer:
         if isinstance(reply, SendThenClose):
             conn.sendall(reply.data)
             conn.shutdown(socket.SHUT_RDWR)
+            return False
+        if isinstance(reply, Trickle):
+            conn.sendall(reply.head)
+            deadline = time.monotonic() + 30
+            while not self._stopping.is_set() and time.monotonic() < deadline:
+                for octet in reply.tail:
+                    conn.sendall(bytes([octet]))
+                    if self._stopping.wait(reply.interval):
+                        return False
             return False
         if reply is STALL:
             self._stopping.wait(60)

@@ -142,3 +142,34 @@ def test_expect_open_and_expect_close(tmp_path: Path) -> None:
         closing = steps("open: a", "S: +OK", "C: QUIT", "S: +OK", "expect_open: 0.3")
         result = run_text(tmp_path, server, closing)
     assert result.verdict is Verdict.FAIL and "connection closed by the server" in result.message
+
+
+def test_a_status_line_trickling_without_crlf_ends_at_the_reply_deadline(
+    tmp_path: Path,
+) -> None:
+    from engine_fakes import Trickle
+
+    with scripted({"NOOP": Trickle(b"+", b"OK and on and on ")}) as server:
+        started = time.monotonic()
+        result = run_text(tmp_path, server, steps("open: a", "S: +OK", "C: NOOP", "S: +OK"),
+                          read_timeout=0.8)  # fmt: skip
+        took = time.monotonic() - started
+    assert result.verdict is Verdict.FAIL
+    assert result.failures[0].kind == "timeout"
+    assert "no reply within 0.8 s after C: NOOP" in result.message
+    assert took < 0.8 + SLACK_SECONDS
+
+
+def test_a_body_trickling_one_octet_at_a_time_is_cut_at_the_deadline(tmp_path: Path) -> None:
+    from engine_fakes import Trickle
+
+    # announces a 10 GB message, then sends it one octet every 20 ms
+    slow = Trickle(b"+OK 10737418240 octets\r\n", b"a line of the endless body\r\n", 0.02)
+    with scripted({"RETR 1": slow}) as server:
+        started = time.monotonic()
+        result = run_text(tmp_path, server, RETR_STEPS, read_timeout=0.8)
+        took = time.monotonic() - started
+    assert result.verdict is Verdict.FAIL
+    assert result.failures[-1].requirement == "POP3-1939-MULTI-01"
+    assert "the body did not end" in result.failures[-1].actual
+    assert took < 0.8 + SLACK_SECONDS
