@@ -10,8 +10,10 @@ byte-stuffing dots and without the terminating line.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -36,6 +38,10 @@ def to_crlf(raw: bytes) -> bytes:
 class FixtureMessage:
     name: str
     raw: bytes  # as stored on disk: may use LF, may lack a final newline
+    #: Delivered in the same second as the message before it in its account
+    #: (`same_second: true`): servers that derive UIDs or order from the
+    #: delivery time must still tell the two apart (RFC 1939 §7 UIDL).
+    same_second: bool = False
 
     @cached_property
     def wire(self) -> bytes:
@@ -136,6 +142,23 @@ def generate_large_message(octets: int = LARGE_MESSAGE_OCTETS) -> bytes:
 
 
 GENERATORS = {"large": generate_large_message}
+#: Delivery time of message 1 written by the file provisioners; message n is
+#: delivered n - 1 seconds later, unless it shares its predecessor's second.
+DELIVERY_EPOCH = 1_700_000_001
+
+
+def delivery_seconds(messages: Sequence[FixtureMessage]) -> list[int]:
+    """The delivery time (Unix seconds) of each message of an account, in
+    order: one second apart, except that a `same_second` message shares the
+    second of the message before it. Never decreasing, so names built from
+    it with the message number appended still sort in fixture order."""
+    seconds: list[int] = []
+    for index, message in enumerate(messages):
+        if message.same_second and seconds:
+            seconds.append(seconds[-1])
+        else:
+            seconds.append(DELIVERY_EPOCH + index)
+    return seconds
 
 
 def default_fixture_dir() -> Path:
@@ -185,17 +208,36 @@ def load_fixture(directory: str | os.PathLike[str] | None = None) -> Fixture:
 
 def _load_message(base: Path, item: object, where: str) -> FixtureMessage:
     if isinstance(item, str):
-        path = base / item
-        try:
-            return FixtureMessage(item, path.read_bytes())
-        except OSError as exc:
-            raise FixtureError(f"{where}: cannot read {path}: {exc.strerror}") from None
+        return _read_message(base, item, where)
+    if isinstance(item, dict) and "file" in item:
+        unknown = set(item) - {"file", "same_second"}
+        if unknown:
+            raise FixtureError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        if not isinstance(item["file"], str) or not item["file"]:
+            raise FixtureError(f"{where}.file: required non-empty string")
+        same_second = item.get("same_second", False)
+        if not isinstance(same_second, bool):
+            raise FixtureError(f"{where}.same_second: expected true or false")
+        if same_second and where.endswith(".messages[1]"):
+            raise FixtureError(f"{where}.same_second: the first message has no predecessor")
+        message = _read_message(base, item["file"], where)
+        return dataclasses.replace(message, same_second=same_second)
     if isinstance(item, dict) and set(item) == {"generate"}:
         kind = item["generate"]
         if kind not in GENERATORS:
             raise FixtureError(f"{where}.generate: unknown generator {kind!r}")
         return FixtureMessage(f"generated-{kind}", GENERATORS[kind]())
-    raise FixtureError(f"{where}: expected a file name or {{generate: KIND}}")
+    raise FixtureError(
+        f"{where}: expected a file name, {{file: NAME, same_second: BOOL}} or {{generate: KIND}}"
+    )
+
+
+def _read_message(base: Path, name: str, where: str) -> FixtureMessage:
+    path = base / name
+    try:
+        return FixtureMessage(name, path.read_bytes())
+    except OSError as exc:
+        raise FixtureError(f"{where}: cannot read {path}: {exc.strerror}") from None
 
 
 def write_maildir(root: str | os.PathLike[str], messages: tuple[FixtureMessage, ...]) -> None:
@@ -210,8 +252,9 @@ def write_maildir(root: str | os.PathLike[str], messages: tuple[FixtureMessage, 
         for old in (root / sub).iterdir():
             if old.is_file():
                 old.unlink()
+    seconds = delivery_seconds(messages)
     for index, message in enumerate(messages, start=1):
-        name = f"{1700000000 + index}.M{index:06d}P0.mailspec"
+        name = f"{seconds[index - 1]}.M{index:06d}P0.mailspec"
         tmp = root / "tmp" / name
         tmp.write_bytes(message.raw)
         os.replace(tmp, root / "new" / name)

@@ -49,7 +49,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from conformance.errors import ProvisionError
-from conformance.fixture import Account, FixtureMessage, to_crlf
+from conformance.fixture import Account, FixtureMessage, delivery_seconds, to_crlf
 
 __all__ = [
     "CommandProvisioner",
@@ -261,9 +261,12 @@ class MaildirProvisioner(_FileStore):
     Each message goes to `tmp/` with its final mode and owner, then is
     renamed into `new/` (the Maildir delivery protocol: no reader ever sees
     a partial message). File names sort in fixture order, and their leading
-    timestamps increase with the message number, so servers that order by
-    name (reference server, Mailutils) or by delivery time (Dovecot assigns
-    UIDs to new files in timestamp order) number them as the fixture does.
+    timestamps (and mtimes) increase with the message number, so servers
+    that order by name (reference server, Mailutils) or by delivery time
+    (Dovecot assigns UIDs to new files in timestamp order) number them as
+    the fixture does. A `same_second` message shares the timestamp of the
+    message before it (`M<number>` still sorts the two), so a server that
+    derives UIDs from the delivery time alone hands out a duplicate.
     Server caches in the Maildir root (dovecot-uidlist, dovecot.index*,
     courier/mailutils UID files) are removed first, so UIDs are assigned
     afresh instead of a re-created file landing after the others.
@@ -328,9 +331,10 @@ class MaildirProvisioner(_FileStore):
                 for entry in listing:
                     if entry.is_file(follow_symlinks=False):
                         os.unlink(entry.path)
-        stamp = 1_700_000_000
+        seconds = delivery_seconds(messages)
         for index, message in enumerate(messages, start=1):
-            name = f"{stamp + index}.M{index:06d}P0.mailspec"
+            second = seconds[index - 1]
+            name = f"{second}.M{index:06d}P0.mailspec"
             tmp = root / "tmp" / name
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
@@ -340,7 +344,7 @@ class MaildirProvisioner(_FileStore):
                     os.fsync(out.fileno())
                 _apply(tmp, self.mode, self.uid, self.gid)
                 # mtime = the name's timestamp, for servers that sort by it
-                os.utime(tmp, (stamp + index, stamp + index))
+                os.utime(tmp, (second, second))
                 os.replace(tmp, root / "new" / name)
             except BaseException:
                 with contextlib.suppress(OSError):
@@ -383,7 +387,9 @@ class MboxProvisioner(_FileStore):
     The whole file is written to a temporary file in the same directory,
     given its mode and owner, fsynced and renamed over the mbox: a reader
     sees the old mbox or the new one, never a mix. LF line ends by default
-    (option `eol=crlf` keeps CRLF)."""
+    (option `eol=crlf` keeps CRLF). Every entry's From line carries the same
+    date, so all messages of an mbox share one delivery second (the
+    fixture's `same_second` holds trivially)."""
 
     name = "mbox"
 

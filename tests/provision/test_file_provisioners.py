@@ -12,7 +12,7 @@ import pytest
 
 from conformance import provision
 from conformance.errors import ProvisionError
-from conformance.fixture import Account, Fixture, FixtureMessage
+from conformance.fixture import Account, Fixture, FixtureMessage, delivery_seconds
 from conformance.provision import (
     MaildirProvisioner,
     MboxProvisioner,
@@ -76,11 +76,14 @@ def test_maildir_rewrite_restores_after_deletion_and_drops_server_caches(
     names = sorted(p.name for p in (root / "new").iterdir())
     assert len(names) == account.count
     # name timestamps and mtimes increase with the message number (Dovecot
-    # assigns UIDs to new/ files in that order)
+    # assigns UIDs to new/ files in that order), except that a same_second
+    # message shares its predecessor's second
     stamps = [int(n.split(".", 1)[0]) for n in names]
-    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    assert stamps == delivery_seconds(account.messages)
+    shared = sum(m.same_second for m in account.messages)
+    assert shared >= 1 and len(set(stamps)) == len(stamps) - shared
     mtimes = [(root / "new" / n).stat().st_mtime for n in names]
-    assert mtimes == sorted(mtimes)
+    assert mtimes == [float(s) for s in stamps]
     assert served(MaildirStore(str(tmp_path / "{user}" / "Maildir")), account) == [
         m.wire for m in account.messages
     ]
