@@ -2191,3 +2191,4 @@ FAULTS: list[Fault] = [
 from security_faults import SECURITY_FAULTS  # noqa: E402
 
 FAULTS += SECURITY_FAULTS
+FAULTS += __import__("corpus_faults").CORPUS_FAULTS  # issue 8: tests/corpus/corpus_faults.py
