@@ -13,6 +13,7 @@ A fault's `extra` may say more than "caught":
 from __future__ import annotations
 
 import os
+import re
 
 from faults import Fault
 
@@ -123,6 +124,11 @@ class TopExtraBlankLine(Pop3Session):
 class CountsLfLines(MaildirMaildrop):
     def octet_count(self, message):
         return len(message.content.replace(b"\r\n", b"\n"))
+
+
+class CountsStuffingDots(MaildirMaildrop):
+    def octet_count(self, message):
+        return len(re.sub(rb"(?m)^\.", b"..", message.content))
 
 
 # --- reply length with over-long arguments (item 7) ---------------------------
@@ -341,10 +347,34 @@ CORPUS_FAULTS: list[Fault] = [
     F(
         "sizes-count-lf",
         "LIST and STAT count LF line ends as one octet",
-        ["sizes.list-matches-retr", "sizes.bare-lf-counted-as-crlf"],
-        ["sizes.list-matches-retr"],
+        ["sizes.*", "seed.*"],
+        ["sizes.list-matches-retr", "sizes.dot-lines-not-counted"],
         maildrop=CountsLfLines,
-        extra={"pinned": {"sizes.list-matches-retr": "POP3-1939-SIZE-01"}},
+        extra={
+            "pinned": {
+                # a size finding, not a byte-stuffing one (issue 8)
+                "sizes.list-matches-retr": "POP3-1939-SIZE-01",
+                "sizes.dot-lines-not-counted": "POP3-1939-SIZE-01",
+                "sizes.bare-lf-counted-as-crlf": "POP3-1939-SIZE-01",
+                "seed.kcope-noop-retr-dele-rset-quit": "POP3-1939-SIZE-01",
+                "seed.monstrvb-transaction-examples": "POP3-1939-SIZE-01",
+                "seed.full-session": "POP3-1939-SIZE-01",
+                "seed.rfc1939-example-session-apop": "POP3-1939-SIZE-01",
+            }
+        },
+    ),
+    F(
+        "sizes-count-stuffing",
+        "LIST and STAT count the stuffing dots",
+        ["sizes.dot-lines-not-counted", "sizes.list-matches-retr"],
+        ["sizes.dot-lines-not-counted", "sizes.list-matches-retr"],
+        maildrop=CountsStuffingDots,
+        extra={
+            "pinned": {
+                "sizes.dot-lines-not-counted": "POP3-1939-SIZE-02",
+                "sizes.list-matches-retr": "POP3-1939-SIZE-02",
+            }
+        },
     ),
     F(
         "echoes-long-arguments",
