@@ -8,6 +8,9 @@ A fault's `extra` may say more than "caught":
   names);
 - `verdict`: "FAIL" -- caught as FAIL, not WARN, whatever the scenario's
   level (silence is always a MUST finding).
+
+faults.py imports this module at its end, so import `faults` (or `harness`)
+first, as the tests do.
 """
 
 from __future__ import annotations
