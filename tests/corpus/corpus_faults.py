@@ -311,13 +311,19 @@ CORPUS_FAULTS: list[Fault] = [
     F(
         "uidl-listing-without-numbers",
         "UIDL lists bare unique-ids, without message numbers",
-        ["capa.uidl-works", "uidl.listing-format"],
+        ["capa.uidl-works", "uidl.*"],
         ["capa.uidl-works", "uidl.listing-format"],
         UidlListingWithoutNumbers,
         extra={
             "pinned": {
                 "capa.uidl-works": "POP3-1939-UIDL-04",
                 "uidl.listing-format": "POP3-1939-UIDL-04",
+                "uidl.unique": "POP3-1939-UIDL-04",
+                "uidl.single-message": "POP3-1939-UIDL-04",
+                "uidl.stable-across-sessions": "POP3-1939-UIDL-04",
+                "uidl.stable-after-drop": "POP3-1939-UIDL-04",
+                "uidl.after-dele-and-rset": "POP3-1939-UIDL-04",
+                "uidl.moves-with-message": "POP3-1939-UIDL-04",
             }
         },
     ),
