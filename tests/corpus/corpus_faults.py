@@ -108,6 +108,15 @@ class UidlListingWithoutNumbers(Pop3Session):
         return reply
 
 
+class ListListingWithoutNumbers(Pop3Session):
+    def cmd_list(self, args):
+        reply = super().cmd_list(args)
+        if reply.ok and not args:
+            lines = reply.body.split(CRLF)[:-1]
+            return ok(reply.text, b"".join(line.split(b" ", 1)[1] + CRLF for line in lines))
+        return reply
+
+
 class LastIgnoresRetr(Pop3Session):
     def cmd_retr(self, args):
         saved = self.highest_accessed
@@ -324,6 +333,23 @@ CORPUS_FAULTS: list[Fault] = [
                 "uidl.stable-after-drop": "POP3-1939-UIDL-04",
                 "uidl.after-dele-and-rset": "POP3-1939-UIDL-04",
                 "uidl.moves-with-message": "POP3-1939-UIDL-04",
+            }
+        },
+    ),
+    F(
+        "list-listing-without-numbers",
+        "LIST lists bare sizes, without message numbers",
+        ["list.*", "stat.*", "sizes.*", "seed.rfc1939-example-session-apop"],
+        ["list.scan-listing", "list.single-message", "stat.drop-listing"],
+        ListListingWithoutNumbers,
+        extra={
+            "pinned": {
+                "list.scan-listing": "POP3-1939-LIST-03",
+                "list.excludes-deleted": "POP3-1939-LIST-03",
+                "list.fixed-during-session": "POP3-1939-LIST-03",
+                "stat.drop-listing": "POP3-1939-LIST-03",
+                "sizes.list-matches-retr": "POP3-1939-LIST-03",
+                "seed.rfc1939-example-session-apop": "POP3-1939-LIST-03",
             }
         },
     ),
