@@ -15,19 +15,35 @@ from collections import defaultdict, deque
 import harness
 
 from conformance.scenario import (
+    AliveOrClosedStep,
     AssertStep,
     CommandStep,
     ExpectCloseStep,
     ExpectOpenStep,
+    MailboxSameStep,
+    NotAuthenticatedStep,
     OpenStep,
     PipelineStep,
+    RecoverStep,
     ReplyStep,
     Scenario,
     SendStep,
     Step,
 )
 
-CHECKING_STEPS = (ReplyStep, AssertStep, ExpectCloseStep, ExpectOpenStep)
+CHECKING_STEPS = (
+    ReplyStep,
+    AssertStep,
+    ExpectCloseStep,
+    ExpectOpenStep,
+    AliveOrClosedStep,
+    RecoverStep,
+    MailboxSameStep,
+    NotAuthenticatedStep,
+)
+#: Oracles that open a connection of their own: they do not continue the
+#: session they are written on.
+OWN_CONNECTION = (RecoverStep, MailboxSameStep)
 
 
 def _literal(template: tuple[object, ...]) -> str:
@@ -65,6 +81,7 @@ def housekeeping_steps(scenario: Scenario) -> set[int]:
             s
             for s in scenario.steps
             if s.session == session and s.index > index and s.index <= last_of_session[session]
+            if not isinstance(s, OWN_CONNECTION)
         ]
         if all(isinstance(s, ExpectCloseStep) for s in tail):
             exempt.add(index)
