@@ -79,6 +79,15 @@ WRONG_PASSWORD_SUFFIX = "-not-the-password"
 FAREWELL_CLOSE_SECONDS = 1.0
 #: Refusals that say "not now" rather than "no" (RFC 2449 §8.1.1, RFC 3206 §4).
 TEMPORARY_REFUSAL = re.compile(rb"^-ERR \[(LOGIN-DELAY|SYS/TEMP)\b", re.IGNORECASE)
+#: Rules of the replies every scenario reads (default requirement, and the
+#: prefix of the scenario's own requirements that take precedence).
+GREETING_LABEL = "connect (the greeting)"
+UNSOLICITED_AFTER_GREETING = "POP3-1939-RESP-01"
+GREETING_RULE = ("POP3-1939-GREET-02", "POP3-1939-GREET-")
+QUIT_REPLY_RULE = ("POP3-1939-UPDATE-03", "POP3-1939-UPDATE-")
+QUIT_CLOSE_RULE = ("POP3-1939-UPDATE-05", "POP3-1939-UPDATE-")
+QUIT_AUTHORIZATION_RULE = ("POP3-1939-QUIT-01", "POP3-1939-QUIT-")
+QUIT_AUTHORIZATION_CLOSE_RULE = ("POP3-1939-QUIT-02", "POP3-1939-QUIT-")
 #: What a failed `login` step breaks: the login rule of the account's method.
 PASS_LOGIN_REQUIREMENT = "POP3-1939-AUTH-PASS-02"
 APOP_LOGIN_REQUIREMENT = "POP3-1939-AUTH-APOP-04"
@@ -185,6 +194,8 @@ class _EngineSession:
     #: USER was just answered +OK (so `login` sends only PASS: a second
     #: USER would be refused by a conforming server).
     user_accepted: bool = False
+    authenticated: bool = False  # PASS/APOP/AUTH answered +OK: TRANSACTION
+    commands_sent: int = 0  # before the first, unsolicited data breaks the greeting rule
 
     @property
     def quiet_expected(self) -> bool:
@@ -286,11 +297,30 @@ class _ScenarioRun:
         return failure
 
     def requirement_of(self, step: Step | None) -> str:
-        """The requirement a check belongs to: the step's `requirement:`, else
-        the scenario's only (or, unattributed, first) requirement."""
+        """The requirement a check belongs to: the step's `requirement:`; for
+        the greeting and QUIT's reply and close, the rule of that reply (one
+        the scenario lists, if any); else the scenario's first requirement."""
         if step is not None and step.requirement:
             return step.requirement
+        intrinsic = self._intrinsic_rule(step)
+        if intrinsic is not None:
+            default, prefix = intrinsic
+            listed = [r for r in self.scenario.requirements if r.startswith(prefix)]
+            return listed[0] if listed else default
         return self.scenario.requirements[0]
+
+    def _intrinsic_rule(self, step: Step | None) -> tuple[str, str] | None:
+        engine_session = self.sessions.get(step.session) if step is not None else None
+        if engine_session is None:
+            return None
+        if isinstance(step, ReplyStep) and engine_session.pending_label == GREETING_LABEL:
+            return GREETING_RULE
+        if isinstance(step, ReplyStep | ExpectCloseStep) and engine_session.pending_verb == "QUIT":
+            after = engine_session.authenticated
+            if isinstance(step, ExpectCloseStep):
+                return QUIT_CLOSE_RULE if after else QUIT_AUTHORIZATION_CLOSE_RULE
+            return QUIT_REPLY_RULE if after else QUIT_AUTHORIZATION_RULE
+        return None
 
     def _fail(
         self,
@@ -412,6 +442,7 @@ class _ScenarioRun:
                     f"C: {shown}", command_is_multiline(text), verb in AUTH_COMMANDS, verb
                 )
             )
+        engine_session.commands_sent += len(texts)
         engine_session.session.send(data)
         return True
 
@@ -427,6 +458,7 @@ class _ScenarioRun:
         engine_session.pending.append(
             _PendingCommand(f"send: {shown}", False, _is_auth(data), verb)
         )
+        engine_session.commands_sent += 1
         engine_session.session.send(data)
 
     def _do_LoginStep(self, step: LoginStep) -> None:
@@ -580,7 +612,7 @@ class _ScenarioRun:
     ) -> Reply:
         if engine_session.awaiting_greeting:
             engine_session.awaiting_greeting = False
-            pending = _PendingCommand("connect (the greeting)", False, False)
+            pending = _PendingCommand(GREETING_LABEL, False, False)
         elif engine_session.pending:
             pending = engine_session.pending.popleft()
         else:
@@ -600,6 +632,8 @@ class _ScenarioRun:
         if reply.status is not None:
             positive = reply.status.looks_positive
             engine_session.user_accepted = pending.verb == "USER" and positive
+            if pending.verb in ("PASS", "APOP", "AUTH") and positive:
+                engine_session.authenticated = True
             # a refused login may be followed by a close (verdict-principles 3)
             refused_login = pending.verb in ("PASS", "APOP", "AUTH") and not positive
             engine_session.may_close_after = pending.label if refused_login else None
@@ -843,7 +877,11 @@ class _ScenarioRun:
                 framing.UNSOLICITED,
                 f"{show_bytes(data)} arrived {when} with no command pending",
             )
-        self.failures.append(framing_failure(step, framing.finding(rule, detail)))
+        failure = framing_failure(step, framing.finding(rule, detail))
+        if rule is framing.UNSOLICITED and engine_session.commands_sent:
+            # past the greeting, stray data breaks the one-reply-per-command rule
+            failure = dataclasses.replace(failure, requirement=UNSOLICITED_AFTER_GREETING)
+        self.failures.append(failure)
 
     def _check_quiet_at_end(self) -> None:
         for engine_session in self.sessions.values():

@@ -339,3 +339,25 @@ def test_an_ignored_empty_line_is_judged_at_the_scenario_level_not_as_silence(
     with scripted({"NOOP": STALL}) as server:
         result = run_text(tmp_path, server, body, level="SHOULD")
     assert result.verdict is Verdict.FAIL  # a command's silence is a MUST finding
+
+
+def test_the_greeting_and_quit_are_pinned_on_their_own_rules(tmp_path: Path) -> None:
+    """In a STAT scenario, a QUIT that is never answered fails on the UPDATE
+    rule, and a negative greeting on the greeting rule."""
+    from engine_fakes import SCENARIO_HEADER, STALL  # requirements: [POP3-1939-STAT-01]
+
+    assert "POP3-1939-STAT-01" in SCENARIO_HEADER
+    quitting = steps(
+        "open: a", "S: +OK", "login", "C: STAT", "S: +OK", "C: QUIT", "S: +OK", "  timeout: 0.3",
+    )  # fmt: skip
+    with scripted({"QUIT": STALL}) as server:
+        result = run_text(tmp_path, server, quitting)
+    assert result.verdict is Verdict.FAIL
+    assert result.failures[0].requirement == "POP3-1939-UPDATE-03", result.failures
+    before_login = steps("open: a", "S: +OK", "C: QUIT", "S: +OK", "  timeout: 0.3")
+    with scripted({"QUIT": STALL}) as server:
+        result = run_text(tmp_path, server, before_login)
+    assert result.failures[0].requirement == "POP3-1939-QUIT-01", result.failures
+    with scripted(greeting=b"-ERR go away\r\n") as server:
+        result = run_text(tmp_path, server, steps("open: a", "S: +OK"))
+    assert result.failures[0].requirement == "POP3-1939-GREET-02"
