@@ -282,7 +282,7 @@ class ReplyReader:
 def is_continuation(line: bytes) -> bool:
     """A SASL challenge line: "+" alone or "+" SP and data (RFC 5034 §4; the
     shape of the data is judged by the scenario, not here)."""
-    return line == CONTINUATION or (line.startswith(CONTINUATION + b" ") and line[:3] != b"+OK")
+    return line == CONTINUATION or line.startswith(CONTINUATION + b" ")
 
 
 def status_of(line: bytes) -> str | None:
