@@ -9,6 +9,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from conformance import transport
 from conformance.config import RunConfig
 from conformance.driver import ConnectError, Outcome, Reply, Session, deadline_after
 from conformance.errors import ProvisionError, TargetUnreachable
@@ -22,6 +23,8 @@ from conformance.transcript import Transcript, show_bytes
 # so that a malformed timestamp is judged by the scenarios, not skipped.
 ANGLE_TOKEN = re.compile(rb"<[^<>\s]+>")
 PSEUDO_CAPA, PSEUDO_APOP, PSEUDO_LAST = "CAPA", "APOP", "LAST"
+#: The run's sessions are TLS from connect (--tls implicit, RFC 8314 §3.1).
+PSEUDO_IMPLICIT_TLS = "IMPLICIT-TLS"
 
 
 def greeting_timestamp(greeting: bytes | None) -> str | None:
@@ -33,8 +36,17 @@ def greeting_timestamp(greeting: bytes | None) -> str | None:
 
 
 def capability_names(capa_lines: list[str]) -> list[str]:
-    """CAPA lines to their tags, upper-cased (RFC 2449 §6: case-insensitive)."""
-    return [line.split()[0].upper() for line in capa_lines if line.split()]
+    """CAPA lines to their tags, upper-cased (RFC 2449 §6: case-insensitive).
+    Each SASL mechanism also gives a name of its own, `SASL-PLAIN` (RFC 5034
+    §3), so scenarios can need one mechanism."""
+    names = []
+    for line in capa_lines:
+        words = line.upper().split()
+        if words:
+            names.append(words[0])
+            if words[0] == "SASL":
+                names += [f"SASL-{mechanism}" for mechanism in words[1:]]
+    return names
 
 
 @dataclass
@@ -90,19 +102,14 @@ def connect_and_greet(
     name: str,
     *,
     accept_negative: bool = False,
+    starttls: bool = True,
 ) -> tuple[ProbeSession, Reply]:
     """Connect and read the greeting; TargetUnreachable if either fails (or,
-    unless `accept_negative`, if the greeting is not positive)."""
+    unless `accept_negative`, if the greeting is not positive). With
+    `--tls stls` (and `starttls`), STLS follows a positive greeting."""
     try:
-        session = Session.connect(
-            name,
-            host,
-            port,
-            transcript,
-            timeout=config.read_timeout,
-            max_line_octets=config.max_line_octets,
-            max_body_octets=config.max_body_octets,
-            redact=config.redact,
+        session = transport.connect(
+            name, host, port, transcript, config, timeout=config.read_timeout
         )
     except ConnectError as exc:
         raise TargetUnreachable(f"{exc} (is a POP3 server running there?)") from None
@@ -114,7 +121,19 @@ def connect_and_greet(
             f"{config.address} did not greet with +OK: {describe_reply(greeting)}"
         )
     session.greeting = greeting.status.line
+    if starttls and config.tls == "stls" and is_positive(greeting):
+        stls(probe, host)
     return probe, greeting
+
+
+def stls(probe: ProbeSession, host: str) -> None:
+    """The run's STLS on a probe or verification session."""
+    try:
+        transport.upgrade(
+            probe.session, probe.config, host, deadline_after(probe.config.read_timeout)
+        )
+    except transport.StlsFailed as exc:
+        raise TargetUnreachable(f"{probe.config.address}: --tls stls: {exc}") from None
 
 
 IN_USE_CODE = re.compile(rb"^-ERR \[IN-USE\]", re.IGNORECASE)
@@ -182,7 +201,7 @@ def learn_fingerprint(
     the target offers nothing."""
     transcript = Transcript()
     probe, greeting = connect_and_greet(
-        host, port, config, transcript, "probe", accept_negative=True
+        host, port, config, transcript, "probe", accept_negative=True, starttls=False
     )
     assert greeting.status is not None
     fingerprint = TargetFingerprint(
@@ -193,6 +212,15 @@ def learn_fingerprint(
         embedded=embedded,
     )
     try:
+        if config.tls == "stls" and is_positive(greeting):
+            fingerprint.capa_plaintext, ended = _capa(probe)
+            if not ended:
+                probe.session.close()
+                probe, _ = connect_and_greet(
+                    host, port, config, transcript, "probe", starttls=False
+                )
+            stls(probe, host)
+        _note_tls(fingerprint, probe, config)
         if isinstance(config.capabilities, list):
             fingerprint.capabilities = sorted({c.upper() for c in config.capabilities})
             probe.command("QUIT")
@@ -201,6 +229,34 @@ def learn_fingerprint(
         return fingerprint
     finally:
         probe.session.close()
+
+
+#: CAPA tags that offer a login with the password in the clear (RFC 1939 §7
+#: USER/PASS; the SASL PLAIN and LOGIN mechanisms, RFC 4616).
+PLAINTEXT_MECHANISMS = frozenset({"PLAIN", "LOGIN"})
+
+
+def offers_plaintext_login(capa_lines: list[str]) -> bool:
+    """True if a CAPA listing offers USER or a clear-password SASL mechanism."""
+    for line in capa_lines:
+        words = line.upper().split()
+        if words and words[0] == "USER":
+            return True
+        if words and words[0] == "SASL" and PLAINTEXT_MECHANISMS & set(words[1:]):
+            return True
+    return False
+
+
+def _note_tls(fingerprint: TargetFingerprint, probe: ProbeSession, config: RunConfig) -> None:
+    """TLS facts for the report: version, cipher, certificate names."""
+    peer = probe.session.tls
+    if peer is not None:
+        fingerprint.tls_version = peer.version
+        fingerprint.tls_cipher = peer.cipher
+        fingerprint.certificate_subject = peer.subject
+        fingerprint.certificate_issuer = peer.issuer
+        fingerprint.certificate_not_after = peer.not_after
+        fingerprint.certificate_verified = config.tls_verify
 
 
 class _Prober:
@@ -223,10 +279,13 @@ class _Prober:
                 extra.session.close()
 
     def _run(self, probe: ProbeSession) -> list[str]:
+        if self.config.tls == "implicit" and probe.session.tls is not None:
+            self.learned.add(PSEUDO_IMPLICIT_TLS)
         if greeting_timestamp(probe.session.greeting):
             self.learned.add(PSEUDO_APOP)
         self.fingerprint.capa_authorization, ended = _capa(probe)
         self._note_capa(self.fingerprint.capa_authorization)
+        self._note_plaintext()
         if not ended:
             probe = self._reconnect(probe)
         self._login(probe)
@@ -246,6 +305,22 @@ class _Prober:
                 self.learned.add("UIDL")
         probe.command("QUIT")
         return sorted(self.learned)
+
+    def _note_plaintext(self) -> None:
+        """Whether a plaintext session offered a password login, and STLS.
+        Under `stls` the plaintext CAPA was read before the upgrade; under
+        `plain` the AUTHORIZATION CAPA is that listing; under `implicit`
+        there is no plaintext session to ask."""
+        fp = self.fingerprint
+        plaintext = fp.capa_plaintext if self.config.tls == "stls" else fp.capa_authorization
+        if self.config.tls == "implicit":
+            return
+        if plaintext is not None:
+            fp.plaintext_login_offered = offers_plaintext_login(plaintext)
+            if "STLS" in capability_names(plaintext):
+                self.learned.add("STLS")  # STLS scenarios open plaintext sessions
+        elif self.config.tls == "plain":
+            fp.plaintext_login_offered = True  # no CAPA: USER/PASS is all there is
 
     def _note_capa(self, lines: list[str] | None) -> None:
         if lines is not None:

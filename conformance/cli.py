@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from conformance import __version__
-from conformance.config import RunConfig, check_provision, finalize, load_config, parse_target
+from conformance.config import (
+    TLS_MODES,
+    RunConfig,
+    check_provision,
+    finalize,
+    load_config,
+    parse_target_url,
+)
 from conformance.errors import ConfigError, MailspecError
 
 PROG = "mailspec"
@@ -33,9 +40,9 @@ DEFAULT_HTML = Path("reports") / "report.html"
 # --------------------------------------------------------------------------
 
 
-def _target_arg(text: str) -> tuple[str, int]:
+def _target_arg(text: str) -> tuple[str, int, str | None]:
     try:
-        return parse_target(text)
+        return parse_target_url(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -67,6 +74,12 @@ def _provision_arg(text: str) -> str:
         check_provision(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _pem_arg(text: str) -> str:
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text!r}")
     return text
 
 
@@ -109,7 +122,25 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     run = sub.add_parser("run", help="run scenarios against a target (default: embedded server)")
-    run.add_argument("--target", type=_target_arg, metavar="HOST:PORT")
+    run.add_argument(
+        "--target",
+        type=_target_arg,
+        metavar="HOST:PORT|URL",
+        help="HOST:PORT, pop3://HOST[:110] or pop3s://HOST[:995] (implies --tls implicit)",
+    )
+    run.add_argument(
+        "--tls",
+        choices=TLS_MODES,
+        help="plain, stls (STLS before every login) or implicit (TLS on connect, pop3s)",
+    )
+    run.add_argument(
+        "--tls-ca", type=_pem_arg, metavar="FILE", help="trust the CA certificates in FILE (PEM)"
+    )
+    run.add_argument(
+        "--tls-no-verify",
+        action="store_true",
+        help="do not verify the target's certificate (the report says so)",
+    )
     run.add_argument("--config", type=Path, metavar="FILE", help="target config file (YAML)")
     scenario_opts(run)
     run.add_argument("--strict", action="store_true", help="SHOULD/MAY deviations FAIL")
@@ -245,7 +276,15 @@ def select(scenarios: list[Any], patterns: Sequence[str]) -> list[Any]:
 def build_config(args: argparse.Namespace) -> RunConfig:
     cfg = load_config(args.config) if args.config else RunConfig()
     if args.target:
-        cfg.host, cfg.port = args.target
+        cfg.host, cfg.port, implied = args.target
+        if implied is not None:
+            cfg.tls = implied  # type: ignore[assignment]
+    if args.tls:
+        cfg.tls = args.tls
+    if args.tls_ca:
+        cfg.tls_ca = args.tls_ca
+    if args.tls_no_verify:
+        cfg.tls_verify = False
     if args.provision:
         if args.provision == "reference" and cfg.host is not None:
             raise ConfigError(

@@ -15,8 +15,16 @@ from typing import Any, Literal
 import yaml
 
 from conformance.errors import ConfigError, ProvisionError
+from conformance.tls import TlsSettings
 
 TlsMode = Literal["plain", "stls", "implicit"]
+TLS_MODES: tuple[TlsMode, ...] = ("plain", "stls", "implicit")
+TLS_KEYS = ("mode", "ca", "verify", "server_name", "client_cert")
+#: Default ports of the URL schemes (RFC 1939 §3: 110; RFC 8314 §3.1 / §7: 995).
+URL_SCHEMES: dict[str, tuple[int, TlsMode | None]] = {
+    "pop3": (110, None),
+    "pop3s": (995, "implicit"),
+}
 
 DEFAULT_READ_TIMEOUT = 10.0  # seconds for an ordinary reply
 DEFAULT_AUTH_TIMEOUT = 30.0  # verdict-principles 4: failed logins are often slow
@@ -28,7 +36,11 @@ RFC1939_MIN_AUTOLOGOUT = 600  # RFC 1939 §3: at least 10 minutes
 class RunConfig:
     host: str | None = None  # None: start the bundled reference server
     port: int = 110
-    tls: TlsMode = "plain"  # reserved: TLS arrives in a later issue
+    tls: TlsMode = "plain"  # plain | stls (RFC 2595) | implicit (RFC 8314 pop3s)
+    tls_ca: str | None = None  # PEM file of trusted CAs; None: the system store
+    tls_verify: bool = True  # verify the certificate chain and name
+    tls_server_name: str | None = None  # name verified and sent as SNI; None: the host
+    tls_client_cert: str | None = None  # PEM with client certificate and key
     fixture_dir: str | None = None  # None: the bundled default fixture
     # role -> {"user": ..., "password": ...}; overrides the fixture's credentials
     accounts: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -51,6 +63,15 @@ class RunConfig:
         host = self.host or "127.0.0.1"
         return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
+    def tls_settings(self) -> TlsSettings:
+        return TlsSettings(
+            mode=self.tls,
+            ca=self.tls_ca,
+            verify=self.tls_verify,
+            server_name=self.tls_server_name,
+            client_cert=self.tls_client_cert,
+        )
+
     def redacted(self) -> dict[str, object]:
         """The configuration as reports may show it: no passwords."""
         data = asdict(self)
@@ -72,6 +93,32 @@ class RunConfig:
 _TARGET_RE = re.compile(
     r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:\[\]]+)):(?P<port>[0-9]{1,5})$"
 )
+
+
+_URL_RE = re.compile(
+    r"^(?P<scheme>[A-Za-z0-9]+)://(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:/\[\]@]+))"
+    r"(?::(?P<port>[0-9]{1,5}))?/?$"
+)
+
+
+def parse_target_url(text: str) -> tuple[str, int, TlsMode | None]:
+    """`pop3://host[:110]`, `pop3s://host[:995]` or `HOST:PORT` -> (host,
+    port, the TLS mode the scheme implies or None). ValueError names the
+    problem."""
+    if not isinstance(text, str) or "://" not in text:
+        host, port = parse_target(text)
+        return host, port, None
+    m = _URL_RE.match(text.strip())
+    if not m:
+        raise ValueError(f"expected pop3://HOST[:PORT] or pop3s://HOST[:PORT], got {text!r}")
+    scheme = m["scheme"].lower()
+    if scheme not in URL_SCHEMES:
+        raise ValueError(f"unknown scheme {m['scheme']!r} in {text!r} (known: pop3, pop3s)")
+    default_port, mode = URL_SCHEMES[scheme]
+    port = int(m["port"]) if m["port"] else default_port
+    if not 0 < port < 65536:
+        raise ValueError(f"port must be 1-65535, got {port} in {text!r}")
+    return (m["v6"] or m["host"]), port, mode
 
 
 def parse_target(text: str) -> tuple[str, int]:
@@ -196,17 +243,14 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
 
     if "target" in data:
         try:
-            cfg.host, cfg.port = parse_target(data["target"])
+            cfg.host, cfg.port, implied = parse_target_url(data["target"])
         except ValueError as exc:
             raise doc.error(("target",), str(exc)) from None
+        if implied is not None:
+            cfg.tls = implied
 
     if "tls" in data:
-        tls = data["tls"]
-        if tls in ("stls", "implicit"):
-            raise doc.error(("tls",), f"{tls!r}: TLS comes in a later release; use 'plain'")
-        if tls != "plain":
-            raise doc.error(("tls",), f"expected 'plain', got {tls!r}")
-        cfg.tls = "plain"
+        _load_tls(doc, data["tls"], cfg, path.parent)
 
     if "provision" in data:
         spec = data["provision"]
@@ -295,6 +339,48 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
                 out[role]["login"] = entry["login"]
         cfg.accounts = out
     return cfg
+
+
+def _tls_mode(value: object) -> TlsMode:
+    if value not in TLS_MODES:
+        raise ValueError(f"expected one of {', '.join(TLS_MODES)}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _load_tls(doc: _Doc, tls: object, cfg: RunConfig, base: Path) -> None:
+    """`tls: MODE` or `tls: {mode, ca, verify, server_name, client_cert}`."""
+    if not isinstance(tls, dict):
+        try:
+            cfg.tls = _tls_mode(tls)
+        except ValueError as exc:
+            raise doc.error(("tls",), str(exc)) from None
+        return
+    for key in tls:
+        if key not in TLS_KEYS:
+            raise doc.error(("tls", str(key)), f"unknown key (known: {', '.join(TLS_KEYS)})")
+    if "mode" in tls:
+        try:
+            cfg.tls = _tls_mode(tls["mode"])
+        except ValueError as exc:
+            raise doc.error(("tls", "mode"), str(exc)) from None
+    for key in ("ca", "client_cert"):
+        if key in tls and tls[key] is not None:
+            value = tls[key]
+            if not isinstance(value, str) or not value:
+                raise doc.error(("tls", key), f"expected a PEM file path, got {value!r}")
+            file = Path(value) if Path(value).is_absolute() else base / value
+            if not file.is_file():
+                raise doc.error(("tls", key), f"no such file: {file}")
+            setattr(cfg, f"tls_{key}", str(file))
+    if "verify" in tls:
+        if not isinstance(tls["verify"], bool):
+            raise doc.error(("tls", "verify"), f"expected true or false, got {tls['verify']!r}")
+        cfg.tls_verify = tls["verify"]
+    if "server_name" in tls and tls["server_name"] is not None:
+        name = tls["server_name"]
+        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+            raise doc.error(("tls", "server_name"), f"expected a host name, got {name!r}")
+        cfg.tls_server_name = name
 
 
 def finalize(cfg: RunConfig) -> RunConfig:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import enum
 import select
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ from conformance.reader import (
     StatusLine,
 )
 from conformance.results import Direction
+from conformance.tls import PeerInfo, TlsError, describe_peer, handshake
 from conformance.transcript import ClientRedactor, Transcript, show_bytes
 
 RECV_CHUNK_OCTETS = 65_536
@@ -87,6 +89,9 @@ class Session:
         self.closed_by_server = False  # EOF or reset seen
         self.closed_by_us = False
         self.greeting: bytes | None = None
+        self.tls: PeerInfo | None = None  # set once a handshake completed
+        #: how TLS ended: True = close_notify, False = TCP closed without it
+        self.tls_close_notify: bool | None = None
         self._reset_seen = False
 
     @classmethod
@@ -101,10 +106,14 @@ class Session:
         max_line_octets: int = 65_536,
         max_body_octets: int = 64 << 20,
         redact: bool = True,
+        tls: tuple[ssl.SSLContext, str] | None = None,
     ) -> Session:
+        """Connect; with `tls` (context, server name), start TLS at once
+        (RFC 8314 implicit TLS). ConnectError names a TLS failure too."""
+        deadline = deadline_after(timeout)
         sock = open_connection(host, port, timeout)
         transcript.event(name, f"connected to {format_address(host, port)}")
-        return cls(
+        session = cls(
             name,
             sock,
             transcript,
@@ -112,10 +121,38 @@ class Session:
             max_body_octets=max_body_octets,
             redact=redact,
         )
+        if tls is not None:
+            try:
+                session.start_tls(tls[0], tls[1], deadline)
+            except TlsError as exc:
+                session.close()
+                raise ConnectError(
+                    f"implicit TLS with {format_address(host, port)} failed: {exc}"
+                ) from None
+        return session
 
     @property
     def usable(self) -> bool:
         return not (self.closed_by_server or self.closed_by_us)
+
+    # -- TLS -------------------------------------------------------------------
+
+    def start_tls(self, context: ssl.SSLContext, server_name: str, deadline: float) -> bytes:
+        """Complete a TLS client handshake on this connection (RFC 2595 §4:
+        right after the CRLF of STLS's +OK; RFC 8314 §3.1: right after
+        connect). Returns the plaintext bytes the server had sent beyond the
+        last reply read (they are discarded: nothing may follow +OK in the
+        clear). TlsError on failure; the session is then closed."""
+        leftover = self.reader.take_buffered()
+        try:
+            self.sock = handshake(self.sock, context, server_name, deadline)
+        except TlsError as exc:
+            self.transcript.event(self.name, str(exc))
+            self.close()
+            raise
+        self.tls = describe_peer(self.sock)  # type: ignore[arg-type]
+        self.transcript.event(self.name, f"TLS established: {self.tls.version} {self.tls.cipher}")
+        return leftover
 
     # -- writing ---------------------------------------------------------------
 
@@ -130,8 +167,12 @@ class Session:
 
     # -- reading ---------------------------------------------------------------
 
-    def read_reply(self, multiline_if_positive: bool, deadline: float) -> Reply:
-        self.reader.begin_reply(multiline_if_positive)
+    def read_reply(
+        self, multiline_if_positive: bool, deadline: float, *, continuation: bool = False
+    ) -> Reply:
+        """One reply; with `continuation`, a SASL challenge counts as one
+        (status "+")."""
+        self.reader.begin_reply(multiline_if_positive, continuation=continuation)
         reply = Reply(Outcome.COMPLETE)
         while True:
             event = self.reader.next_event()
@@ -148,7 +189,8 @@ class Session:
                 continue
             if isinstance(event, StatusLine):
                 reply.status = event
-                self.redactor.status_received()
+                if not event.continuation:  # a challenge: the AUTH exchange goes on
+                    self.redactor.status_received()
             elif isinstance(event, BodyLine):
                 reply.lines.append(event.data)
             elif isinstance(event, BodyEnd):
@@ -177,6 +219,14 @@ class Session:
             chunk = self.sock.recv(RECV_CHUNK_OCTETS)
         except TimeoutError:
             return Outcome.TIMEOUT
+        except ssl.SSLEOFError:
+            # TCP ended inside TLS without close_notify: an EOF for the reader
+            self.tls_close_notify = False
+            self.transcript.event(
+                self.name, "connection closed by the server (EOF, no close_notify)"
+            )
+            self._mark_eof()
+            return b""
         except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
             self._reset_seen = True
             self.transcript.event(self.name, f"connection reset by the server ({exc.strerror})")
@@ -188,6 +238,8 @@ class Session:
             self._mark_eof()
             return b""
         if not chunk:
+            if self.tls is not None:
+                self.tls_close_notify = True
             self.transcript.event(self.name, "connection closed by the server (EOF)")
             self._mark_eof()
             return b""
@@ -210,6 +262,8 @@ class Session:
         return self.reader.take_buffered()
 
     def _readable_now(self) -> bool:
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True  # decrypted bytes the kernel socket no longer shows
         try:
             readable, _, _ = select.select([self.sock], [], [], 0)
         except (OSError, ValueError):

@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from conformance.config import RunConfig
 from conformance.errors import TargetUnreachable
@@ -26,6 +27,10 @@ from conformance.provision import MaildirProvisioner
 REFERENCE_DEFAULT_AUTOLOGOUT = 600  # seconds; what the server uses without --autologout
 SERVER_MODULE = "reference_server"
 READY_LINE_PREFIX = b"mailspec-reference-server listening on "
+IMPLICIT_READY_LINE_PREFIX = b"mailspec-reference-server listening (implicit TLS) on "
+#: The name the embedded server's certificate is issued for: the suite
+#: connects to this address and verifies the name like any other target.
+EMBEDDED_HOST = "127.0.0.1"
 READY_TIMEOUT_SECONDS = 20.0
 STOP_GRACE_SECONDS = 5.0
 MAX_READY_LINE_OCTETS = 4096
@@ -66,12 +71,14 @@ class EmbeddedServer:
         self._stderr_path = self.workdir / "server.log"
         command = [
             sys.executable, "-m", SERVER_MODULE,
-            "--listen", "127.0.0.1:0",
+            "--listen", f"{EMBEDDED_HOST}:0",
             "--store", f"maildir:{template}",
             "--users", str(users_file),
             "--apop",
             "--log-level", "WARNING",
         ]  # fmt: skip
+        if self.config.tls != "plain":
+            command += self._tls_arguments()
         if self.config.autologout is not None:
             command += ["--autologout", str(self.config.autologout)]
         else:  # the reference server's default timer is the RFC 1939 §3 minimum
@@ -91,31 +98,64 @@ class EmbeddedServer:
             )
         return self._await_ready_line()
 
+    def _tls_arguments(self) -> list[str]:
+        """A certificate from a CA made for this run only (trustme); the
+        suite trusts exactly that CA and verifies the server's name."""
+        assert self.workdir is not None
+        import trustme
+
+        authority = trustme.CA(organization_name="mailspec embedded test CA")
+        certificate = authority.issue_cert(EMBEDDED_HOST, "localhost")
+        ca_file = self.workdir / "ca.pem"
+        cert_file = self.workdir / "server-cert.pem"
+        key_file = self.workdir / "server-key.pem"
+        authority.cert_pem.write_to_path(str(ca_file))
+        certificate.private_key_pem.write_to_path(str(key_file))
+        key_file.chmod(0o600)
+        cert_file.write_bytes(b"".join(blob.bytes() for blob in certificate.cert_chain_pems))
+        if self.config.tls_ca is None and self.config.tls_verify:
+            self.config.tls_ca = str(ca_file)
+        arguments = ["--tls-cert", str(cert_file), "--tls-key", str(key_file)]
+        if self.config.tls == "implicit":
+            arguments += ["--implicit-tls-listen", f"{EMBEDDED_HOST}:0"]
+        return arguments
+
     def _await_ready_line(self) -> tuple[str, int]:
-        assert self.process is not None and self.process.stdout is not None
+        """(host, port) of the listener the run uses: the plain one, or the
+        implicit-TLS one under `--tls implicit`."""
+        wanted = IMPLICIT_READY_LINE_PREFIX if self.config.tls == "implicit" else READY_LINE_PREFIX
         received = b""
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.process.stdout, selectors.EVENT_READ)
+        while True:
             while b"\n" not in received:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or len(received) > MAX_READY_LINE_OCTETS:
-                    self._fail(f"no ready line within {READY_TIMEOUT_SECONDS:.0f} s")
-                if not selector.select(remaining):
-                    continue
-                chunk = os.read(self.process.stdout.fileno(), 1024)
-                if not chunk:
-                    self._fail("the server exited before it was ready")
-                received += chunk
-        line = received.split(b"\n", 1)[0].strip()
-        if not line.startswith(READY_LINE_PREFIX):
-            self._fail(f"unexpected first output line {line!r}")
-        host, _, port = line[len(READY_LINE_PREFIX) :].decode().rpartition(":")
+                received += self._read_stdout(deadline, received)
+            raw, _, received = received.partition(b"\n")
+            line = raw.strip()
+            if line.startswith(wanted):
+                break
+            if not line.startswith(READY_LINE_PREFIX):
+                self._fail(f"unexpected output line {line!r}")
+        host, _, port = line[len(wanted) :].decode().rpartition(":")
         if not port.isdigit():
             self._fail(f"cannot read HOST:PORT from {line!r}")
         return host.strip("[]"), int(port)
 
-    def _fail(self, why: str) -> None:
+    def _read_stdout(self, deadline: float, received: bytes) -> bytes:
+        assert self.process is not None and self.process.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or len(received) > MAX_READY_LINE_OCTETS:
+                    self._fail(f"no ready line within {READY_TIMEOUT_SECONDS:.0f} s")
+                if selector.select(remaining):
+                    break
+        chunk = os.read(self.process.stdout.fileno(), 1024)
+        if not chunk:
+            self._fail("the server exited before it was ready")
+        return chunk
+
+    def _fail(self, why: str) -> NoReturn:
         log = self._log_tail()
         self.stop()
         raise TargetUnreachable(

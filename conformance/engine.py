@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from conformance import __version__, framing
+from conformance import __version__, framing, transport
 from conformance.capabilities import (
     describe_reply,
     greeting_timestamp,
@@ -37,9 +37,12 @@ from conformance.patterns import BodyContext, Segment, render_segments, status_p
 from conformance.pools import check_pool_config, embedded_user, jobs_for, templated_accounts
 from conformance.provision import NoneProvisioner, Provisioner, make_provisioner
 from conformance.results import Failure, RunResult, ScenarioResult, TargetFingerprint, Verdict
+from conformance.sasl_client import PURE_FUNCTIONS as SASL_FUNCTIONS
+from conformance.sasl_client import ScramExchanges
 from conformance.scenario import (
     AliveOrClosedStep,
     AssertStep,
+    ChallengeStep,
     CommandStep,
     DropStep,
     ExpectCloseStep,
@@ -55,6 +58,7 @@ from conformance.scenario import (
     Scenario,
     SendStep,
     SkipIfStep,
+    StartTlsStep,
     Step,
     command_is_multiline,
 )
@@ -75,6 +79,8 @@ AUTOLOGOUT_GRACE_SECONDS = 60.0
 IN_USE_RETRY_SECONDS = 5.0
 IN_USE_RETRY_PAUSE = 0.1
 WRONG_PASSWORD_SUFFIX = "-not-the-password"
+#: RFC 4648 §4 base64, padded; empty allowed (an empty challenge, RFC 5034 §4).
+BASE64_TEXT = re.compile(rb"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 #: How long a farewell `-ERR` line may precede the close it announces.
 FAREWELL_CLOSE_SECONDS = 1.0
 #: Refusals that say "not now" rather than "no" (RFC 2449 §8.1.1, RFC 3206 §4).
@@ -174,6 +180,7 @@ class _PendingCommand:
     multiline: bool
     auth: bool
     verb: str = ""  # upper-cased keyword ("USER"), "" for greetings and raw sends
+    continuation: bool = False  # AUTH or a SASL response: a "+ …" challenge may answer
 
 
 @dataclass
@@ -196,6 +203,8 @@ class _EngineSession:
     user_accepted: bool = False
     authenticated: bool = False  # PASS/APOP/AUTH answered +OK: TRANSACTION
     commands_sent: int = 0  # before the first, unsolicited data breaks the greeting rule
+    auto_stls: bool = False  # --tls stls: STLS right after a positive greeting
+    in_sasl: bool = False  # the last reply was a SASL challenge: lines sent are responses
 
     @property
     def quiet_expected(self) -> bool:
@@ -219,6 +228,7 @@ class _ScenarioRun:
         self.failures: list[Failure] = []
         self.captures: dict[str, Any] = {}
         self.sessions: dict[str, _EngineSession] = {}
+        self.scram = ScramExchanges()
         self.unreachable = False  # an `open` found nobody listening
         timeout = (scenario.timeout or self.config.scenario_timeout) * deadline_scale(self.config)
         self.scenario_timeout = timeout
@@ -365,6 +375,8 @@ class _ScenarioRun:
         # whether the target holds exactly the fixture's bytes (verdict-principles 12)
         env["byte_exact"] = self.runner.provisioner.byte_exact
         env["__fn_apop_digest__"] = self._apop_digest(engine_session)
+        env.update(SASL_FUNCTIONS)
+        env.update(self.scram.functions(engine_session.session.name if engine_session else "a"))
         env.update(self.captures)
         return env
 
@@ -399,22 +411,65 @@ class _ScenarioRun:
         old = self.sessions.get(step.session)
         if old is not None:
             old.session.close()
+        if step.plaintext and self.config.tls == "implicit":
+            raise _SkipScenario(
+                "the run uses implicit TLS: no plaintext session (run with --tls plain or stls)"
+            )
         try:
-            session = Session.connect(
+            session = transport.connect(
                 step.session,
                 self.runner.host,
                 self.runner.port,
                 self.transcript,
+                self.config,
                 timeout=min(step.timeout or self.config.read_timeout, self._remaining()),
-                max_line_octets=self.config.max_line_octets,
-                max_body_octets=self.config.max_body_octets,
-                redact=self.config.redact,
             )
         except ConnectError as exc:
             self.transcript.event(step.session, str(exc))
             self.unreachable = True
             raise _ScenarioError(f"step {step.index} ({step.text}): {exc}") from None
-        self.sessions[step.session] = _EngineSession(session, account)
+        auto_stls = self.config.tls == "stls" and not step.plaintext
+        self.sessions[step.session] = _EngineSession(session, account, auto_stls=auto_stls)
+
+    def _do_StartTlsStep(self, step: StartTlsStep) -> None:
+        """The handshake after STLS's +OK (RFC 2595 §4). Commands sent before
+        it and not answered are void: a reply to them inside TLS is the
+        injection finding (POP3-2595-STLS-11), caught by the quiet wait or
+        by the next reply's pattern."""
+        engine_session = self._session(step)
+        session = engine_session.session
+        if session.tls is not None:
+            raise _ScenarioError(f"step {step.index} ({step.text}): the session is already TLS")
+        engine_session.pending.clear()
+        engine_session.replies_unknown = False
+        deadline = min(deadline_after(step.timeout or self.config.read_timeout), self.deadline)
+        try:
+            leftover = session.start_tls(
+                transport.context_for(self.config),
+                transport.server_name(self.config, self.runner.host),
+                deadline,
+            )
+        except transport.TlsError as exc:
+            if step.or_close and exc.peer_ended:
+                self.transcript.event(step.session, f"no TLS ({exc}): or_close allows it")
+                engine_session.gone = True
+                return
+            self._stop(step, "a TLS handshake right after +OK to STLS", str(exc), kind="closed")
+        if leftover:
+            self._stop(
+                step,
+                "nothing in plaintext after +OK to STLS (the handshake starts there)",
+                f"{show_bytes(leftover)} arrived before the handshake",
+            )
+        if step.seconds:
+            quiet = session.wait_quiet(step.seconds, self.deadline)
+            if quiet.outcome is Outcome.DATA:
+                self._stop(
+                    step,
+                    f"nothing inside TLS for {step.seconds:.1f} s before the client speaks",
+                    f"{show_bytes(quiet.data)} arrived: a reply to plaintext sent before the "
+                    "handshake",
+                )
 
     def _do_CommandStep(self, step: CommandStep) -> None:
         engine_session = self._session(step)
@@ -434,14 +489,22 @@ class _ScenarioRun:
             return False
         data = b"".join(t.encode("utf-8") + b"\r\n" for t in texts)
         redactor = ClientRedactor(True)
+        redactor.in_auth_exchange = engine_session.in_sasl
         for text in texts:
             shown = redactor.redact(text.encode("utf-8")).decode("utf-8", errors="replace")
             verb = text.split()[0].upper() if text.split() else ""
-            engine_session.pending.append(
-                _PendingCommand(
-                    f"C: {shown}", command_is_multiline(text), verb in AUTH_COMMANDS, verb
+            if engine_session.in_sasl:  # a SASL response line (RFC 5034 §4), not a command
+                engine_session.in_sasl = False
+                pending = _PendingCommand(f"C: {shown}", False, True, "AUTH", continuation=True)
+            else:
+                pending = _PendingCommand(
+                    f"C: {shown}",
+                    command_is_multiline(text),
+                    verb in AUTH_COMMANDS,
+                    verb,
+                    continuation=verb == "AUTH" and len(text.split()) > 1,
                 )
-            )
+            engine_session.pending.append(pending)
         engine_session.commands_sent += len(texts)
         engine_session.session.send(data)
         return True
@@ -582,6 +645,31 @@ class _ScenarioRun:
             return
         self.captures.update(body_match.captures)
 
+    def _do_ChallengeStep(self, step: ChallengeStep) -> None:
+        """RFC 5034 §4: a challenge is "+", one space and base64 (possibly
+        empty), nothing else; its base64 text is captured."""
+        engine_session = self._session(step)
+        reply = self._read(step, engine_session, multiline_override=False)
+        label = engine_session.pending_label
+        self._framing(step, reply.findings)
+        if reply.outcome is not Outcome.COMPLETE or reply.status is None:
+            if step.or_close and reply.outcome in (Outcome.CLOSED, Outcome.RESET):
+                engine_session.gone = True
+                engine_session.session.close()
+                return
+            self._incomplete(step, reply, label, "a challenge '+ BASE64'")
+        line = reply.status.line
+        if not reply.status.continuation:
+            self._stop(step, f"a challenge '+ BASE64' after {label}", show_bytes(reply.status.raw))
+        data = line[2:] if line.startswith(b"+ ") else b""
+        if line == b"+" or not BASE64_TEXT.fullmatch(data):
+            self._stop(
+                step,
+                f"'+', one space and base64 only (RFC 5034 §4) after {label}",
+                show_bytes(reply.status.raw),
+            )
+        self.captures[step.name] = data.decode("ascii")
+
     def _closed_as_allowed(self, engine_session: _EngineSession, reply: Reply) -> bool:
         """A close (with nothing of a reply) right after a reply that allowed
         it — `or_close`, a refused PASS/APOP/AUTH — is the allowed branch:
@@ -623,9 +711,14 @@ class _ScenarioRun:
         timeout = reply_timeout(step.timeout, pending.auth, self.config)
         engine_session.step_timeout = timeout
         deadline = min(deadline_after(timeout), self.deadline)
-        reply = engine_session.session.read_reply(multiline, deadline)
+        reply = engine_session.session.read_reply(
+            multiline, deadline, continuation=pending.continuation
+        )
+        engine_session.in_sasl = reply.status is not None and reply.status.continuation
         if reply.status is not None and engine_session.session.greeting is None:
             engine_session.session.greeting = reply.status.line
+            if engine_session.auto_stls and reply.status.looks_positive:
+                self._auto_stls(step, engine_session)
         engine_session.last_was_multiline = reply.body_octets is not None
         if not engine_session.pending:
             engine_session.replies_unknown = False
@@ -633,11 +726,25 @@ class _ScenarioRun:
             positive = reply.status.looks_positive
             engine_session.user_accepted = pending.verb == "USER" and positive
             if pending.verb in ("PASS", "APOP", "AUTH") and positive:
-                engine_session.authenticated = True
+                engine_session.authenticated = not reply.status.continuation
             # a refused login may be followed by a close (verdict-principles 3)
-            refused_login = pending.verb in ("PASS", "APOP", "AUTH") and not positive
+            refused_login = (
+                pending.verb in ("PASS", "APOP", "AUTH")
+                and not positive
+                and not reply.status.continuation  # a SASL challenge is no refusal
+            )
             engine_session.may_close_after = pending.label if refused_login else None
         return reply
+
+    def _auto_stls(self, step: Step, engine_session: _EngineSession) -> None:
+        """--tls stls: the run's STLS right after the greeting; a failure is
+        an ERROR (the suite could not set up the session it needs)."""
+        engine_session.auto_stls = False
+        deadline = min(deadline_after(self.config.read_timeout), self.deadline)
+        try:
+            transport.upgrade(engine_session.session, self.config, self.runner.host, deadline)
+        except transport.StlsFailed as exc:
+            raise _ScenarioError(f"step {step.index} ({step.text}): --tls stls: {exc}") from None
 
     def _incomplete(self, step: Step, reply: Reply, label: str, wanted: str) -> NoReturn:
         """A reply did not arrive whole: stall, flood, close or reset.
@@ -712,10 +819,21 @@ class _ScenarioRun:
         wait = step.timeout or self.config.read_timeout
         quiet = engine_session.session.wait_quiet(wait, self.deadline)
         expected = "the server to close the connection, sending nothing more"
+        while step.tls_alert and quiet.outcome is Outcome.DATA and is_tls_alert(quiet.data):
+            self.transcript.event(step.session, "a TLS alert record (tls_alert: allowed)")
+            quiet = engine_session.session.wait_quiet(wait, self.deadline)
         if quiet.outcome is Outcome.DATA:
             self._fail(step, expected, f"received {show_bytes(quiet.data)}")
         elif quiet.outcome is Outcome.TIMEOUT:
             self._fail(step, expected, f"connection still open after {wait:.1f} s", kind="timeout")
+        session = engine_session.session
+        if step.close_notify and session.tls is not None and session.tls_close_notify is False:
+            self._fail(
+                step,
+                "a TLS close_notify before the TCP close (RFC 8314 §3.4)",
+                "the connection ended without close_notify",
+                kind="closed",
+            )
         engine_session.session.close()
 
     def _do_AssertStep(self, step: AssertStep) -> None:
@@ -767,15 +885,13 @@ class _ScenarioRun:
         """A new connection is greeted with +OK within the read deadline."""
         name = f"recover-{step.index}"
         try:
-            session = Session.connect(
+            session = transport.connect(  # implicit TLS too; a greeting needs no STLS
                 name,
                 self.runner.host,
                 self.runner.port,
                 self.transcript,
+                self.config,
                 timeout=min(step.timeout or self.config.read_timeout, self._remaining()),
-                max_line_octets=self.config.max_line_octets,
-                max_body_octets=self.config.max_body_octets,
-                redact=self.config.redact,
             )
         except ConnectError as exc:
             self._fail(step, "a new connection to be accepted and greeted", str(exc), kind="closed")
@@ -898,6 +1014,16 @@ class _ScenarioRun:
     def _close_all(self) -> None:
         for engine_session in self.sessions.values():
             engine_session.session.close()
+
+
+#: RFC 8446 §5.1 / RFC 5246 §6.2.1: a record header of content type alert
+#: (21) and major version 3; no POP3 reply starts so.
+TLS_ALERT_HEADER = b"\x15\x03"
+
+
+def is_tls_alert(data: bytes) -> bool:
+    """Bytes that start a TLS alert record (not POP3 text)."""
+    return len(data) >= 5 and data.startswith(TLS_ALERT_HEADER)
 
 
 def _is_auth(data: bytes) -> bool:
@@ -1105,6 +1231,10 @@ class Runner:
             return "the greeting has no <timestamp>"
         if name == "LAST":
             return "LAST was refused"
+        if name == "IMPLICIT-TLS":
+            return "the run does not use --tls implicit"
+        if name == "STLS" and self.config.tls == "implicit":
+            return "the run uses implicit TLS: no plaintext session to offer it"
         if (
             self.fingerprint.capa_authorization is None
             and self.fingerprint.capa_transaction is None

@@ -26,6 +26,18 @@ FUNCTION_NAMES = frozenset(
         "header",
         "bodypart",
         "apop_digest",
+        # SASL client side (conformance.sasl_client), provided by the engine
+        "b64",
+        "b64_octets",
+        "unb64",
+        "sasl_plain",
+        "cram_md5",
+        "scram_first",
+        "scram_final",
+        "scram_verify",
+        "capa_args",
+        "capa_number",
+        "capa_has",
     }
 )
 
@@ -200,7 +212,46 @@ BUILTINS: dict[str, Callable[..., Any]] = {
     "upper": lambda v: _upper(v),
     "header": lambda b: split_header(_as_bytes(b))[0],
     "bodypart": lambda b: split_header(_as_bytes(b))[1],
+    "capa_args": lambda lines, tag: capa_args(lines, tag),
+    "capa_number": lambda lines, tag: capa_number(lines, tag),
+    "capa_has": lambda lines, tag: capa_has(lines, tag),
 }
+
+#: `capa_number` for EXPIRE NEVER (RFC 2449 §6.7): later than any day count.
+CAPA_NEVER = 10**9
+
+
+def capa_has(lines: Any, tag: Any) -> bool:
+    """True if a CAPA line has this tag (case-insensitive, RFC 2449 §6)."""
+    return _capa_line(lines, tag) is not None
+
+
+def _capa_line(lines: Any, tag: Any) -> list[str] | None:
+    if not isinstance(lines, list | tuple):
+        raise ExpressionError(f"capa functions take the CAPA lines, not {type(lines).__name__}")
+    for line in lines:
+        words = str(line).split()
+        if words and words[0].upper() == str(tag).upper():
+            return words
+    return None
+
+
+def capa_args(lines: Any, tag: Any) -> list[str]:
+    """The parameters of the CAPA line with this tag (case-insensitive,
+    RFC 2449 §6), [] when it has none or is absent."""
+    words = _capa_line(lines, tag)
+    return words[1:] if words else []
+
+
+def capa_number(lines: Any, tag: Any) -> int:
+    """The first parameter of that CAPA line as a number (EXPIRE NEVER is
+    CAPA_NEVER); -1 when the line is absent or its parameter is no number."""
+    args = capa_args(lines, tag)
+    if not args:
+        return -1
+    if args[0].upper() == "NEVER":
+        return CAPA_NEVER
+    return int(args[0]) if args[0].isdigit() else -1
 
 
 def _upper(value: Any) -> Any:

@@ -22,6 +22,7 @@ CR, LF = 0x0D, 0x0A
 CRLF = b"\r\n"
 TERMINATION_OCTET = b"."  # RFC 1939 §3
 STATUS_POSITIVE, STATUS_NEGATIVE = b"+OK", b"-ERR"  # RFC 1939 §3
+CONTINUATION = b"+"  # RFC 5034 §4: a SASL server challenge is "+" SP base64
 MAX_STATUS_LINE_OCTETS = 512  # RFC 1939 §3 / RFC 2449 §4, CRLF included
 
 
@@ -29,11 +30,15 @@ MAX_STATUS_LINE_OCTETS = 512  # RFC 1939 §3 / RFC 2449 §4, CRLF included
 class StatusLine:
     raw: bytes  # with its line end as received
     line: bytes  # without the line end
-    status: str | None  # "+OK" | "-ERR" | None when malformed
+    status: str | None  # "+OK" | "-ERR" | "+" (a SASL challenge) | None when malformed
 
     @property
     def positive(self) -> bool:
         return self.status == "+OK"
+
+    @property
+    def continuation(self) -> bool:
+        return self.status == "+"
 
     @property
     def looks_positive(self) -> bool:
@@ -87,6 +92,7 @@ class ReplyReader:
         self._scan_from = 0  # where to continue looking for LF
         self._state = State.IDLE
         self._multiline_if_positive = False
+        self._continuation_allowed = False
         self._body_octets = 0
         self._eof = False
         self._pending: list[Event] = []
@@ -122,13 +128,16 @@ class ReplyReader:
 
     # -- replies -------------------------------------------------------------
 
-    def begin_reply(self, multiline_if_positive: bool) -> None:
+    def begin_reply(self, multiline_if_positive: bool, *, continuation: bool = False) -> None:
         """The next bytes are a reply; a positive one carries a body when
-        `multiline_if_positive`."""
+        `multiline_if_positive`. With `continuation` (inside an AUTH
+        exchange) a line starting "+ " or a lone "+" is a SASL challenge,
+        status "+", not a malformed status."""
         if self._state is State.BROKEN:
             return
         self._state = State.STATUS
         self._multiline_if_positive = multiline_if_positive
+        self._continuation_allowed = continuation
         self._body_octets = 0
 
     def next_event(self) -> Event | None:
@@ -195,6 +204,11 @@ class ReplyReader:
 
     def _on_status_line(self, raw: bytes, line: bytes) -> None:
         status = status_of(line)
+        if status is None and self._continuation_allowed and is_continuation(line):
+            # RFC 5034 §4: challenges may be longer than a status line
+            self._pending.append(StatusLine(raw, line, CONTINUATION.decode()))
+            self._state = State.DONE
+            return
         if status is None:
             self._pending.append(
                 framing.finding(
@@ -263,6 +277,12 @@ class ReplyReader:
         self._pending.append(flood)
         self._state = State.BROKEN
         self._discard_all()
+
+
+def is_continuation(line: bytes) -> bool:
+    """A SASL challenge line: "+" alone or "+" SP and data (RFC 5034 §4; the
+    shape of the data is judged by the scenario, not here)."""
+    return line == CONTINUATION or line.startswith(CONTINUATION + b" ")
 
 
 def status_of(line: bytes) -> str | None:

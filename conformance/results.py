@@ -88,6 +88,17 @@ class TargetFingerprint:
     capa_authorization: list[str] | None = None  # raw CAPA lines before login
     capa_transaction: list[str] | None = None  # raw CAPA lines after login
     embedded: bool = False  # True when the bundled reference server was started
+    # TLS (issue 10): what the probe's handshake showed; None under plain
+    tls_version: str | None = None  # "TLSv1.3"
+    tls_cipher: str | None = None  # "TLS_AES_256_GCM_SHA384"
+    certificate_subject: str | None = None  # "commonName=…"; None when not verified
+    certificate_issuer: str | None = None
+    certificate_not_after: str | None = None  # ISO 8601 UTC
+    certificate_verified: bool | None = None  # False with --tls-no-verify
+    capa_plaintext: list[str] | None = None  # CAPA lines before STLS (--tls stls)
+    #: whether a plaintext session offered USER or SASL PLAIN/LOGIN before TLS;
+    #: None when not known (implicit TLS has no plaintext session)
+    plaintext_login_offered: bool | None = None
 
 
 @dataclass(slots=True)

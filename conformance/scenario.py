@@ -53,6 +53,7 @@ DEFAULT_SESSION = "a"
 DEFAULT_ACCOUNT = "main"
 SCENARIO_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*(?:\.[a-z0-9]+(?:-[a-z0-9]+)*)+$")
 SESSION_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+CAPTURE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CAPABILITY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Names every expression may read besides captures (docs: *Expressions*).
 #: The one non-numeric step timeout: the target's configured autologout.
@@ -79,12 +80,15 @@ ACTIONS_WITH_VALUE = (
     "expect_open",
     "assert",
     "skip_if",
+    "starttls",
+    "challenge",
 )
 ACTIONS_WITHOUT_VALUE = (
     "login",
     "drop",
     "expect_close",
     "open",
+    "starttls",
     # reusable robustness oracles (docs/scenario-format.md, *Oracles*)
     "alive_or_closed",
     "recover",
@@ -93,7 +97,10 @@ ACTIONS_WITHOUT_VALUE = (
 )
 MODIFIERS_FOR_ALL = ("session", "timeout", "requirement")
 MODIFIERS = {
-    "open": ("account",),
+    "open": ("account", "plaintext"),
+    "starttls": ("or_close",),
+    "challenge": ("or_close",),
+    "expect_close": ("close_notify", "tls_alert"),
     "S": ("body", "multiline", "octets", "save", "else_skip", "or_close", "level", "exact"),
     "assert": ("level",),
     "skip_if": ("reason",),
@@ -122,6 +129,18 @@ class Step:
 @dataclass(frozen=True, kw_only=True)
 class OpenStep(Step):
     account: str | None = None
+    #: keep this session out of the run's automatic STLS (`--tls stls`): the
+    #: scenario speaks STLS itself. Under implicit TLS it SKIPs.
+    plaintext: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartTlsStep(Step):
+    """The client side of STLS: the TLS handshake, right after the scenario
+    read STLS's +OK; then, with `seconds`, nothing may arrive for that long."""
+
+    seconds: float | None = None
+    or_close: bool = False  # a server ending the session instead of TLS is allowed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,6 +171,15 @@ class ReplyStep(Step):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ChallengeStep(Step):
+    """Read a SASL server challenge ("+" SP base64, RFC 5034 §4) and capture
+    its base64 text (possibly empty) as `name`."""
+
+    name: str
+    or_close: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
 class LoginStep(Step):
     pass
 
@@ -168,7 +196,11 @@ class IdleStep(Step):
 
 @dataclass(frozen=True, kw_only=True)
 class ExpectCloseStep(Step):
-    pass
+    #: On a TLS session, the server must end TLS with close_notify (RFC 8314 §3.4).
+    close_notify: bool = False
+    #: a TLS alert record (content type 21) may come before the close: the
+    #: server's TLS layer refusing plaintext where a ClientHello belongs
+    tls_alert: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -631,7 +663,36 @@ class _StepParser:
             return DropStep(**common)
         if action == "expect_close":
             self.open_sessions.discard(session)
-            return ExpectCloseStep(**common)
+            close_notify = raw_map.get("close_notify", False)
+            if not isinstance(close_notify, bool):
+                raise _Problem(
+                    _line_of(raw_map, "close_notify", line), "'close_notify' is true or false"
+                )
+            tls_alert = raw_map.get("tls_alert", False)
+            if not isinstance(tls_alert, bool):
+                raise _Problem(_line_of(raw_map, "tls_alert", line), "'tls_alert' is true or false")
+            return ExpectCloseStep(close_notify=close_notify, tls_alert=tls_alert, **common)
+        if action == "challenge":
+            if not isinstance(value, str) or not CAPTURE_NAME.match(value):
+                raise _Problem(line, f"'challenge' takes a capture name, not {value!r}")
+            self._declare({value}, line)
+            or_close = raw_map.get("or_close", False)
+            if not isinstance(or_close, bool):
+                raise _Problem(_line_of(raw_map, "or_close", line), "'or_close' is true or false")
+            return ChallengeStep(name=value, or_close=or_close, **common)
+        if action == "starttls":
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+            ):
+                raise _Problem(
+                    line, f"'starttls' takes a number of seconds or nothing, not {value!r}"
+                )
+            or_close = raw_map.get("or_close", False)
+            if not isinstance(or_close, bool):
+                raise _Problem(_line_of(raw_map, "or_close", line), "'or_close' is true or false")
+            return StartTlsStep(
+                seconds=None if value is None else float(value), or_close=or_close, **common
+            )
         if action in ("idle", "expect_open"):
             seconds = value
             if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
@@ -662,9 +723,12 @@ class _StepParser:
         account = raw_map.get("account")
         if account is not None:
             _check_role(account, _line_of(raw_map, "account", line), "'account': ")
+        plaintext = raw_map.get("plaintext", False)
+        if not isinstance(plaintext, bool):
+            raise _Problem(_line_of(raw_map, "plaintext", line), "'plaintext' is true or false")
         self.open_sessions.add(name)
         common = {**common, "session": name}
-        return OpenStep(account=account, **common)
+        return OpenStep(account=account, plaintext=plaintext, **common)
 
     def _require_open(self, session: str, line: int) -> None:
         if session not in self.open_sessions:

@@ -63,3 +63,47 @@ def test_matrix_is_wired(cli) -> None:
         with pytest.raises(SystemExit) as exc:
             cli("matrix", "--help")
         assert exc.value.code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--tls", "ssl"], "argument --tls: invalid choice: 'ssl'"),
+        (["run", "--tls-ca", "/no/such/ca.pem"], "argument --tls-ca: no such file"),
+        (["run", "--target", "imap://h"], "argument --target: unknown scheme 'imap'"),
+        (["run", "--target", "pop3s://h:99999"], "argument --target: port must be 1-65535"),
+    ],
+)
+def test_bad_tls_flags(
+    cli, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli(*args)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "address", "mode"),
+    [
+        (["--target", "pop3s://mail.example.test"], ("mail.example.test", 995), "implicit"),
+        (["--target", "pop3s://[::1]:1995"], ("::1", 1995), "implicit"),
+        (["--target", "pop3://mail.example.test"], ("mail.example.test", 110), "plain"),
+        (["--target", "pop3://h:1110", "--tls", "stls"], ("h", 1110), "stls"),
+        (["--target", "h:110"], ("h", 110), "plain"),
+        (["--tls", "implicit"], (None, 110), "implicit"),
+    ],
+)
+def test_target_urls_and_tls_flags_build_the_config(
+    args: list[str], address: tuple[str | None, int], mode: str, tmp_path: Path
+) -> None:
+    from conformance.cli import build_config, build_parser
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    cfg = build_config(build_parser().parse_args(["run", *args, "--tls-ca", str(ca)]))
+    assert (cfg.host, cfg.port) == address
+    assert cfg.tls == mode
+    assert cfg.tls_ca == str(ca) and cfg.tls_verify is True
+    no_verify = build_config(build_parser().parse_args(["run", *args, "--tls-no-verify"]))
+    assert no_verify.tls_verify is False

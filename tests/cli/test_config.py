@@ -55,8 +55,12 @@ def test_redacted_hides_passwords(tmp_path: Path) -> None:
     ("text", "where"),
     [
         ("target: foo\n", r"target\.yaml:1: target: expected HOST:PORT, got 'foo'"),
-        ("\n\ntls: stls\n", r"target\.yaml:3: tls: 'stls': TLS comes in a later release"),
-        ("tls: wat\n", r"target\.yaml:1: tls: expected 'plain'"),
+        ("\n\ntls: starttls\n", r"target\.yaml:3: tls: expected one of plain, stls, implicit"),
+        ("tls: {mode: wat}\n", r"target\.yaml:1: tls\.mode: expected one of plain"),
+        ("tls:\n  verify: 1\n", r"target\.yaml:2: tls\.verify: expected true or false"),
+        ("tls:\n  ca: nope.pem\n", r"target\.yaml:2: tls\.ca: no such file"),
+        ("tls:\n  sni: x\n", r"target\.yaml:2: tls\.sni: unknown key"),
+        ("target: imap://a\n", r"target\.yaml:1: target: unknown scheme 'imap'"),
         ("targte: a:1\n", r"target\.yaml:1: targte: unknown key"),
         (
             "accounts:\n  main:\n    user: a\n    password: 1234\n",
@@ -100,6 +104,24 @@ def test_target_without_provision_defaults_to_none(tmp_path: Path) -> None:
 def test_parse_target_rejects(bad: str) -> None:
     with pytest.raises(ValueError):
         parse_target(bad)
+
+
+def test_tls_mapping_in_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("x")
+    path = tmp_path / "target.yaml"
+    path.write_text(
+        "target: pop3s://mail.example.test\n"
+        "tls:\n  ca: ca.pem\n  verify: false\n  server_name: pop.example.test\n",
+        encoding="utf-8",
+    )
+    cfg = load_config(path)
+    assert (cfg.host, cfg.port, cfg.tls) == ("mail.example.test", 995, "implicit")
+    assert cfg.tls_ca == str(tmp_path / "ca.pem")
+    assert cfg.tls_verify is False
+    assert cfg.tls_server_name == "pop.example.test"
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("tls: stls\n", encoding="utf-8")
+    assert load_config(plain).tls == "stls"
 
 
 def test_the_apop_role_is_configurable_with_its_login_method(tmp_path: Path) -> None:

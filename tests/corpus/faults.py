@@ -2192,3 +2192,940 @@ from security_faults import SECURITY_FAULTS  # noqa: E402
 
 FAULTS += SECURITY_FAULTS
 FAULTS += __import__("corpus_faults").CORPUS_FAULTS  # issue 8: tests/corpus/corpus_faults.py
+
+# --- STLS (RFC 2595 §4) and the command-injection class (issue 10) ------------------------------
+
+from reference_server.protocol import Response  # noqa: E402
+from reference_server.server import Pop3Server  # noqa: E402
+
+
+class KeepsPipelinedAcrossTls(Pop3Session):
+    """The STARTTLS injection bug: lines that arrived with STLS stay buffered
+    and run inside TLS (here on the next data the client sends)."""
+
+    def handle_line(self, line):
+        buffered = bytes(self._pending)
+        reply = super().handle_line(line)
+        if self.tls_pending:
+            self._kept_after_stls = buffered
+        return reply
+
+    def tls_started(self, **kwargs):
+        super().tls_started(**kwargs)
+        self._pending += getattr(self, "_kept_after_stls", b"")
+
+
+class AnswersBufferedAfterHandshake(Pop3Server):
+    """With KeepsPipelinedAcrossTls: the kept lines are answered right after
+    the handshake, before the client says anything (the classic form)."""
+
+    async def _start_tls(self, session, writer):
+        await super()._start_tls(session, writer)
+        if session.tls_active:
+            for reply in session.replies():
+                writer.write(reply)
+            await writer.drain()
+
+
+class AnswersPipelinedBeforeTls(Pop3Session):
+    """+OK to STLS, then the next pipelined command is answered in plaintext
+    before the TLS handshake starts (plaintext after +OK)."""
+
+    def handle_line(self, line):
+        if line.rstrip(b"\r").upper() == b"STLS" and not self.tls_active:
+            self._stls_deferred = True
+            return b"+OK begin TLS negotiation\r\n"
+        reply = super().handle_line(line)
+        if getattr(self, "_stls_deferred", False) and not self.closed:
+            self._stls_deferred = False
+            self.tls_pending = True
+            self._pending.clear()
+        return reply
+
+
+class StlsAfterLogin(Pop3Session):
+    """STLS accepted in TRANSACTION (the session-fixation precondition)."""
+
+    allowed_commands: ClassVar = {
+        **Pop3Session.allowed_commands,
+        State.TRANSACTION: Pop3Session.allowed_commands[State.TRANSACTION] | {"STLS"},
+    }
+
+    def cmd_stls(self, args):
+        if self.state is State.TRANSACTION:
+            return Response(True, "begin TLS negotiation", start_tls=True)
+        return super().cmd_stls(args)
+
+
+class StlsTwice(Pop3Session):
+    """A second STLS inside TLS answered +OK."""
+
+    def cmd_stls(self, args):
+        if self.tls_active:
+            return ok("begin TLS negotiation")
+        return super().cmd_stls(args)
+
+
+class StlsListedInsideTls(Pop3Session):
+    """CAPA keeps listing STLS inside TLS and after login."""
+
+    def stls_offered(self):
+        return self.config.stls_available
+
+
+class StlsIgnoresArgument(Pop3Session):
+    """'STLS now' starts TLS as if no argument had been given."""
+
+    def cmd_stls(self, args):
+        return super().cmd_stls([])
+
+
+class UserSurvivesStls(Pop3Session):
+    """A USER accepted in plaintext is still pending inside TLS."""
+
+    def cmd_stls(self, args):
+        kept = (self.state, self.user_name)
+        reply = super().cmd_stls(args)
+        self._user_before_stls = kept
+        return reply
+
+    def tls_started(self, **kwargs):
+        super().tls_started(**kwargs)
+        state, user = getattr(self, "_user_before_stls", (State.AUTHORIZATION, None))
+        if user is not None:
+            self.state, self.user_name = state, user
+
+
+class PlaintextAfterStlsOk(Pop3Session):
+    """A second plaintext line follows the +OK to STLS."""
+
+    def cmd_stls(self, args):
+        super().cmd_stls(args)  # its checks (state, TLS already active)
+        return Response(True, "begin TLS negotiation\r\n+OK go ahead", start_tls=True)
+
+
+class StatBeforeLoginInsideTls(Pop3Session):
+    """Inside TLS, STAT works before any login (as if the handshake had
+    authenticated the client)."""
+
+    allowed_commands: ClassVar = {
+        **Pop3Session.allowed_commands,
+        State.AUTHORIZATION: Pop3Session.allowed_commands[State.AUTHORIZATION] | {"STAT"},
+    }
+
+    def cmd_stat(self, args):
+        if self.state is State.AUTHORIZATION:
+            if not self.tls_active:
+                raise CommandError("STAT is not allowed in this state")
+            return ok("0 0")
+        return super().cmd_stat(args)
+
+
+INJECTION_ONE_WRITE = [
+    "stls.injection-capa",
+    "stls.injection-noop",
+    "stls.injection-user",
+    "stls.injection-quit",
+]
+FAULTS += [
+    F(
+        "stls-injection-answered-inside-tls",
+        "commands pipelined with STLS are answered inside TLS right after the handshake",
+        ["stls.*"],
+        INJECTION_ONE_WRITE,
+        KeepsPipelinedAcrossTls,
+        extra={"server": AnswersBufferedAfterHandshake},
+    ),
+    F(
+        "stls-injection-run-on-next-command",
+        "commands pipelined with STLS run inside TLS when the client next speaks",
+        ["stls.injection-*"],
+        INJECTION_ONE_WRITE,
+        KeepsPipelinedAcrossTls,
+    ),
+    F(
+        "stls-pipelined-answered-before-tls",
+        "the command after STLS is answered in plaintext between +OK and the handshake",
+        ["stls.injection-*"],
+        [*INJECTION_ONE_WRITE, "stls.injection-split-writes"],
+        AnswersPipelinedBeforeTls,
+    ),
+    F(
+        "stls-after-login",
+        "STLS is accepted in TRANSACTION",
+        ["stls.refused-after-login"],
+        ["stls.refused-after-login"],
+        StlsAfterLogin,
+    ),
+    F(
+        "stls-twice",
+        "a second STLS inside TLS is answered +OK",
+        ["stls.second-stls-refused"],
+        ["stls.second-stls-refused"],
+        StlsTwice,
+    ),
+    F(
+        "stls-listed-inside-tls",
+        "CAPA lists STLS inside TLS and after login",
+        ["stls.capa-inside-tls-drops-stls", "stls.not-listed-after-login"],
+        ["stls.capa-inside-tls-drops-stls", "stls.not-listed-after-login"],
+        StlsListedInsideTls,
+    ),
+    F(
+        "stls-ignores-argument",
+        "'STLS now' starts TLS",
+        ["stls.argument-refused"],
+        ["stls.argument-refused"],
+        StlsIgnoresArgument,
+    ),
+    F(
+        "stls-keeps-user",
+        "a USER from before STLS still counts inside TLS",
+        ["stls.user-forgotten"],
+        ["stls.user-forgotten"],
+        UserSurvivesStls,
+    ),
+    F(
+        "stls-plaintext-after-ok",
+        "a plaintext line follows the +OK to STLS",
+        ["stls.advertised-and-works"],
+        ["stls.advertised-and-works"],
+        PlaintextAfterStlsOk,
+    ),
+    F(
+        "stls-stat-before-login",
+        "inside TLS STAT is answered before any login",
+        ["stls.stays-in-authorization"],
+        ["stls.stays-in-authorization"],
+        StatBeforeLoginInsideTls,
+    ),
+]
+
+
+# --- SASL AUTH (RFC 5034, RFC 4616) ------------------------------------------------------------
+
+import base64 as _base64  # noqa: E402
+
+from conformance.fixture import load_fixture  # noqa: E402
+from reference_server import sasl as _sasl  # noqa: E402
+from reference_server.protocol import MAX_COMMAND_LINE_OCTETS, decode_base64  # noqa: E402
+
+
+def _plain_fields(args):
+    """(authzid, authcid, password) of an AUTH PLAIN initial response, or None."""
+    if len(args) != 2 or args[0].upper() != "PLAIN":
+        return None
+    data = decode_base64(args[1].encode("ascii", "replace"))
+    if data is None or data.count(b"\x00") != 2:
+        return None
+    return tuple(field.decode("utf-8", "replace") for field in data.split(b"\x00"))
+
+
+class PlainRefusesAll(Pop3Session):
+    """PLAIN is advertised but refuses even the right credentials."""
+
+    def cmd_auth(self, args):
+        if args and args[0].upper() == "PLAIN":
+            raise CommandError("[AUTH] invalid user name or password")
+        return super().cmd_auth(args)
+
+
+class PlainAcceptsAnyPassword(Pop3Session):
+    """PLAIN logs in an existing user whatever the password (even empty)."""
+
+    def cmd_auth(self, args):
+        fields = _plain_fields(args)
+        if fields and self.users.secret_for(fields[1]) is not None:
+            return self.open_maildrop(fields[1], method="AUTH-PLAIN")
+        return super().cmd_auth(args)
+
+
+class PlainUnknownUserAccepted(Pop3Session):
+    """PLAIN for an unknown user opens the main account's maildrop (a catch-all)."""
+
+    def cmd_auth(self, args):
+        fields = _plain_fields(args)
+        if fields and self.users.secret_for(fields[1]) is None:
+            return self.open_maildrop(load_fixture().account("main").user, method="AUTH-PLAIN")
+        return super().cmd_auth(args)
+
+
+class PlainRefusesAuthzid(Pop3Session):
+    """Any non-empty authzid is refused, even the user's own."""
+
+    def cmd_auth(self, args):
+        fields = _plain_fields(args)
+        if fields and fields[0]:
+            raise CommandError("[AUTH] not authorised to act as that user")
+        return super().cmd_auth(args)
+
+
+class _ProxyForAll:
+    """A user directory where everyone may act as everyone."""
+
+    def __init__(self, users):
+        self._users = users
+
+    def may_act_as(self, authcid, authzid):
+        return True
+
+    def __getattr__(self, name):
+        return getattr(self._users, name)
+
+
+class PlainProxyForAll(Pop3Session):
+    """PLAIN lets any user act as any other (authzid not checked)."""
+
+    def __init__(self, store, users, *args, **kwargs):
+        super().__init__(store, _ProxyForAll(users), *args, **kwargs)
+
+
+class PlainLenientParser(Pop3Session):
+    """A PLAIN message with a single NUL is read as 'authcid NUL password'."""
+
+    def cmd_auth(self, args):
+        if len(args) == 2 and args[0].upper() == "PLAIN":
+            data = decode_base64(args[1].encode("ascii", "replace")) or b""
+            if data.count(b"\x00") == 1:
+                user, _, password = data.decode("utf-8", "replace").partition("\x00")
+                if self.users.secret_for(user) == password:
+                    return self.open_maildrop(user, method="AUTH-PLAIN")
+        return super().cmd_auth(args)
+
+
+class LongSaslLineDrops(Pop3Session):
+    """A SASL response longer than the command limit drops the connection."""
+
+    def _sasl_response(self, line):
+        if len(line) + 2 > MAX_COMMAND_LINE_OCTETS:
+            self._close_without_update()
+            return b""
+        return super()._sasl_response(line)
+
+
+class SaslShortLineLimit(Pop3Session):
+    """SASL responses are held to the 255-octet command limit."""
+
+    def line_limit(self):
+        return MAX_COMMAND_LINE_OCTETS
+
+
+class StarNotHonoured(Pop3Session):
+    """'*' is taken as one more response: another challenge follows."""
+
+    def _sasl_response(self, line):
+        if line == b"*":
+            return b"+ " + CRLF
+        return super()._sasl_response(line)
+
+
+class BadBase64Drops(Pop3Session):
+    """Undecodable base64 (response or initial response) drops the connection."""
+
+    def _sasl_response(self, line):
+        if line != b"*" and decode_base64(line) is None:
+            self._close_without_update()
+            return b""
+        return super()._sasl_response(line)
+
+    def cmd_auth(self, args):
+        if len(args) == 2 and args[1] != "=" and decode_base64(args[1].encode()) is None:
+            self._close_without_update()
+            return b""
+        return super().cmd_auth(args)
+
+
+class LenientBase64(Pop3Session):
+    """Characters outside the alphabet and misplaced '=' are skipped."""
+
+    def cmd_auth(self, args):
+        if len(args) == 2 and args[1] != "=":
+            kept = re.sub(r"[^A-Za-z0-9+/]", "", args[1])
+            kept += "=" * (-len(kept) % 4)
+            args = [args[0], _base64.b64encode(_base64.b64decode(kept)).decode()]
+        return super().cmd_auth(args)
+
+
+class EqualsAsAbsent(Pop3Session):
+    """'AUTH PLAIN =' is taken as no initial response (a challenge follows)."""
+
+    def cmd_auth(self, args):
+        if len(args) == 2 and args[1] == "=":
+            args = args[:1]
+        return super().cmd_auth(args)
+
+
+class UnknownMechanismAsPlain(Pop3Session):
+    """Any mechanism name is run as PLAIN."""
+
+    def cmd_auth(self, args):
+        if args and args[0].upper() not in self.config.sasl_mechanisms:
+            args = ["PLAIN", *args[1:]]
+        return super().cmd_auth(args)
+
+
+class MechanismCaseSensitive(Pop3Session):
+    """Mechanism names are matched case-sensitively."""
+
+    def cmd_auth(self, args):
+        if args and args[0] != args[0].upper():
+            raise CommandError("unsupported SASL mechanism")
+        return super().cmd_auth(args)
+
+
+class CramTakesInitialResponse(Pop3Session):
+    """An initial response with CRAM-MD5 is ignored; the challenge follows."""
+
+    def cmd_auth(self, args):
+        if len(args) == 2 and args[0].upper() == "CRAM-MD5":
+            args = args[:1]
+        return super().cmd_auth(args)
+
+
+class AuthInTransaction(Pop3Session):
+    """AUTH after login answers +OK."""
+
+    allowed_commands: ClassVar = {
+        **Pop3Session.allowed_commands,
+        State.TRANSACTION: Pop3Session.allowed_commands[State.TRANSACTION] | {"AUTH"},
+    }
+
+    def cmd_auth(self, args):
+        if self.state is State.TRANSACTION:
+            return ok("already authenticated")
+        return super().cmd_auth(args)
+
+
+class SaslHiddenAfterLogin(Pop3Session):
+    """CAPA drops the SASL line once logged in."""
+
+    def capabilities(self):
+        listed = super().capabilities()
+        if self.state is State.TRANSACTION:
+            listed = [c for c in listed if not c.startswith("SASL")]
+        return listed
+
+
+class OnlyPasswordMechanisms(Pop3Session):
+    """Only PLAIN and LOGIN are offered."""
+
+    def capabilities(self):
+        return ["SASL PLAIN LOGIN" if c.startswith("SASL") else c for c in super().capabilities()]
+
+
+class MalformedChallenges(Pop3Session):
+    """Challenges break RFC 5034 §4: an empty one is a lone '+', others
+    carry text after the base64."""
+
+    def _sasl_step(self, mechanism, step):
+        reply = super()._sasl_step(mechanism, step)
+        if isinstance(step, _sasl.Challenge):
+            return b"+" + CRLF if not step.data else reply.rstrip(b"\r\n") + b" (base64)" + CRLF
+        return reply
+
+
+class LoginAcceptsAnyPassword(Pop3Session):
+    """LOGIN takes any password for an existing user."""
+
+    def _sasl_response(self, line):
+        mechanism = self.sasl_exchange
+        if isinstance(mechanism, _sasl.LoginMechanism) and mechanism.user is not None:
+            if self.users.secret_for(mechanism.user) is not None:
+                self._end_sasl()
+                return self.open_maildrop(mechanism.user, method="AUTH-LOGIN")
+        return super()._sasl_response(line)
+
+
+class CramAcceptsAnyDigest(Pop3Session):
+    """CRAM-MD5 takes any digest for an existing user."""
+
+    def _sasl_response(self, line):
+        if isinstance(self.sasl_exchange, _sasl.CramMd5Mechanism):
+            user = (decode_base64(line) or b"").decode("utf-8", "replace").rpartition(" ")[0]
+            if self.users.secret_for(user) is not None:
+                self._end_sasl()
+                return self.open_maildrop(user, method="AUTH-CRAM-MD5")
+        return super()._sasl_response(line)
+
+
+class ScramBadServerSignature(Pop3Session):
+    """The SCRAM server-final message carries a signature that proves nothing."""
+
+    def _sasl_step(self, mechanism, step):
+        if isinstance(step, _sasl.Challenge) and step.data.startswith(b"v="):
+            step = _sasl.Challenge(b"v=" + _base64.b64encode(b"\x00" * 32))
+        return super()._sasl_step(mechanism, step)
+
+
+class ScramAcceptsWrongProof(Pop3Session):
+    """A wrong SCRAM proof is answered with a server-final challenge, not -ERR."""
+
+    def _sasl_step(self, mechanism, step):
+        if isinstance(mechanism, _sasl.ScramSha256Mechanism) and isinstance(step, _sasl.Refused):
+            self.state = State.SASL
+            self.sasl_exchange = mechanism
+            return b"+ " + _base64.b64encode(b"v=" + _base64.b64encode(b"\x00" * 32)) + CRLF
+        return super()._sasl_step(mechanism, step)
+
+
+def _sasl_fault(name, description, scenarios, session, select=None):
+    return F(name, description, select or scenarios, scenarios, session)
+
+
+FAULTS += [
+    _sasl_fault(
+        "sasl-plain-broken",
+        "PLAIN is advertised and refuses the right credentials",
+        ["sasl.plain-initial-response", "sasl.mechanism-any-case", "sasl.plain-own-authzid"],
+        PlainRefusesAll,
+    ),
+    _sasl_fault(
+        "sasl-plain-any-password",
+        "PLAIN accepts any password",
+        ["sasl.plain-wrong-password", "sasl.plain-empty-password"],
+        PlainAcceptsAnyPassword,
+    ),
+    _sasl_fault(
+        "sasl-plain-unknown-user",
+        "PLAIN for an unknown user logs in to another maildrop",
+        ["sasl.plain-unknown-user"],
+        PlainUnknownUserAccepted,
+    ),
+    _sasl_fault(
+        "sasl-plain-refuses-own-authzid",
+        "PLAIN refuses any authzid, even the user's own",
+        ["sasl.plain-own-authzid"],
+        PlainRefusesAuthzid,
+    ),
+    _sasl_fault(
+        "sasl-plain-proxy-for-all",
+        "PLAIN lets anyone act as anyone",
+        ["sasl.plain-other-authzid-refused"],
+        PlainProxyForAll,
+    ),
+    _sasl_fault(
+        "sasl-plain-lenient-parser",
+        "PLAIN accepts a message with one NUL",
+        ["sasl.plain-malformed-message"],
+        PlainLenientParser,
+    ),
+    _sasl_fault(
+        "sasl-long-line-drops",
+        "a SASL response over 255 octets drops the connection",
+        ["sasl.plain-long-response"],
+        LongSaslLineDrops,
+    ),
+    _sasl_fault(
+        "sasl-short-line-limit",
+        "SASL responses are limited to 255 octets like commands",
+        ["sasl.plain-long-fields-are-credentials"],
+        SaslShortLineLimit,
+    ),
+    _sasl_fault(
+        "sasl-star-not-honoured",
+        "'*' does not cancel the exchange",
+        ["sasl.cancel-with-star"],
+        StarNotHonoured,
+    ),
+    _sasl_fault(
+        "sasl-bad-base64-drops",
+        "undecodable base64 drops the connection instead of -ERR",
+        ["sasl.bad-base64-response", "sasl.bad-base64-initial-response"],
+        BadBase64Drops,
+    ),
+    _sasl_fault(
+        "sasl-lenient-base64",
+        "base64 decoding skips foreign characters and stray '='",
+        ["sasl.base64-foreign-characters-rejected", "sasl.base64-early-padding-rejected"],
+        LenientBase64,
+    ),
+    _sasl_fault(
+        "sasl-equals-as-absent",
+        "'=' is taken as no initial response",
+        ["sasl.equals-is-empty-initial-response"],
+        EqualsAsAbsent,
+    ),
+    _sasl_fault(
+        "sasl-unknown-mechanism-as-plain",
+        "an unknown mechanism runs as PLAIN",
+        ["sasl.unknown-mechanism"],
+        UnknownMechanismAsPlain,
+    ),
+    _sasl_fault(
+        "sasl-mechanism-case-sensitive",
+        "'auth plain' is refused",
+        ["sasl.mechanism-any-case"],
+        MechanismCaseSensitive,
+    ),
+    _sasl_fault(
+        "sasl-cram-takes-initial-response",
+        "CRAM-MD5 ignores an initial response instead of refusing it",
+        ["sasl.initial-response-refused-for-server-first"],
+        CramTakesInitialResponse,
+    ),
+    _sasl_fault(
+        "sasl-auth-in-transaction",
+        "AUTH after login answers +OK",
+        ["sasl.refused-after-login", "sasl.second-auth-refused"],
+        AuthInTransaction,
+    ),
+    _sasl_fault(
+        "sasl-hidden-after-login",
+        "CAPA drops SASL after login",
+        ["sasl.second-auth-refused"],
+        SaslHiddenAfterLogin,
+    ),
+    _sasl_fault(
+        "sasl-password-mechanisms-only",
+        "only PLAIN and LOGIN are offered",
+        ["sasl.password-hiding-mechanism-offered"],
+        OnlyPasswordMechanisms,
+    ),
+    _sasl_fault(
+        "sasl-malformed-challenges",
+        "challenges are a lone '+' or carry text after the base64",
+        ["sasl.plain-empty-challenge", "sasl.login-mechanism", "sasl.cram-md5"],
+        MalformedChallenges,
+    ),
+    _sasl_fault(
+        "sasl-login-any-password",
+        "LOGIN accepts any password",
+        ["sasl.login-wrong-password"],
+        LoginAcceptsAnyPassword,
+    ),
+    _sasl_fault(
+        "sasl-cram-any-digest",
+        "CRAM-MD5 accepts any digest",
+        ["sasl.cram-md5-wrong-password"],
+        CramAcceptsAnyDigest,
+    ),
+    _sasl_fault(
+        "sasl-scram-bad-server-signature",
+        "the SCRAM server signature does not prove the password",
+        ["sasl.scram-sha-256"],
+        ScramBadServerSignature,
+    ),
+    _sasl_fault(
+        "sasl-scram-wrong-proof-accepted",
+        "a wrong SCRAM proof is not refused",
+        ["sasl.scram-sha-256-wrong-password"],
+        ScramAcceptsWrongProof,
+    ),
+]
+
+
+# --- response codes, LOGIN-DELAY, EXPIRE, UTF8/LANG, pop3s, cleartext policy (issue 10) ---------
+
+import dataclasses as _dataclasses  # noqa: E402
+
+
+class _ReplyRewrite(Pop3Session):
+    """Faults that rewrite replies: `rewrite(line, reply) -> bytes`."""
+
+    def handle_line(self, line):
+        return self.rewrite(line, super().handle_line(line))
+
+    def rewrite(self, line, reply):
+        return reply
+
+
+class AuthCodeMissing(_ReplyRewrite):
+    """AUTH-RESP-CODE is advertised, failed logins carry no [AUTH]."""
+
+    def rewrite(self, line, reply):
+        return reply.replace(b"-ERR [AUTH] ", b"-ERR ")
+
+
+class AuthCodeOnEverything(_ReplyRewrite):
+    """Every refusal in TRANSACTION carries [AUTH]."""
+
+    def rewrite(self, line, reply):
+        if self.state is State.TRANSACTION and reply.startswith(b"-ERR ") and b"[" not in reply:
+            return b"-ERR [AUTH] " + reply[5:]
+        return reply
+
+
+class UserRevealsUnknown(Pop3Session):
+    """USER for an unknown name is refused with [AUTH]."""
+
+    def cmd_user(self, args):
+        if args and args[0] and self.users.secret_for(args[0]) is None:
+            raise CommandError("[AUTH] no such user")
+        return super().cmd_user(args)
+
+
+class AuthCodeUnadvertised(Pop3Session):
+    """[AUTH] is used but AUTH-RESP-CODE is not in CAPA."""
+
+    def capabilities(self):
+        return [c for c in super().capabilities() if c != "AUTH-RESP-CODE"]
+
+
+class AuthCodeWithArgument(Pop3Session):
+    """AUTH-RESP-CODE is listed with an argument, and only before login."""
+
+    def capabilities(self):
+        listed = super().capabilities()
+        if self.state is State.TRANSACTION:
+            return [c for c in listed if c != "AUTH-RESP-CODE"]
+        return ["AUTH-RESP-CODE 1" if c == "AUTH-RESP-CODE" else c for c in listed]
+
+
+class LoginDelayNotEnforced(Pop3Session):
+    """LOGIN-DELAY 2 is advertised and never enforced."""
+
+    def __init__(self, store, users, config=None, **kwargs):
+        super().__init__(store, users, config, **kwargs)
+        self.config = _dataclasses.replace(self.config, login_delay_seconds=0)
+
+    def capabilities(self):
+        listed = super().capabilities()
+        return ["LOGIN-DELAY 2" if c.startswith("LOGIN-DELAY") else c for c in listed]
+
+
+class LoginDelayGrowsAfterLogin(Pop3Session):
+    """Before login LOGIN-DELAY 0, after it LOGIN-DELAY 5 (no USER token)."""
+
+    def capabilities(self):
+        value = "5" if self.state is State.TRANSACTION else "0"
+        return [f"LOGIN-DELAY {value}" if c.startswith("LOGIN-DELAY") else c
+                for c in super().capabilities()]  # fmt: skip
+
+
+class ExpireShrinksAfterLogin(Pop3Session):
+    """Before login EXPIRE NEVER, after it EXPIRE 5 (no USER token)."""
+
+    def capabilities(self):
+        value = "5" if self.state is State.TRANSACTION else "NEVER"
+        return [f"EXPIRE {value}" if c.startswith("EXPIRE") else c for c in super().capabilities()]
+
+
+class Utf8BreaksLogin(Pop3Session):
+    """After UTF8, USER is refused."""
+
+    def cmd_user(self, args):
+        if self.utf8_mode:
+            raise CommandError("not in UTF-8 mode")
+        return super().cmd_user(args)
+
+
+class Utf8AfterLogin(Pop3Session):
+    """UTF8 is accepted in TRANSACTION."""
+
+    allowed_commands: ClassVar = {
+        **Pop3Session.allowed_commands,
+        State.TRANSACTION: Pop3Session.allowed_commands[State.TRANSACTION] | {"UTF8"},
+    }
+
+
+class Utf8ModeMangles8bit(Pop3Session):
+    """In UTF-8 mode, 8-bit octets of a message are sent as '?'."""
+
+    def cmd_retr(self, args):
+        reply = super().cmd_retr(args)
+        if self.utf8_mode and reply.body is not None:
+            reply = _dataclasses.replace(reply, body=re.sub(rb"[\x80-\xff]", b"?", reply.body))
+        return reply
+
+
+class LangListingWithoutTags(Pop3Session):
+    """LANG lists language names without their tags."""
+
+    def cmd_lang(self, args):
+        if not args:
+            return ok("languages", b"en_GB English\r\n")
+        return super().cmd_lang(args)
+
+
+class LangAnswersOtherTag(Pop3Session):
+    """LANG <tag> answers with a tag other than the one chosen."""
+
+    def cmd_lang(self, args):
+        reply = super().cmd_lang(args)
+        if args and reply.ok:
+            return ok("i-default language changed")
+        return reply
+
+
+class LangAcceptsAnything(Pop3Session):
+    """LANG with an unknown tag answers +OK."""
+
+    def cmd_lang(self, args):
+        if args and args[0] != "*":
+            try:
+                return super().cmd_lang(args)
+            except CommandError:
+                return ok("en language is now English")
+        return super().cmd_lang(args)
+
+
+class LangStarRefused(Pop3Session):
+    """'LANG *' is refused."""
+
+    def cmd_lang(self, args):
+        if args == ["*"]:
+            raise CommandError("no preferred language")
+        return super().cmd_lang(args)
+
+
+class CleartextRefusalReveals(Pop3Session):
+    """TLS is required, but before TLS a right password is refused differently
+    ([SYS/PERM]) from a wrong one ([AUTH])."""
+
+    def cmd_user(self, args):
+        if not self.tls_active and args and args[0]:
+            self.user_name, self.state = args[0], State.USER_ACCEPTED
+            return ok("send PASS")
+        return super().cmd_user(args)
+
+    def cmd_pass(self, args):
+        if not self.tls_active:
+            user, self.user_name, self.state = self.user_name, None, State.AUTHORIZATION
+            if args and self.users.secret_for(user) == args[0]:
+                raise CommandError("[SYS/PERM] use TLS for this account")
+            raise CommandError("[AUTH] invalid user name or password")
+        return super().cmd_pass(args)
+
+
+FAULTS += [
+    F("auth-code-missing", "AUTH-RESP-CODE advertised, failed logins without [AUTH]",
+      ["authcode.*"],
+      ["authcode.wrong-password", "authcode.sasl-wrong-password", "authcode.apop-wrong-digest"],
+      AuthCodeMissing),
+    F("auth-code-on-everything", "[AUTH] on refusals of ordinary commands",
+      ["authcode.not-on-other-commands"], ["authcode.not-on-other-commands"],
+      AuthCodeOnEverything),
+    F("user-reveals-unknown", "USER for an unknown name answers -ERR [AUTH]",
+      ["authcode.user-reveals-nothing"], ["authcode.user-reveals-nothing"], UserRevealsUnknown),
+    F("auth-code-unadvertised", "[AUTH] used without AUTH-RESP-CODE in CAPA",
+      ["authcode.advertised-when-used"], ["authcode.advertised-when-used"],
+      AuthCodeUnadvertised),
+    F("auth-code-with-argument", "AUTH-RESP-CODE listed with an argument, only before login",
+      ["authcode.capa-both-states"], ["authcode.capa-both-states"], AuthCodeWithArgument),
+    F("login-delay-not-enforced", "LOGIN-DELAY 2 advertised, never enforced",
+      ["logindelay.enforced"], ["logindelay.enforced"], LoginDelayNotEnforced),
+    F("login-delay-grows-after-login", "the pre-login LOGIN-DELAY is below the user's",
+      ["logindelay.announcements"], ["logindelay.announcements"], LoginDelayGrowsAfterLogin),
+    F("expire-shrinks-after-login", "the pre-login EXPIRE is above the user's",
+      ["expire.announcements"], ["expire.announcements"], ExpireShrinksAfterLogin),
+    F("utf8-breaks-login", "after UTF8, USER is refused",
+      ["utf8.command-in-authorization"], ["utf8.command-in-authorization"], Utf8BreaksLogin),
+    F("utf8-after-login", "UTF8 accepted in TRANSACTION",
+      ["utf8.refused-after-login"], ["utf8.refused-after-login"], Utf8AfterLogin),
+    F("utf8-mode-mangles-8bit", "in UTF-8 mode 8-bit octets are sent as '?'",
+      ["utf8.messages-as-stored"], ["utf8.messages-as-stored"], Utf8ModeMangles8bit),
+    F("lang-listing-without-tags", "the LANG listing has no language tags",
+      ["lang.listing", "lang.select-listed"], ["lang.listing"], LangListingWithoutTags),
+    F("lang-answers-other-tag", "LANG answers with another tag than the chosen one",
+      ["lang.select-listed"], ["lang.select-listed"], LangAnswersOtherTag),
+    F("lang-accepts-anything", "LANG with an unknown tag answers +OK",
+      ["lang.unknown-refused"], ["lang.unknown-refused"], LangAcceptsAnything),
+    F("lang-star-refused", "'LANG *' is refused",
+      ["lang.star"], ["lang.star"], LangStarRefused),
+    F("pop3s-stat-before-login", "on pop3s, STAT is answered before any login",
+      ["pop3s.*"], ["pop3s.authorization-after-handshake"], StatBeforeLoginInsideTls,
+      extra={"tls": "implicit"}),
+    F("stls-advertised-handshake-broken", "STLS is advertised, plaintext follows its +OK",
+      ["stls.works-when-advertised"], ["stls.works-when-advertised"], PlaintextAfterStlsOk),
+    F("cleartext-refusal-reveals-password", "before TLS, a right password is refused differently",
+      ["cleartext.*"], ["cleartext.refusal-reveals-nothing"], CleartextRefusalReveals,
+      extra={"require_tls": True, "tls": "stls"}),
+]  # fmt: skip
+
+
+class PlainDropsBadUtf8(Pop3Session):
+    """PLAIN fields are decoded dropping octets that are not UTF-8."""
+
+    def cmd_auth(self, args):
+        if len(args) == 2 and args[0].upper() == "PLAIN":
+            data = decode_base64(args[1].encode("ascii", "replace"))
+            if data is not None:
+                cleaned = data.decode("utf-8", "ignore").encode("utf-8")
+                args = [args[0], _base64.b64encode(cleaned).decode()]
+        return super().cmd_auth(args)
+
+
+class PlainStripsAuthzidControls(Pop3Session):
+    """Control characters are stripped from the authzid before matching."""
+
+    def cmd_auth(self, args):
+        fields = _plain_fields(args)
+        if fields:
+            authzid = re.sub(r"[\x00-\x1f\x7f]", "", fields[0])
+            message = f"{authzid}\x00{fields[1]}\x00{fields[2]}".encode()
+            args = [args[0], _base64.b64encode(message).decode()]
+        return super().cmd_auth(args)
+
+
+class BareAuthDrops(Pop3Session):
+    """AUTH without a mechanism drops the connection."""
+
+    def cmd_auth(self, args):
+        if not args:
+            self._close_without_update()
+            return b""
+        return super().cmd_auth(args)
+
+
+class PlainListedBeforeTls(Pop3Session):
+    """TLS is required for logins, yet SASL PLAIN is listed before TLS."""
+
+    def capabilities(self):
+        listed = super().capabilities()
+        if not self.tls_active and not any(c.startswith("SASL") for c in listed):
+            listed.append("SASL PLAIN")
+        return listed
+
+
+class StlsAfterUtf8Coded(Pop3Session):
+    """STLS after UTF8 is refused with a response code."""
+
+    def cmd_stls(self, args):
+        if self.utf8_mode:
+            raise CommandError("[UTF8] STLS is not allowed after UTF8")
+        return super().cmd_stls(args)
+
+
+FAULTS += [
+    F("sasl-plain-drops-bad-utf8", "PLAIN drops octets that are not UTF-8",
+      ["sasl.plain-invalid-utf8"], ["sasl.plain-invalid-utf8"], PlainDropsBadUtf8),
+    F("sasl-authzid-controls-stripped", "control characters are stripped from the authzid",
+      ["sasl.authzid-prep-fails"], ["sasl.authzid-prep-fails"], PlainStripsAuthzidControls),
+    F("sasl-bare-auth-drops", "AUTH without a mechanism drops the connection",
+      ["sasl.bare-auth"], ["sasl.bare-auth"], BareAuthDrops),
+    F("plain-listed-before-tls", "TLS required for logins, SASL PLAIN listed before TLS",
+      ["cleartext.plain-not-before-tls"], ["cleartext.plain-not-before-tls"],
+      PlainListedBeforeTls, extra={"require_tls": True, "tls": "stls"}),
+    F("stls-after-utf8-coded", "STLS after UTF8 is refused with a response code",
+      ["utf8.stls-after-utf8"], ["utf8.stls-after-utf8"], StlsAfterUtf8Coded),
+]  # fmt: skip
+
+
+class AbortsTls(Pop3Server):
+    """Ends every connection by closing TCP under TLS, without close_notify."""
+
+    async def _converse(self, session, reader, writer):
+        await super()._converse(session, reader, writer)
+        writer.transport.abort()
+
+
+FAULTS += [
+    F("pop3s-no-close-notify", "on pop3s, QUIT closes TCP without a TLS close_notify",
+      ["pop3s.close-notify"], ["pop3s.close-notify"],
+      extra={"tls": "implicit", "server": AbortsTls}),
+]  # fmt: skip
+
+
+class StlsNeverStartsTls(Pop3Session):
+    """STLS answers +OK but the session stays in plaintext."""
+
+    def cmd_stls(self, args):
+        super().cmd_stls(args)  # its checks
+        return ok("begin TLS negotiation")
+
+
+FAULTS += [
+    F("stls-never-starts-tls", "STLS answers +OK and the session stays plaintext",
+      ["stls.plaintext-instead-of-handshake"], ["stls.plaintext-instead-of-handshake"],
+      StlsNeverStartsTls),
+]  # fmt: skip

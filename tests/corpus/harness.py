@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import ssl
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 
+import trustme
 from faults import FAULTS, Fault, NoLockStore
 
 from conformance.config import RunConfig
@@ -60,7 +62,18 @@ class FarewellServer(Pop3Server):
                 await writer.drain()
 
 
-def start(fault: Fault | None, root: Path) -> ServerHandle:
+@cache
+def certificates() -> tuple[ssl.SSLContext, str]:
+    """One CA for the whole test session: the server's context, the CA file."""
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    ca_file = Path(tempfile.mkdtemp(prefix="mailspec-corpus-ca-")) / "ca.pem"
+    authority.cert_pem.write_to_path(str(ca_file))
+    return context, str(ca_file)
+
+
+def start(fault: Fault | None, root: Path, *, implicit_tls: bool = False) -> ServerHandle:
     fault = fault or Fault("reference", "", [], [])  # APOP on, the apop role an APOP user
     users = UserDirectory()
     for account in load_fixture().accounts.values():
@@ -73,24 +86,37 @@ def start(fault: Fault | None, root: Path) -> ServerHandle:
         store = store_class(template)
     settings = ServerSettings(
         autologout_seconds=fault.autologout,
-        session_config=SessionConfig(enable_apop=fault.apop, enable_last=True),
+        session_config=SessionConfig(
+            enable_apop=fault.apop,
+            enable_last=True,
+            login_delay_seconds=int(fault.extra.get("login_delay", 0)),  # type: ignore[call-overload]
+            expire_days=fault.extra.get("expire_days"),  # type: ignore[arg-type]
+            require_tls=bool(fault.extra.get("require_tls", False)),
+        ),
+        tls_context=certificates()[0],  # STLS offered: the stls scenarios run
     )
-    server_class = FarewellServer if fault.extra.get("farewell") else Pop3Server
+    server_class: type[Pop3Server] = Pop3Server
+    if fault.extra.get("farewell"):
+        server_class = FarewellServer
+    elif isinstance(fault.extra.get("server"), type):
+        server_class = fault.extra["server"]  # type: ignore[assignment]
     server = server_class(store, users, session_class=fault.session, settings=settings)
-    return ServerHandle(server, "127.0.0.1", 0)
+    return ServerHandle(server, "127.0.0.1", 0, implicit_tls_port=0 if implicit_tls else None)
 
 
 def run_against(
-    fault: Fault | None, scenarios: list[Scenario], *, slow: bool = False
+    fault: Fault | None, scenarios: list[Scenario], *, slow: bool = False, tls: str = "plain"
 ) -> dict[str, ScenarioResult]:
     with tempfile.TemporaryDirectory(prefix="mailspec-corpus-") as tmp:
         root = Path(tmp)
-        handle = start(fault, root)
+        handle = start(fault, root, implicit_tls=tls == "implicit")
         try:
             exact = fault.exact if fault else True
             config = RunConfig(
                 host=handle.host,
-                port=handle.port,
+                port=handle.tls_port if tls == "implicit" else handle.port,  # type: ignore[arg-type]
+                tls=tls,  # type: ignore[arg-type]
+                tls_ca=certificates()[1],
                 provision=f"maildir,exact={'yes' if exact else 'no'}:{root}/{{user}}",
                 read_timeout=READ_TIMEOUT,
                 auth_timeout=READ_TIMEOUT,
@@ -112,7 +138,8 @@ def caught(result: ScenarioResult) -> bool:
 def fault_results() -> dict[str, dict[str, ScenarioResult]]:
     def one(fault: Fault) -> tuple[str, dict[str, ScenarioResult]]:
         try:
-            return fault.name, run_against(fault, select(fault.select))
+            tls = str(fault.extra.get("tls", "plain"))
+            return fault.name, run_against(fault, select(fault.select), tls=tls)
         except Exception as exc:  # the run could not start: recorded as no results
             return fault.name, {"__error__": exc}  # type: ignore[dict-item]
 

@@ -39,7 +39,7 @@ def test_capa_in_both_states_and_pseudo_capabilities() -> None:
     assert fingerprint.capa_authorization == ["USER", "sasl PLAIN", "STLS"]
     assert fingerprint.capa_transaction == ["USER", "TOP", "PIPELINING"]
     assert fingerprint.capabilities == [
-        "APOP", "CAPA", "LAST", "PIPELINING", "SASL", "STLS", "TOP", "USER",
+        "APOP", "CAPA", "LAST", "PIPELINING", "SASL", "SASL-PLAIN", "STLS", "TOP", "USER",
     ]  # fmt: skip
     assert fingerprint.greeting == "+OK scripted POP3 ready <1.2@test>"
 

@@ -253,3 +253,20 @@ def test_framing_rule_table_matches_the_documented_requirements() -> None:
         "stuffing": ("POP3-1939-MULTI-02",),
         "unsolicited": ("POP3-1939-GREET-02", "POP3-1939-RESP-01"),
     }
+
+
+def test_a_sasl_challenge_is_a_reply_only_inside_an_auth_exchange() -> None:
+    from conformance.framing import FramingFinding
+    from conformance.reader import ReplyReader, StatusLine
+
+    for continuation, expected in ((True, "+"), (False, None)):
+        reader = ReplyReader()
+        reader.begin_reply(False, continuation=continuation)
+        for octet in b"+ dGVzdA==\r\n":  # one byte at a time
+            reader.feed(bytes([octet]))
+        events = []
+        while (event := reader.next_event()) is not None:
+            events.append(event)
+        status = next(e for e in events if isinstance(e, StatusLine))
+        assert status.status == expected
+        assert any(isinstance(e, FramingFinding) for e in events) is (not continuation)
