@@ -2990,7 +2990,7 @@ class CleartextRefusalReveals(Pop3Session):
 FAULTS += [
     F("auth-code-missing", "AUTH-RESP-CODE advertised, failed logins without [AUTH]",
       ["authcode.*"],
-      ["authcode.wrong-password", "authcode.sasl-wrong-password", "authcode.apop-wrong-digest"],
+      ["authcode.wrong-password", "authcode.sasl-wrong-password", "authcode.wrong-apop-digest"],
       AuthCodeMissing),
     F("auth-code-on-everything", "[AUTH] on refusals of ordinary commands",
       ["authcode.not-on-other-commands"], ["authcode.not-on-other-commands"],
