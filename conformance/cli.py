@@ -154,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--no-redact", action="store_true", help="keep PASS/APOP/AUTH arguments in transcripts"
     )
+    run.add_argument(
+        "--full-transcripts",
+        action="store_true",
+        help="keep every octet in the reports (default: passing bodies as length, SHA-256, "
+        "first and last line; failing exchanges up to 64 KiB a step)",
+    )
     run.add_argument("-v", "--verbose", action="store_true")
 
     lst = sub.add_parser("list", help="list scenarios grouped by section")
@@ -286,10 +292,11 @@ def _secrets(cfg: RunConfig, fixture: Any) -> list[str]:
 def cmd_run(args: argparse.Namespace) -> int:
     from conformance import expectations as xp
     from conformance.console import Console
-    from conformance.reports import write_json, write_junit
+    from conformance.reports.compact import compact_run
     from conformance.reports.redact import scrub_run
 
     cfg = build_config(args)
+    outputs = report_outputs(args)
     corpus = load_corpus(args.scenarios)
     scenarios = select(corpus, args.select)
     skipped_slow = 0
@@ -320,24 +327,44 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.result(result, done, total)
 
     fixture = _load_fixture(cfg)
-    run = run_suite(scenarios, cfg, progress=progress, fixture=fixture, jobs=args.jobs)
+    ran: list[Any] = []
+
+    def record(result: Any, done: int, total: int) -> None:
+        ran.append(result)
+        progress(result, done, total)
+
+    interrupted = False
+    try:
+        run = run_suite(scenarios, cfg, progress=record, fixture=fixture, jobs=args.jobs)
+    except KeyboardInterrupt:
+        # run_suite returns partial results with `incomplete` set once it
+        # handles the interrupt itself; until then, build them from what the
+        # progress callback saw, so the reports of what ran are not lost.
+        interrupted = True
+        run = _interrupted_run(cfg, ran)
     xp.apply(run.results, exps)  # idempotent: covers results the callback did not see
     if cfg.redact:
         scrub_run(run, _secrets(cfg, fixture))
-    if args.junit:
-        write_junit(run, args.junit)
-    if args.json:
-        write_json(run, args.json)
-    if args.html:
-        write_html_report(run, args.html, args.json or None)
-    if args.update_expectations:
-        xp.write_expectations(args.update_expectations, xp.updated(run.results, previous))
+    if not args.full_transcripts:
+        compact_run(run)
+    write_reports(run, outputs)
+    if args.update_expectations and not run.incomplete:
+        try:
+            xp.write_expectations(args.update_expectations, xp.updated(run.results, previous))
+        except OSError as exc:
+            raise ConfigError(
+                f"--update-expectations: cannot write {args.update_expectations}: {exc.strerror}"
+            ) from None
     console.summary(run)
-    outputs = [str(p) for p in (args.junit, args.json, args.html) if p]
-    if args.update_expectations:
-        outputs.append(f"{args.update_expectations} (expectations)")
-    if outputs:
-        console._write(f"reports: {', '.join(outputs)}")
+    if run.incomplete:
+        console._write(f"incomplete run: {run.incomplete} ({len(run.results)} results reported)")
+    written = [str(path) for _flag, path in outputs]
+    if args.update_expectations and not run.incomplete:
+        written.append(f"{args.update_expectations} (expectations)")
+    if written:
+        console._write(f"reports: {', '.join(written)}")
+    if interrupted:
+        return INTERRUPTED
     return run.exit_code
 
 
@@ -373,6 +400,87 @@ def cmd_setup(args: argparse.Namespace) -> int:
     return 3 if problems else 0
 
 
+INTERRUPTED = 130  # the shell's code for a run stopped by SIGINT
+
+
+def _interrupted_run(cfg: RunConfig, results: list[Any]) -> Any:
+    """A RunResult of the scenarios that finished before Ctrl-C."""
+    from conformance.results import RunResult, TargetFingerprint
+
+    return RunResult(
+        tool_version=__version__,
+        started_at="",
+        duration=0.0,
+        target=TargetFingerprint(
+            address=cfg.address if cfg.host is not None else "embedded",
+            tls="plain",
+            greeting="",
+            capabilities=[],
+            embedded=cfg.host is None,
+        ),
+        config=cfg.redacted(),
+        results=list(results),
+        strict=cfg.strict,
+        incomplete="interrupted",
+    )
+
+
+# --------------------------------------------------------------------------
+# Report files: every path checked before the first scenario runs
+# --------------------------------------------------------------------------
+
+
+def check_output_path(flag: str, path: Path) -> None:
+    """Fail now, naming the flag, if `path` cannot be written: a run must not
+    spend minutes and then lose its report. Creates missing parent
+    directories (the report would need them anyway); leaves no file behind."""
+    where = f"{flag}: cannot write {path}"
+    if path.is_dir():
+        raise ConfigError(f"{where}: it is a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
+        with open(path, "ab"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{where}: {exc.strerror or exc}") from None
+
+
+def report_outputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """The report flags in use, each checked (exit 2 naming the flag)."""
+    outputs = [
+        (flag, path)
+        for flag, path in (("--junit", args.junit), ("--json", args.json), ("--html", args.html))
+        if path
+    ]
+    if args.update_expectations:
+        outputs_to_check = [*outputs, ("--update-expectations", args.update_expectations)]
+    else:
+        outputs_to_check = outputs
+    for flag, path in outputs_to_check:
+        check_output_path(flag, path)
+    return outputs
+
+
+def write_reports(run: Any, outputs: list[tuple[str, Path]]) -> None:
+    """JUnit, JSON and HTML as the flags ask; an OSError names its flag."""
+    from conformance.reports import write_json, write_junit
+
+    paths = dict(outputs)
+    for flag, path in outputs:
+        try:
+            if flag == "--junit":
+                write_junit(run, path)
+            elif flag == "--json":
+                write_json(run, path)
+            elif flag == "--html":
+                write_html_report(run, path, paths.get("--json"))
+        except OSError as exc:
+            raise ConfigError(f"{flag}: cannot write {path}: {exc.strerror or exc}") from None
+
+
 def write_html_report(run: Any, path: Path, json_path: Path | None) -> None:
     """One run as the matrix page with a single target column: verdicts by
     section, requirement summaries, and each scenario's transcript."""
@@ -390,11 +498,8 @@ def write_html_report(run: Any, path: Path, json_path: Path | None) -> None:
             matrix.load_matrix([f"{label}={json_path}"]),
             title=f"mailspec report: {label}",
         )
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(page + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"--html: cannot write {path}: {exc.strerror}") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page + "\n", encoding="utf-8")
 
 
 def cmd_list(args: argparse.Namespace) -> int:

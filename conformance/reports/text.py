@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from conformance.reports.compact import restore_hint
 from conformance.results import Direction, Failure, ScenarioResult, TranscriptEntry
 from conformance.transcript import escape_bytes
 
@@ -20,9 +21,16 @@ def transcript_lines(entries: Iterable[TranscriptEntry]) -> list[str]:
         if e.direction is Direction.EVENT:
             lines.append(f"{prefix} {e.data.decode('utf-8', 'replace')}")
             continue
-        chunks = e.data.splitlines(keepends=True) or [b""]
-        for chunk in chunks:
-            lines.append(f"{prefix} {escape_bytes(chunk)}")
+        if e.elided is None:
+            parts = [e.data]
+        else:
+            parts = [e.data[: e.elided.head], None, e.data[e.elided.head :]]
+        for part in parts:
+            if part is None:
+                lines.append(f"{prefix} {restore_hint(e)}")
+                continue
+            for chunk in part.splitlines(keepends=True) or ([b""] if e.elided is None else []):
+                lines.append(f"{prefix} {escape_bytes(chunk)}")
     return lines
 
 
