@@ -468,7 +468,6 @@ def write_reports(run: Any, outputs: list[tuple[str, Path]]) -> None:
     """JUnit, JSON and HTML as the flags ask; an OSError names its flag."""
     from conformance.reports import write_json, write_junit
 
-    paths = dict(outputs)
     for flag, path in outputs:
         try:
             if flag == "--junit":
@@ -476,28 +475,18 @@ def write_reports(run: Any, outputs: list[tuple[str, Path]]) -> None:
             elif flag == "--json":
                 write_json(run, path)
             elif flag == "--html":
-                write_html_report(run, path, paths.get("--json"))
+                write_html_report(run, path)
         except OSError as exc:
             raise ConfigError(f"{flag}: cannot write {path}: {exc.strerror or exc}") from None
 
 
-def write_html_report(run: Any, path: Path, json_path: Path | None) -> None:
-    """One run as the matrix page with a single target column: verdicts by
-    section, requirement summaries, and each scenario's transcript."""
-    import tempfile
-
+def write_html_report(run: Any, path: Path) -> None:
+    """One run as the matrix page with a single target column: the failures
+    first, verdicts by section, and each scenario's transcript."""
     from conformance import matrix
-    from conformance.reports import write_json
 
-    with tempfile.TemporaryDirectory(prefix="mailspec-html-") as tmp:
-        if json_path is None or not json_path.exists():
-            json_path = Path(tmp) / "results.json"
-            write_json(run, json_path)
-        label = "reference" if run.target.embedded else run.target.address
-        page = matrix.render_html(
-            matrix.load_matrix([f"{label}={json_path}"]),
-            title=f"mailspec report: {label}",
-        )
+    label = "reference" if run.target.embedded else run.target.address
+    page = matrix.render_html(matrix.from_run(run, label), title=f"mailspec report: {label}")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page + "\n", encoding="utf-8")
 
