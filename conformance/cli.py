@@ -14,7 +14,9 @@ import importlib
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     run = sub.add_parser("run", help="run scenarios against a target (default: embedded server)")
-    run.add_argument("--target", type=_target_arg, metavar="HOST:PORT")
+    run.add_argument(
+        "--target",
+        type=_target_arg,
+        metavar="HOST:PORT",
+        help="the POP3 server to test (default: start the bundled reference server); "
+        "overrides the config file's target",
+    )
     run.add_argument("--config", type=Path, metavar="FILE", help="target config file (YAML)")
     scenario_opts(run)
     run.add_argument("--strict", action="store_true", help="SHOULD/MAY deviations FAIL")
@@ -130,8 +138,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="rewrite FILE from this run's failures (keeps existing reasons)",
     )
-    run.add_argument("--junit", type=Path, default=DEFAULT_JUNIT, metavar="PATH")
-    run.add_argument("--json", type=Path, default=DEFAULT_JSON, metavar="PATH")
+    run.add_argument(
+        "--junit",
+        type=Path,
+        default=DEFAULT_JUNIT,
+        metavar="PATH",
+        help="JUnit XML report, one testsuite per section (default reports/junit.xml)",
+    )
+    run.add_argument(
+        "--json",
+        type=Path,
+        default=DEFAULT_JSON,
+        metavar="PATH",
+        help="JSON report, docs/results.schema.json (default reports/results.json)",
+    )
     run.add_argument(
         "--html",
         type=Path,
@@ -150,7 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the target's configured autologout timer (slow scenarios wait for it); "
         "without a target, the embedded server is started with it",
     )
-    run.add_argument("--provision", type=_provision_arg, metavar="SPEC")
+    run.add_argument(
+        "--provision",
+        type=_provision_arg,
+        metavar="SPEC",
+        help="how the accounts get the fixture's messages: none, maildir:TEMPLATE, "
+        "mbox:TEMPLATE, smtp:HOST:PORT or command:'...' (TEMPLATE holds {user})",
+    )
     run.add_argument(
         "--no-redact", action="store_true", help="keep PASS/APOP/AUTH arguments in transcripts"
     )
@@ -160,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep every octet in the reports (default: passing bodies as length, SHA-256, "
         "first and last line; failing exchanges up to 64 KiB a step)",
     )
-    run.add_argument("-v", "--verbose", action="store_true")
+    run.add_argument(
+        "-v", "--verbose", action="store_true", help="print each failure's transcript too"
+    )
 
     lst = sub.add_parser("list", help="list scenarios grouped by section")
     scenario_opts(lst)
@@ -334,6 +362,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress(result, done, total)
 
     interrupted = False
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    started = time.monotonic()
     try:
         run = run_suite(scenarios, cfg, progress=record, fixture=fixture, jobs=args.jobs)
     except KeyboardInterrupt:
@@ -341,7 +371,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # handles the interrupt itself; until then, build them from what the
         # progress callback saw, so the reports of what ran are not lost.
         interrupted = True
-        run = _interrupted_run(cfg, ran)
+        run = _interrupted_run(cfg, ran, started_at, time.monotonic() - started)
     xp.apply(run.results, exps)  # idempotent: covers results the callback did not see
     if cfg.redact:
         scrub_run(run, _secrets(cfg, fixture))
@@ -403,14 +433,14 @@ def cmd_setup(args: argparse.Namespace) -> int:
 INTERRUPTED = 130  # the shell's code for a run stopped by SIGINT
 
 
-def _interrupted_run(cfg: RunConfig, results: list[Any]) -> Any:
+def _interrupted_run(cfg: RunConfig, results: list[Any], started_at: str, duration: float) -> Any:
     """A RunResult of the scenarios that finished before Ctrl-C."""
     from conformance.results import RunResult, TargetFingerprint
 
     return RunResult(
         tool_version=__version__,
-        started_at="",
-        duration=0.0,
+        started_at=started_at,
+        duration=round(duration, 3),
         target=TargetFingerprint(
             address=cfg.address if cfg.host is not None else "embedded",
             tls="plain",
