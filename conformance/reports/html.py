@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from markupsafe import Markup
 
@@ -128,13 +128,14 @@ def render_bytes(data: bytes) -> str:
 # The view: plain objects the templates walk
 
 
-@dataclass
-class Line:
+class Line(NamedTuple):
+    """One table row of a transcript (a tuple: the template unpacks it, which
+    keeps rendering thousands of rows cheap)."""
+
+    css: str  # c | s | ev | el (elision note), plus " fail" in the failing exchange
     who: str  # "  0.012 a S:" on an entry's first line, "" after
-    cls: str  # c | s | ev | el (elision note)
     data: Markup
-    failing: bool = False
-    anchor: str = ""  # set on the first line of the failing exchange
+    anchor: str  # set on the first line of the failing exchange
 
 
 @dataclass
@@ -251,11 +252,14 @@ def failing_indexes(cell: Cell) -> set[int]:
     return chosen
 
 
-def _entry_lines(e: Entry, limit: int) -> list[Line]:
+def _entry_lines(e: Entry, limit: int, failing: bool, anchor: str) -> list[Line]:
+    """The rows of one entry: one per wire line, the label on the first."""
     who = f"{e.at:7.3f} {e.session} {e.direction}:"
+    mark = " fail" if failing else ""
     if e.direction == "*":
-        return [Line(who, "ev", Markup(html.escape(e.data.decode("utf-8", "replace"))))]
-    cls = "c" if e.direction == "C" else "s"
+        text = Markup(html.escape(e.data.decode("utf-8", "replace"), quote=False))
+        return [Line("ev" + mark, who, text, anchor)]
+    css = ("c" if e.direction == "C" else "s") + mark
     if e.elided is not None:
         pieces: list[bytes | None] = [e.data[: e.elided.head], None, e.data[e.elided.head :]]
     else:
@@ -264,10 +268,14 @@ def _entry_lines(e: Entry, limit: int) -> list[Line]:
     lines: list[Line] = []
     for piece in pieces:
         if piece is None:
-            lines.append(Line("" if lines else who, "el", Markup(html.escape(_elision(e, limit)))))
+            note = Markup(html.escape(_elision(e, limit), quote=False))
+            lines.append(Line("el" + mark, "" if lines else who, note, "" if lines else anchor))
             continue
         for chunk in piece.splitlines(keepends=True) or ([b""] if e.elided is None else []):
-            lines.append(Line("" if lines else who, cls, Markup(render_bytes(chunk))))
+            first = not lines
+            lines.append(
+                Line(css, who if first else "", Markup(render_bytes(chunk)), anchor if first else "")
+            )
     return lines
 
 
@@ -283,6 +291,7 @@ def _elision(e: Entry, limit: int) -> str:
 
 def transcript_blocks(cell: Cell, limit: int, fail_anchor: str) -> list[Block]:
     failing = failing_indexes(cell)
+    first_failing = min(failing) if failing else -1
     blocks: list[Block] = []
     for i, e in enumerate(cell.transcript):
         verification = _is_verification(e.session)
@@ -291,14 +300,10 @@ def transcript_blocks(cell: Cell, limit: int, fail_anchor: str) -> list[Block]:
         block = blocks[-1]
         if e.session not in block.sessions:
             block.sessions.append(e.session)
-        lines = _entry_lines(e, limit)
         if i in failing:
-            for line in lines:
-                line.failing = True
             block.failing = True
-            if i == min(failing):
-                lines[0].anchor = fail_anchor
-        block.lines.extend(lines)
+        anchor = fail_anchor if i == first_failing else ""
+        block.lines.extend(_entry_lines(e, limit, i in failing, anchor))
     return blocks
 
 
@@ -439,8 +444,13 @@ def _asset(name: str) -> str:
 def _environment() -> Any:
     import jinja2
 
+    try:  # compiled templates kept between runs (Jinja's own cache, in the temp dir)
+        cache: Any = jinja2.FileSystemBytecodeCache()
+    except (OSError, RuntimeError):
+        cache = None
     return jinja2.Environment(
         loader=jinja2.PackageLoader("conformance", "templates"),
+        bytecode_cache=cache,
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,

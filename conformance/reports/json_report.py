@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from conformance.reports.text import escape_bytes
+from conformance.reports.text import broken_requirement, escape_bytes
 from conformance.results import (
     Direction,
     Elision,
@@ -62,6 +62,7 @@ def _result(r: ScenarioResult) -> dict[str, Any]:
         "requirements": list(r.requirements),
         "level": r.level,
         "verdict": r.verdict.value,
+        "requirement": broken_requirement(r) if r.verdict is not Verdict.PASS else None,
         "message": r.message,
         "expectation_reason": r.expectation_reason,
         "source": r.source,

@@ -161,6 +161,17 @@ def test_an_incomplete_run_is_marked_in_junit_and_json(tmp_path: Path) -> None:
     assert results_to_dict(make_run())["incomplete"] is None
 
 
+def test_json_names_the_requirement_each_non_pass_is_reported_against() -> None:
+    run = make_run()
+    run.results[1].failures[0] = dataclasses.replace(
+        run.results[1].failures[0], requirement="POP3-1939-STAT-02"
+    )
+    by_id = {r["id"]: r for r in results_to_dict(run)["results"]}
+    assert by_id["stat.fail"]["requirement"] == "POP3-1939-STAT-02"
+    assert by_id["top.skip"]["requirement"] == "POP3-1939-STAT-01"  # the scenario's first
+    assert by_id["stat.pass"]["requirement"] is None
+
+
 def test_passing_testcases_carry_no_transcript() -> None:
     cases = _cases(junit_xml_string(make_run()))
     assert "transcript:\n" not in cases["stat.pass"].find("system-out").text
