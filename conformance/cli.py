@@ -361,16 +361,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         ran.append(result)
         progress(result, done, total)
 
-    interrupted = False
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     started = time.monotonic()
     try:
         run = run_suite(scenarios, cfg, progress=record, fixture=fixture, jobs=args.jobs)
     except KeyboardInterrupt:
-        # run_suite returns partial results with `incomplete` set once it
-        # handles the interrupt itself; until then, build them from what the
-        # progress callback saw, so the reports of what ran are not lost.
-        interrupted = True
+        # run_suite turns a Ctrl-C during the scenarios into partial results
+        # itself; one that lands outside them (the target being set up or
+        # torn down) is caught here, with what the progress callback saw.
         run = _interrupted_run(cfg, ran, started_at, time.monotonic() - started)
     xp.apply(run.results, exps)  # idempotent: covers results the callback did not see
     if cfg.redact:
@@ -393,8 +391,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         written.append(f"{args.update_expectations} (expectations)")
     if written:
         console._write(f"reports: {', '.join(written)}")
-    if interrupted:
-        return INTERRUPTED
     return run.exit_code
 
 
@@ -428,9 +424,6 @@ def cmd_setup(args: argparse.Namespace) -> int:
                 problems += 1
                 print(f"{role} ({account.user}): {problem}", file=sys.stderr)
     return 3 if problems else 0
-
-
-INTERRUPTED = 130  # the shell's code for a run stopped by SIGINT
 
 
 def _interrupted_run(cfg: RunConfig, results: list[Any], started_at: str, duration: float) -> Any:
