@@ -308,18 +308,6 @@ def load_matrix(specs: list[str]) -> Matrix:
     return Matrix(targets, ordered)
 
 
-def requirement_tip(req_id: str) -> str:
-    try:
-        from conformance.catalogue import load_catalogue
-
-        req = load_catalogue().get(req_id)
-    except Exception:  # catalogue unavailable: the ID alone still helps
-        req = None
-    if req is None:
-        return req_id
-    return f"{req_id} ({req.level}, {req.reference}): {req.summary}"
-
-
 # --------------------------------------------------------------------------
 # Markdown
 

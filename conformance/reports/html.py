@@ -48,12 +48,6 @@ class RequirementView:
     summary: str = ""
     url: str = ""
 
-    @property
-    def tip(self) -> str:
-        if not self.reference:
-            return self.id
-        return f"{self.id} ({self.level}, {self.reference}): {self.summary}"
-
 
 def rfc_url(rfc: int, section: str) -> str:
     """The RFC text on rfc-editor.org, at the section when it is numbered."""
@@ -289,8 +283,7 @@ def _elision(e: Entry, limit: int) -> str:
     )
 
 
-def transcript_blocks(cell: Cell, limit: int, fail_anchor: str) -> list[Block]:
-    failing = failing_indexes(cell)
+def transcript_blocks(cell: Cell, limit: int, failing: set[int], fail_anchor: str) -> list[Block]:
     first_failing = min(failing) if failing else -1
     blocks: list[Block] = []
     for i, e in enumerate(cell.transcript):
@@ -362,6 +355,7 @@ def build_page(matrix: Matrix, *, title: str, limit: int) -> Page:
     single = len(matrix.targets) == 1
     summary: list[SummaryItem] = []
     transcripts: list[tuple[Target, list[TranscriptView]]] = []
+    hrefs: dict[tuple[str, str], str] = {}  # (target, scenario) -> where its cell links
     for t in matrix.targets:
         views: list[TranscriptView] = []
         for r in matrix.rows:
@@ -371,12 +365,10 @@ def build_page(matrix: Matrix, *, title: str, limit: int) -> Page:
             a = anchor(t.label, r.id)
             failing = failing_indexes(c)
             fail_anchor = f"{a}-fail" if failing else a
+            hrefs[t.label, r.id] = f"#{fail_anchor}"
             failures = [_failure_view(f, r) for f in c.failures]
-            views.append(
-                TranscriptView(
-                    a, fail_anchor, t.label, r, c, failures, transcript_blocks(c, limit, fail_anchor)
-                )
-            )
+            blocks = transcript_blocks(c, limit, failing, fail_anchor)
+            views.append(TranscriptView(a, fail_anchor, t.label, r, c, failures, blocks))
             if c.verdict in SUMMARY_VERDICTS:
                 first = failures[0] if failures else None
                 summary.append(
@@ -408,11 +400,8 @@ def build_page(matrix: Matrix, *, title: str, limit: int) -> Page:
                 if c is None:
                     cells.append(None)
                     continue
-                href = anchor(t.label, r.id)
-                if failing_indexes(c):
-                    href += "-fail"
                 message = "" if c.verdict == "PASS" else _one_line(c)
-                cells.append(CellView(c.verdict, f"#{href}", message))
+                cells.append(CellView(c.verdict, hrefs[t.label, r.id], message))
             row_views.append(
                 RowView(
                     r,
