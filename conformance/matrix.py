@@ -243,6 +243,8 @@ def load_target(spec: str) -> tuple[Target, list[Row]]:
 def from_run(run: Any, label: str) -> Matrix:
     """A one-target matrix straight from a RunResult (the `run --html`
     report), without a JSON round trip."""
+    from conformance.reports.json_report import failure_dict
+
     rows: list[Row] = []
     cells: dict[str, Cell] = {}
     for r in run.results:
@@ -250,18 +252,7 @@ def from_run(run: Any, label: str) -> Matrix:
         cells[r.scenario_id] = Cell(
             verdict=r.verdict.value,
             message=r.message,
-            failures=[
-                {
-                    "step": f.step,
-                    "step_text": f.step_text,
-                    "expected": f.expected,
-                    "actual": f.actual,
-                    "requirement": f.requirement,
-                    "level": f.level,
-                    "kind": f.kind,
-                }
-                for f in r.failures
-            ],
+            failures=[failure_dict(f) for f in r.failures],
             transcript=[
                 Entry(e.at, e.session, e.direction.value, e.data, e.elided) for e in r.transcript
             ],

@@ -67,19 +67,20 @@ def _result(r: ScenarioResult) -> dict[str, Any]:
         "expectation_reason": r.expectation_reason,
         "source": r.source,
         "duration": round(r.duration, 6),
-        "failures": [
-            {
-                "step": f.step,
-                "step_text": f.step_text,
-                "expected": f.expected,
-                "actual": f.actual,
-                "requirement": f.requirement,
-                "level": f.level,
-                "kind": f.kind,
-            }
-            for f in r.failures
-        ],
+        "failures": [failure_dict(f) for f in r.failures],
         "transcript": [_entry(e) for e in r.transcript],
+    }
+
+
+def failure_dict(f: Failure) -> dict[str, Any]:
+    return {
+        "step": f.step,
+        "step_text": f.step_text,
+        "expected": f.expected,
+        "actual": f.actual,
+        "requirement": f.requirement,
+        "level": f.level,
+        "kind": f.kind,
     }
 
 

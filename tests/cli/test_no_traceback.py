@@ -18,23 +18,12 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from cli_testlib import PYTHON, REPO, SELFTEST
+from cli_testlib import PYTHON, REPO, SELFTEST, run_mailspec
 
 SCHEMA = json.loads((REPO / "docs" / "results.schema.json").read_text("utf-8"))
 
 
-def _mailspec(
-    cwd: Path, env: dict[str, str], *args: str, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYTHON, "-m", "conformance", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+_mailspec = run_mailspec
 
 
 @contextmanager
