@@ -131,17 +131,6 @@ def test_verification_is_collapsed_and_the_failing_exchange_marked(page: str) ->
     assert "closed by the client" in section
 
 
-def test_templates_ship_as_package_data() -> None:
-    import tomllib
-
-    config = tomllib.loads((REPO / "pyproject.toml").read_text("utf-8"))
-    data = config["tool"]["setuptools"]["package-data"]["conformance"]
-    assert "templates/*" in data
-    shipped = {p.name for p in (REPO / "conformance" / "templates").iterdir()}
-    assert {"report.html.j2", "report.css", "report.js"} <= shipped
-    assert any(d.startswith("Jinja2") for d in config["project"]["dependencies"])
-
-
 def test_matrix_columns_are_named_after_the_target(tmp_path: Path) -> None:
     from conformance.reports import write_json
 
