@@ -5,7 +5,10 @@ A passing run of the whole corpus moves megabytes of message bodies (the
 kept verbatim they make reports no artifact store or JUnit viewer wants.
 Before the reports are written, each scenario's transcript is shortened:
 
-* PASS and SKIP scenarios: consecutive entries of one session and
+* PASS and SKIP scenarios: the sessions of the set-up check (`verify-…`)
+  and of the capability probe (`probe`), the same dozen lines before every
+  scenario, become one note each with their entry count, octets and
+  SHA-256; consecutive entries of one session and
   direction (a reply body arrives in many reads) are joined; a joined
   entry longer than `PASSING_KEEP_OCTETS` or `PASSING_KEEP_LINES` lines is
   kept as its first and last line (each at most `EDGE_LINE_OCTETS`), with
@@ -30,6 +33,39 @@ PASSING_KEEP_LINES = 4  # ... and up to this many lines
 EDGE_LINE_OCTETS = 256  # first/last line kept of a shortened passing entry
 FAILING_KEEP_OCTETS = 64 * 1024  # exact bytes kept a step in a non-PASS scenario
 PASSING_VERDICTS = frozenset({Verdict.PASS, Verdict.SKIP})
+VERIFY_PREFIX = "verify-"  # transcript sessions of the set-up check (engine)
+PROBE_SESSION = "probe"  # the capability probe's session
+
+
+def is_verification_session(session: str) -> bool:
+    return session.startswith(VERIFY_PREFIX) or session == PROBE_SESSION
+
+
+def _summarize_verification(entries: list[TranscriptEntry]) -> list[TranscriptEntry]:
+    """Each stretch of one set-up or probe session as one note."""
+    out: list[TranscriptEntry] = []
+    i = 0
+    while i < len(entries):
+        e = entries[i]
+        if not is_verification_session(e.session):
+            out.append(e)
+            i += 1
+            continue
+        j = i
+        while j < len(entries) and entries[j].session == e.session:
+            j += 1
+        digest = hashlib.sha256()
+        octets = 0
+        for x in entries[i:j]:
+            digest.update(x.direction.value.encode() + x.data)
+            octets += len(x.data) if x.direction is not Direction.EVENT else 0
+        note = (
+            f"set-up check passed: {j - i} entries not kept ({octets} octets on the wire, "
+            f"sha256 {digest.hexdigest()}); --full-transcripts keeps them"
+        )
+        out.append(TranscriptEntry(e.at, e.session, Direction.EVENT, note.encode()))
+        i = j
+    return out
 
 
 def _runs(entries: Iterable[TranscriptEntry]) -> list[list[TranscriptEntry]]:
@@ -77,7 +113,7 @@ def _edges(data: bytes) -> tuple[bytes, bytes]:
 
 def compact_passing(entries: list[TranscriptEntry]) -> list[TranscriptEntry]:
     out: list[TranscriptEntry] = []
-    for group in _runs(entries):
+    for group in _runs(_summarize_verification(entries)):
         data = b"".join(e.data for e in group)
         if group[0].direction is Direction.EVENT or (
             len(data) <= PASSING_KEEP_OCTETS and data.count(b"\n") <= PASSING_KEEP_LINES

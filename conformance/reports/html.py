@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from markupsafe import Markup
 
+from conformance.reports.compact import is_verification_session
+
 if TYPE_CHECKING:
     from conformance.matrix import Cell, Entry, Matrix, Row, Target
 
 PROBLEM_VERDICTS = ("FAIL", "XPASS", "ERROR")  # listed first in the summary
 SUMMARY_VERDICTS = (*PROBLEM_VERDICTS, "WARN")
-VERIFY_PREFIX = "verify-"  # transcript sessions of the fixture verification
-PROBE_SESSION = "probe"  # the capability probe's session
 CLIENT_CLOSED = "closed by the client"
 RFC_URL = "https://www.rfc-editor.org/rfc/rfc{rfc}"
 _SECTION_NUMBER = re.compile(r"^\d+(\.\d+)*$")
@@ -209,10 +209,6 @@ def anchor(target: str, scenario: str) -> str:
     return f"t-{clean.sub('_', target)}--{clean.sub('_', scenario)}"
 
 
-def _is_verification(session: str) -> bool:
-    return session.startswith(VERIFY_PREFIX) or session == PROBE_SESSION
-
-
 def failing_indexes(cell: Cell) -> set[int]:
     """The transcript entries of the exchange that failed: the scenario's
     last wire exchange (the reply the check stopped at and the command
@@ -287,7 +283,7 @@ def transcript_blocks(cell: Cell, limit: int, failing: set[int], fail_anchor: st
     first_failing = min(failing) if failing else -1
     blocks: list[Block] = []
     for i, e in enumerate(cell.transcript):
-        verification = _is_verification(e.session)
+        verification = is_verification_session(e.session)
         if not blocks or blocks[-1].verification != verification:
             blocks.append(Block(verification, []))
         block = blocks[-1]

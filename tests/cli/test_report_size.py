@@ -66,6 +66,25 @@ def test_short_passing_replies_and_events_are_kept_whole() -> None:
     assert compact_passing(entries) == entries
 
 
+def test_a_passing_set_up_check_becomes_one_note_per_session() -> None:
+    check = [
+        TranscriptEntry(0.0, "verify-main", Direction.EVENT, b"connected to 127.0.0.1:110"),
+        TranscriptEntry(0.1, "verify-main", Direction.SERVER, b"+OK ready\r\n"),
+        TranscriptEntry(0.2, "verify-main", Direction.CLIENT, b"STAT\r\n"),
+        TranscriptEntry(0.3, "verify-main", Direction.SERVER, b"+OK 2 320\r\n"),
+    ]
+    scenario = [TranscriptEntry(0.4, "a", Direction.SERVER, b"+OK ready\r\n")]
+    after = [TranscriptEntry(0.5, "verify-main-after", Direction.CLIENT, b"UIDL\r\n")]
+    note, kept, note_after = compact_passing(check + scenario + after)
+    assert note.session == "verify-main" and note.direction is Direction.EVENT
+    assert note.data.startswith(b"set-up check passed: 4 entries not kept (28 octets")
+    assert b"--full-transcripts" in note.data
+    assert kept == scenario[0]
+    assert note_after.data.startswith(b"set-up check passed: 1 entries not kept (6 octets")
+    # a scenario that did not pass keeps its set-up check whole
+    assert compact_failing(check + scenario) == check + scenario
+
+
 def test_an_overlong_single_line_keeps_bounded_edges() -> None:
     line = b"X" * 100_000 + b"\r\n"
     [entry] = compact_passing([TranscriptEntry(0.0, "a", Direction.CLIENT, line)])
