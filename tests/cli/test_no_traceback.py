@@ -100,6 +100,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
     mine.mkdir()
     (mine / "selftest.yaml").write_text(SELFTEST, "utf-8")
     (tmp_path / "notjson.json").write_text("{", "utf-8")
+    (tmp_path / "notarget.yaml").write_text("provision: none\n", "utf-8")
     return {"tmp": tmp_path, "broken": broken, "mine": mine}
 
 
@@ -127,6 +128,10 @@ USAGE_CASES: list[tuple[list[str], str]] = [
     (["matrix", "missing.json"], "cannot read missing.json"),
     (["matrix", "notjson.json"], "not JSON"),
     (["nosuchcommand"], "invalid choice"),
+    (["verify"], "--config"),
+    (["verify", "--config", "missing.yaml"], "missing.yaml"),
+    (["provision", "--config", "bad.yaml"], "bad.yaml"),
+    (["provision", "--config", "notarget.yaml"], "'target:' is required"),
 ]
 
 

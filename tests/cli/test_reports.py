@@ -150,6 +150,8 @@ def test_junit_names_the_requirement_a_failure_is_reported_against() -> None:
 def test_an_incomplete_run_is_marked_in_junit_and_json(tmp_path: Path) -> None:
     run = make_run()
     run.incomplete = "interrupted"
+    write_junit(run, tmp_path / "junit.xml")
+    xmlschema.XMLSchema(str(XSD)).validate(str(tmp_path / "junit.xml"))
     root = ET.fromstring(junit_xml_string(run).encode())
     props = {p.get("name"): p.get("value") for p in root.iter("property")}
     assert props["mailspec.incomplete"] == "interrupted"
