@@ -11,7 +11,14 @@ from dataclasses import dataclass
 
 from conformance import transport
 from conformance.config import RunConfig
-from conformance.driver import ConnectError, Outcome, Reply, Session, deadline_after
+from conformance.driver import (
+    ConnectError,
+    Outcome,
+    Reply,
+    ResolveError,
+    Session,
+    deadline_after,
+)
 from conformance.errors import ProvisionError, TargetUnreachable
 from conformance.expressions import apop_digest_of
 from conformance.fixture import Account
@@ -111,11 +118,19 @@ def connect_and_greet(
         session = transport.connect(
             name, host, port, transcript, config, timeout=config.read_timeout
         )
+    except ResolveError as exc:
+        raise TargetUnreachable(f"{exc} (check the host name)") from None
     except ConnectError as exc:
         raise TargetUnreachable(f"{exc} (is a POP3 server running there?)") from None
     probe = ProbeSession(session, config)
     greeting = probe.read()
-    if greeting.status is None or (not accept_negative and not is_positive(greeting)):
+    if greeting.status is None:
+        session.close()
+        raise TargetUnreachable(
+            f"{config.address}: the connection opened but no greeting arrived: "
+            f"{describe_reply(greeting)}"
+        )
+    if not accept_negative and not is_positive(greeting):
         session.close()
         raise TargetUnreachable(
             f"{config.address} did not greet with +OK: {describe_reply(greeting)}"

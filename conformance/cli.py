@@ -14,7 +14,9 @@ import importlib
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--target",
         type=_target_arg,
         metavar="HOST:PORT|URL",
-        help="HOST:PORT, pop3://HOST[:110] or pop3s://HOST[:995] (implies --tls implicit)",
+        help="the POP3 server to test: HOST:PORT, pop3://HOST[:110] or pop3s://HOST[:995] "
+        "(implies --tls implicit); default: start the bundled reference server; "
+        "overrides the config file's target",
     )
     run.add_argument(
         "--tls",
@@ -161,8 +165,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="rewrite FILE from this run's failures (keeps existing reasons)",
     )
-    run.add_argument("--junit", type=Path, default=DEFAULT_JUNIT, metavar="PATH")
-    run.add_argument("--json", type=Path, default=DEFAULT_JSON, metavar="PATH")
+    run.add_argument(
+        "--junit",
+        type=Path,
+        default=DEFAULT_JUNIT,
+        metavar="PATH",
+        help="JUnit XML report, one testsuite per section (default reports/junit.xml)",
+    )
+    run.add_argument(
+        "--json",
+        type=Path,
+        default=DEFAULT_JSON,
+        metavar="PATH",
+        help="JSON report, docs/results.schema.json (default reports/results.json)",
+    )
     run.add_argument(
         "--html",
         type=Path,
@@ -181,11 +197,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="the target's configured autologout timer (slow scenarios wait for it); "
         "without a target, the embedded server is started with it",
     )
-    run.add_argument("--provision", type=_provision_arg, metavar="SPEC")
+    run.add_argument(
+        "--provision",
+        type=_provision_arg,
+        metavar="SPEC",
+        help="how the accounts get the fixture's messages: none, maildir:TEMPLATE, "
+        "mbox:TEMPLATE, smtp:HOST:PORT or command:'...' (TEMPLATE holds {user})",
+    )
     run.add_argument(
         "--no-redact", action="store_true", help="keep PASS/APOP/AUTH arguments in transcripts"
     )
-    run.add_argument("-v", "--verbose", action="store_true")
+    run.add_argument(
+        "--full-transcripts",
+        action="store_true",
+        help="keep every octet in the reports (default: passing bodies as length, SHA-256, "
+        "first and last line; failing exchanges up to 64 KiB a step)",
+    )
+    run.add_argument(
+        "-v", "--verbose", action="store_true", help="print each failure's transcript too"
+    )
 
     lst = sub.add_parser("list", help="list scenarios grouped by section")
     scenario_opts(lst)
@@ -325,10 +355,11 @@ def _secrets(cfg: RunConfig, fixture: Any) -> list[str]:
 def cmd_run(args: argparse.Namespace) -> int:
     from conformance import expectations as xp
     from conformance.console import Console
-    from conformance.reports import write_json, write_junit
+    from conformance.reports.compact import compact_run
     from conformance.reports.redact import scrub_run
 
     cfg = build_config(args)
+    outputs = report_outputs(args)
     corpus = load_corpus(args.scenarios)
     scenarios = select(corpus, args.select)
     skipped_slow = 0
@@ -359,24 +390,42 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.result(result, done, total)
 
     fixture = _load_fixture(cfg)
-    run = run_suite(scenarios, cfg, progress=progress, fixture=fixture, jobs=args.jobs)
+    ran: list[Any] = []
+
+    def record(result: Any, done: int, total: int) -> None:
+        ran.append(result)
+        progress(result, done, total)
+
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    started = time.monotonic()
+    try:
+        run = run_suite(scenarios, cfg, progress=record, fixture=fixture, jobs=args.jobs)
+    except KeyboardInterrupt:
+        # run_suite turns a Ctrl-C during the scenarios into partial results
+        # itself; one that lands outside them (the target being set up or
+        # torn down) is caught here, with what the progress callback saw.
+        run = _interrupted_run(cfg, ran, started_at, time.monotonic() - started)
     xp.apply(run.results, exps)  # idempotent: covers results the callback did not see
     if cfg.redact:
         scrub_run(run, _secrets(cfg, fixture))
-    if args.junit:
-        write_junit(run, args.junit)
-    if args.json:
-        write_json(run, args.json)
-    if args.html:
-        write_html_report(run, args.html, args.json or None)
-    if args.update_expectations:
-        xp.write_expectations(args.update_expectations, xp.updated(run.results, previous))
+    if not args.full_transcripts:
+        compact_run(run)
+    write_reports(run, outputs)
+    if args.update_expectations and not run.incomplete:
+        try:
+            xp.write_expectations(args.update_expectations, xp.updated(run.results, previous))
+        except OSError as exc:
+            raise ConfigError(
+                f"--update-expectations: cannot write {args.update_expectations}: {exc.strerror}"
+            ) from None
     console.summary(run)
-    outputs = [str(p) for p in (args.junit, args.json, args.html) if p]
-    if args.update_expectations:
-        outputs.append(f"{args.update_expectations} (expectations)")
-    if outputs:
-        console._write(f"reports: {', '.join(outputs)}")
+    if run.incomplete:
+        console._write(f"incomplete run: {run.incomplete} ({len(run.results)} results reported)")
+    written = [str(path) for _flag, path in outputs]
+    if args.update_expectations and not run.incomplete:
+        written.append(f"{args.update_expectations} (expectations)")
+    if written:
+        console._write(f"reports: {', '.join(written)}")
     return run.exit_code
 
 
@@ -412,28 +461,92 @@ def cmd_setup(args: argparse.Namespace) -> int:
     return 3 if problems else 0
 
 
-def write_html_report(run: Any, path: Path, json_path: Path | None) -> None:
-    """One run as the matrix page with a single target column: verdicts by
-    section, requirement summaries, and each scenario's transcript."""
-    import tempfile
+def _interrupted_run(cfg: RunConfig, results: list[Any], started_at: str, duration: float) -> Any:
+    """A RunResult of the scenarios that finished before Ctrl-C."""
+    from conformance.results import RunResult, TargetFingerprint
 
-    from conformance import matrix
-    from conformance.reports import write_json
+    return RunResult(
+        tool_version=__version__,
+        started_at=started_at,
+        duration=round(duration, 3),
+        target=TargetFingerprint(
+            address=cfg.address if cfg.host is not None else "embedded",
+            tls="plain",
+            greeting="",
+            capabilities=[],
+            embedded=cfg.host is None,
+        ),
+        config=cfg.redacted(),
+        results=list(results),
+        strict=cfg.strict,
+        incomplete="interrupted",
+    )
 
-    with tempfile.TemporaryDirectory(prefix="mailspec-html-") as tmp:
-        if json_path is None or not json_path.exists():
-            json_path = Path(tmp) / "results.json"
-            write_json(run, json_path)
-        label = "reference" if run.target.embedded else run.target.address
-        page = matrix.render_html(
-            matrix.load_matrix([f"{label}={json_path}"]),
-            title=f"mailspec report: {label}",
-        )
+
+# --------------------------------------------------------------------------
+# Report files: every path checked before the first scenario runs
+# --------------------------------------------------------------------------
+
+
+def check_output_path(flag: str, path: Path) -> None:
+    """Fail now, naming the flag, if `path` cannot be written: a run must not
+    spend minutes and then lose its report. Creates missing parent
+    directories (the report would need them anyway); leaves no file behind."""
+    where = f"{flag}: cannot write {path}"
+    if path.is_dir():
+        raise ConfigError(f"{where}: it is a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(page + "\n", encoding="utf-8")
+        existed = path.exists()
+        with open(path, "ab"):
+            pass
+        if not existed:
+            path.unlink()
     except OSError as exc:
-        raise ConfigError(f"--html: cannot write {path}: {exc.strerror}") from None
+        raise ConfigError(f"{where}: {exc.strerror or exc}") from None
+
+
+def report_outputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """The report flags in use, each checked (exit 2 naming the flag)."""
+    outputs = [
+        (flag, path)
+        for flag, path in (("--junit", args.junit), ("--json", args.json), ("--html", args.html))
+        if path
+    ]
+    if args.update_expectations:
+        outputs_to_check = [*outputs, ("--update-expectations", args.update_expectations)]
+    else:
+        outputs_to_check = outputs
+    for flag, path in outputs_to_check:
+        check_output_path(flag, path)
+    return outputs
+
+
+def write_reports(run: Any, outputs: list[tuple[str, Path]]) -> None:
+    """JUnit, JSON and HTML as the flags ask; an OSError names its flag."""
+    from conformance.reports import write_json, write_junit
+
+    for flag, path in outputs:
+        try:
+            if flag == "--junit":
+                write_junit(run, path)
+            elif flag == "--json":
+                write_json(run, path)
+            elif flag == "--html":
+                write_html_report(run, path)
+        except OSError as exc:
+            raise ConfigError(f"{flag}: cannot write {path}: {exc.strerror or exc}") from None
+
+
+def write_html_report(run: Any, path: Path) -> None:
+    """One run as the matrix page with a single target column: the failures
+    first, verdicts by section, and each scenario's transcript."""
+    from conformance import matrix
+
+    label = "reference" if run.target.embedded else run.target.address
+    page = matrix.render_html(matrix.from_run(run, label), title=f"mailspec report: {label}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page + "\n", encoding="utf-8")
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -33,6 +33,10 @@ class ConnectError(Exception):
     """The TCP connection could not be made; message names address and cause."""
 
 
+class ResolveError(ConnectError):
+    """The host name did not resolve (no connection was attempted)."""
+
+
 class Outcome(enum.StrEnum):
     COMPLETE = "complete"
     CLOSED = "closed"  # orderly EOF from the server
@@ -307,7 +311,7 @@ def open_connection(host: str, port: int, timeout: float) -> socket.socket:
     try:
         addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise ConnectError(f"cannot resolve {host!r}: {exc.strerror}") from None
+        raise ResolveError(f"cannot resolve {host!r}: {exc.strerror}") from None
     problems = []
     deadline = deadline_after(timeout)
     for family, kind, proto, _name, address in addresses:

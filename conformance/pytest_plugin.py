@@ -1,8 +1,13 @@
 """pytest plugin `mailspec` (entry point pytest11): scenarios as pytest items.
 
-    pytest scenarios/                                # embedded reference server
-    pytest scenarios/ --mailspec-target HOST:PORT    # a real server
+    pytest --mailspec                                # bundled corpus, embedded server
+    pytest --mailspec --mailspec-target HOST:PORT    # ... against a real server
+    pytest --mailspec --mailspec-config target.yaml  # ... as a config file says
     pytest scenarios/pop3/stat.yaml -k drop --mailspec-strict
+
+`--mailspec` needs no checkout: without path arguments it collects the
+corpus installed with the package, from any directory; with paths, it
+collects the scenario files under them.
 
 Collection follows pytest's non-Python test pattern (pytest_collect_file).
 A YAML file becomes a test file only if it has a top-level `scenarios:` key
@@ -14,7 +19,9 @@ created only when the first scenario item runs.
 
 Verdicts: FAIL -> test failure with the readable failure text; SKIP ->
 pytest.skip(reason); WARN -> pass with a MailspecWarning; ERROR -> error (the
-scenario runs in the item's setup, so pytest reports it as an error).
+scenario runs in the item's setup, so pytest reports it as an error). A
+failure or an error shows the mailspec explanation only, never a pytest
+traceback; `-v` adds the transcript.
 pytest-timeout is the outer guard: each item gets `timeout(scenario + 60 s)`.
 """
 
@@ -30,7 +37,8 @@ import pytest
 
 from conformance.config import RunConfig, finalize, load_config, parse_target
 from conformance.errors import ConfigError, MailspecError
-from conformance.reports.text import explain
+from conformance.reports.compact import compact_failing
+from conformance.reports.text import explain, transcript_text
 from conformance.results import ScenarioResult, Verdict
 
 _SCENARIOS_KEY = re.compile(r"^scenarios\s*:", re.M)
@@ -53,6 +61,12 @@ class ScenarioErrored(Exception):
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("mailspec", "mailspec POP3 conformance scenarios")
     group.addoption(
+        "--mailspec",
+        action="store_true",
+        help="run the scenario corpus installed with mailspec (or the scenario files "
+        "under the given paths) against the embedded server or --mailspec-target",
+    )
+    group.addoption(
         "--mailspec-target",
         metavar="HOST:PORT",
         help="POP3 server to test (default: start the embedded reference server)",
@@ -63,7 +77,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _explicit(config: pytest.Config) -> bool:
-    return bool(config.getoption("mailspec_target") or config.getoption("mailspec_config"))
+    return bool(
+        config.getoption("mailspec")
+        or config.getoption("mailspec_target")
+        or config.getoption("mailspec_config")
+    )
 
 
 def _named_on_command_line(config: pytest.Config, path: Path) -> bool:
@@ -188,8 +206,16 @@ class ScenarioItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:  # type: ignore[override]
         if isinstance(excinfo.value, ScenarioFailed | ScenarioErrored | MailspecError):
-            return str(excinfo.value)
+            return self.explanation(excinfo.value)
         return super().repr_failure(excinfo)
+
+    def explanation(self, exc: BaseException) -> str:
+        """The mailspec text; under -v the scenario's transcript follows."""
+        text = str(exc)
+        if self.config.getoption("verbose") > 0 and self.result and self.result.transcript:
+            shown = compact_failing(self.result.transcript)  # 64 KiB a step at most
+            text += "\ntranscript:\n" + transcript_text(shown)
+        return text
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         source = str(getattr(self.scenario, "source", "") or "")
@@ -199,6 +225,28 @@ class ScenarioItem(pytest.Item):
         return self.path, line, f"mailspec {self.scenario.id}: {self.scenario.title}"
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Errors in a scenario's setup (ERROR verdicts, a target that cannot
+    be reached) are reported like failures: the explanation, no traceback
+    (pytest calls repr_failure only for the call phase)."""
+    report = yield
+    if (
+        isinstance(item, ScenarioItem)
+        and report.failed
+        and call.excinfo is not None
+        and isinstance(call.excinfo.value, ScenarioFailed | ScenarioErrored | MailspecError)
+    ):
+        report.longrepr = item.explanation(call.excinfo.value)
+    return report
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "mailspec: a mailspec conformance scenario")
     config.addinivalue_line("markers", "slow: takes minutes (autologout timers)")
+    if config.getoption("mailspec") and config.args_source is not config.ArgsSource.ARGS:
+        # `pytest --mailspec` with no paths: the corpus installed with the
+        # package, whatever the current directory (or testpaths) holds.
+        from conformance.scenario import bundled_scenario_dir
+
+        config.args[:] = [str(bundled_scenario_dir())]

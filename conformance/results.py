@@ -39,11 +39,22 @@ class Direction(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Elision:
+    """Octets a report left out of a transcript entry: the entry's `data`
+    holds the first `head` octets and then the last ones of the original."""
+
+    length: int  # octets the original entry had
+    sha256: str  # hex digest of all of them, to compare runs without the bytes
+    head: int  # data[:head] starts the original, data[head:] ends it
+
+
+@dataclass(frozen=True, slots=True)
 class TranscriptEntry:
     at: float  # seconds since the scenario started
     session: str  # session name ("a", "b", …)
     direction: Direction
     data: bytes  # exact bytes (already redacted where secrets were sent)
+    elided: Elision | None = None  # set when a report kept only part of `data`
 
 
 @dataclass(frozen=True, slots=True)

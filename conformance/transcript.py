@@ -18,20 +18,21 @@ _AUTH_INITIAL_RESPONSE = re.compile(
 _AUTH_START = re.compile(rb"^AUTH[ \t]+[^ \t\r\n]+", re.I)
 
 _ESCAPES = {0x0D: "\\r", 0x0A: "\\n", 0x09: "\\t", 0x5C: "\\\\"}
+# Every octet's printable form, and a pattern for the octets that need one
+# (all but printable ASCII other than the backslash): reports escape whole
+# transcripts, so the common, printable case must not go octet by octet.
+_ESCAPED = {
+    chr(octet): _ESCAPES.get(octet, f"\\x{octet:02x}")
+    for octet in range(256)
+    if octet in _ESCAPES or not 0x20 <= octet < 0x7F
+}
+_NEEDS_ESCAPE = re.compile(r"[^\x20-\x5b\x5d-\x7e]")
 
 
 def escape_bytes(data: bytes) -> str:
     """Printable ASCII kept; CR, LF, TAB, backslash and every other octet
     escaped (`\\r`, `\\n`, `\\x00`, `\\xc3`), so invisible bytes show."""
-    out = []
-    for octet in data:
-        if octet in _ESCAPES:
-            out.append(_ESCAPES[octet])
-        elif 0x20 <= octet < 0x7F:
-            out.append(chr(octet))
-        else:
-            out.append(f"\\x{octet:02x}")
-    return "".join(out)
+    return _NEEDS_ESCAPE.sub(lambda m: _ESCAPED[m.group()], data.decode("latin-1"))
 
 
 def show_bytes(data: bytes, limit: int = 300) -> str:

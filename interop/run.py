@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         timing[name] = round(wall, 1)
         print(f"== {name}: mailspec exit {code} after {wall:.1f} s ({what})")
         if code in (0, 1):
-            produced.append(str(args.reports / f"interop-{name}.json"))
+            produced.append(f"{name}={args.reports / f'interop-{name}.json'}")
         else:
             status = max(status, code)
     if args.timing:

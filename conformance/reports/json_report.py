@@ -12,9 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from conformance.reports.text import escape_bytes
+from conformance.reports.text import broken_requirement, escape_bytes
 from conformance.results import (
     Direction,
+    Elision,
     Failure,
     RunResult,
     ScenarioResult,
@@ -61,35 +62,45 @@ def _result(r: ScenarioResult) -> dict[str, Any]:
         "requirements": list(r.requirements),
         "level": r.level,
         "verdict": r.verdict.value,
+        "requirement": broken_requirement(r) if r.verdict is not Verdict.PASS else None,
         "message": r.message,
         "expectation_reason": r.expectation_reason,
         "source": r.source,
         "duration": round(r.duration, 6),
-        "failures": [
-            {
-                "step": f.step,
-                "step_text": f.step_text,
-                "expected": f.expected,
-                "actual": f.actual,
-                "requirement": f.requirement,
-                "level": f.level,
-                "kind": f.kind,
-            }
-            for f in r.failures
-        ],
-        "transcript": [
-            {
-                "at": round(e.at, 6),
-                "session": e.session,
-                "direction": e.direction.value,
-                "text": escape_bytes(e.data)
-                if e.direction is not Direction.EVENT
-                else e.data.decode("utf-8", "replace"),
-                "base64": base64.b64encode(e.data).decode("ascii"),
-            }
-            for e in r.transcript
-        ],
+        "failures": [failure_dict(f) for f in r.failures],
+        "transcript": [_entry(e) for e in r.transcript],
     }
+
+
+def failure_dict(f: Failure) -> dict[str, Any]:
+    return {
+        "step": f.step,
+        "step_text": f.step_text,
+        "expected": f.expected,
+        "actual": f.actual,
+        "requirement": f.requirement,
+        "level": f.level,
+        "kind": f.kind,
+    }
+
+
+def _entry(e: TranscriptEntry) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "at": round(e.at, 6),
+        "session": e.session,
+        "direction": e.direction.value,
+        "text": escape_bytes(e.data)
+        if e.direction is not Direction.EVENT
+        else e.data.decode("utf-8", "replace"),
+        "base64": base64.b64encode(e.data).decode("ascii"),
+    }
+    if e.elided is not None:
+        out["elided"] = {
+            "length": e.elided.length,
+            "sha256": e.elided.sha256,
+            "head": e.elided.head,
+        }
+    return out
 
 
 def _jsonable(value: Any) -> Any:
@@ -105,9 +116,19 @@ def _jsonable(value: Any) -> Any:
 def write_json(run: RunResult, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps(results_to_dict(run), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    path.write_text(results_json(run), encoding="utf-8")
+
+
+def results_json(run: RunResult) -> str:
+    """The report as text: compact (no indentation; whole-corpus reports are
+    kept by CI) but one scenario a line, so it still greps and diffs."""
+    data = results_to_dict(run)
+    results = data.pop("results")
+    head = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    lines = [json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in results]
+    body = ",\n".join(lines)
+    return f'{head[:-1]},"results":[\n{body}\n]}}\n'
+
 
 
 def results_from_dict(data: dict[str, Any]) -> RunResult:
@@ -130,6 +151,7 @@ def results_from_dict(data: dict[str, Any]) -> RunResult:
         ),
         config=data["config"],
         strict=data.get("strict", False),
+        incomplete=data.get("incomplete"),
         results=[
             ScenarioResult(
                 scenario_id=r["id"],
@@ -146,6 +168,7 @@ def results_from_dict(data: dict[str, Any]) -> RunResult:
                         e["session"],
                         Direction(e["direction"]),
                         base64.b64decode(e["base64"]),
+                        Elision(**e["elided"]) if e.get("elided") else None,
                     )
                     for e in r["transcript"]
                 ],

@@ -6,11 +6,17 @@
   SKIP -> <skipped>, XFAIL -> <skipped message="xfail: REASON">,
   WARN -> a passing testcase whose <system-err> says "WARN: …" (a SHOULD/MAY
   deviation must not fail a CI job unless --strict, which makes it a FAIL);
-* the transcript, printable and escaped, in the testcase <system-out>;
+* the transcript, printable and escaped, in the <system-out> of every
+  testcase that did not pass or skip (passing ones name the scenario only:
+  their transcript is in the JSON and HTML reports);
 * junit-xml 1.9 has no per-testcase properties (and the Jenkins schema
   allows none), so requirement IDs and level are testsuite properties named
   `SCENARIO-ID.requirements` / `SCENARIO-ID.level`, and are repeated in the
-  first lines of <system-out>.
+  first lines of <system-out>; a testcase that did not pass adds
+  `SCENARIO-ID.requirement`, the requirement it is reported against (the
+  failure's own, else the scenario's first), which also opens the
+  <failure>/<error> message as `[ID LEVEL]`;
+* an interrupted run adds the property `mailspec.incomplete` (why).
 """
 
 from __future__ import annotations
@@ -20,8 +26,19 @@ from pathlib import Path
 
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
-from conformance.reports.text import explain, transcript_text
+from conformance.reports.text import (
+    broken_level,
+    broken_requirement,
+    explain,
+    transcript_text,
+)
 from conformance.results import RunResult, ScenarioResult, Verdict
+
+
+# Passing and skipped testcases carry no transcript: JUnit viewers load every
+# <system-out> of a report, and the JSON and HTML reports keep it anyway.
+QUIET_VERDICTS = frozenset({Verdict.PASS, Verdict.SKIP})
+QUIET_NOTE = "(transcript: see the JSON or HTML report)"
 
 
 def _testcase(r: ScenarioResult) -> TestCase:
@@ -33,7 +50,10 @@ def _testcase(r: ScenarioResult) -> TestCase:
     ]
     if r.source:
         header.append(f"source: {r.source}")
-    stdout = "\n".join(header) + "\n\ntranscript:\n" + transcript_text(r.transcript)
+    if r.verdict in QUIET_VERDICTS:
+        stdout = "\n".join(header) + "\n" + QUIET_NOTE
+    else:
+        stdout = "\n".join(header) + "\n\ntranscript:\n" + transcript_text(r.transcript)
     details = "\n".join(explain(r))
     tc = TestCase(
         name=r.scenario_id,
@@ -43,8 +63,12 @@ def _testcase(r: ScenarioResult) -> TestCase:
         file=r.source.rsplit(":", 1)[0] if r.source else None,
     )
     v = r.verdict
+    broken = broken_requirement(r)
+    tag = f"[{broken} {broken_level(r)}] " if broken else ""
     if v is Verdict.FAIL:
-        tc.add_failure_info(message=r.message or "FAIL", output=details, failure_type="FAIL")
+        tc.add_failure_info(
+            message=f"{tag}{r.message or 'FAIL'}", output=details, failure_type="FAIL"
+        )
     elif v is Verdict.XPASS:
         tc.add_failure_info(
             message=f"xpass: {r.expectation_reason or ''}".strip(),
@@ -52,7 +76,9 @@ def _testcase(r: ScenarioResult) -> TestCase:
             failure_type="XPASS",
         )
     elif v is Verdict.ERROR:
-        tc.add_error_info(message=r.message or "ERROR", output=details, error_type="ERROR")
+        tc.add_error_info(
+            message=f"{tag}{r.message or 'ERROR'}", output=details, error_type="ERROR"
+        )
     elif v is Verdict.SKIP:
         tc.add_skipped_info(message=r.message or "skipped")
     elif v is Verdict.XFAIL:
@@ -73,9 +99,14 @@ def junit_suites(run: RunResult) -> list[TestSuite]:
             "target": run.target.address,
             "strict": str(run.strict).lower(),
         }
+        if run.incomplete:
+            props["mailspec.incomplete"] = run.incomplete
         for r in results:
             props[f"{r.scenario_id}.requirements"] = " ".join(r.requirements)
             props[f"{r.scenario_id}.level"] = r.level
+            broken = broken_requirement(r)
+            if broken and r.verdict not in QUIET_VERDICTS:
+                props[f"{r.scenario_id}.requirement"] = broken
         suites.append(
             TestSuite(
                 name=section,

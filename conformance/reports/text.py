@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from conformance.reports.compact import restore_hint
 from conformance.results import Direction, Failure, ScenarioResult, TranscriptEntry
 from conformance.transcript import escape_bytes
 
@@ -20,9 +21,16 @@ def transcript_lines(entries: Iterable[TranscriptEntry]) -> list[str]:
         if e.direction is Direction.EVENT:
             lines.append(f"{prefix} {e.data.decode('utf-8', 'replace')}")
             continue
-        chunks = e.data.splitlines(keepends=True) or [b""]
-        for chunk in chunks:
-            lines.append(f"{prefix} {escape_bytes(chunk)}")
+        if e.elided is None:
+            parts = [e.data]
+        else:
+            parts = [e.data[: e.elided.head], None, e.data[e.elided.head :]]
+        for part in parts:
+            if part is None:
+                lines.append(f"{prefix} {restore_hint(e)}")
+                continue
+            for chunk in part.splitlines(keepends=True) or ([b""] if e.elided is None else []):
+                lines.append(f"{prefix} {escape_bytes(chunk)}")
     return lines
 
 
@@ -38,6 +46,19 @@ def requirement_line(req_id: str) -> str:
     if req is None:
         return f"{req_id} (not in the catalogue)"
     return f"{req_id} ({req.level}, {req.reference}): {req.summary}"
+
+
+def broken_requirement(result: ScenarioResult) -> str | None:
+    """The requirement a non-pass is reported against: the first failure's
+    own requirement, else the scenario's first one."""
+    for failure in result.failures:
+        if failure.requirement:
+            return failure.requirement
+    return result.requirements[0] if result.requirements else None
+
+
+def broken_level(result: ScenarioResult) -> str:
+    return result.failures[0].level if result.failures else result.level
 
 
 def failure_lines(failure: Failure) -> list[str]:
@@ -61,6 +82,9 @@ def explain(result: ScenarioResult) -> list[str]:
     their catalogue summary and section, then each failure's step, expected
     and actual."""
     lines = [f"{result.scenario_id}: {result.title}"]
+    broken = broken_requirement(result)
+    if broken and result.verdict.value in ("FAIL", "WARN", "ERROR", "XFAIL", "XPASS"):
+        lines.append(f"requirement: {requirement_line(broken)}")
     if result.message and not result.failures:
         lines.append(f"message: {result.message}")  # with failures, they say it in full
     if result.expectation_reason:
@@ -70,7 +94,7 @@ def explain(result: ScenarioResult) -> list[str]:
             [*result.requirements, *(f.requirement for f in result.failures if f.requirement)]
         )
     )
-    if reqs:
+    if reqs and reqs != [broken]:
         lines.append("requirements:")
         lines.extend(f"  {requirement_line(r)}" for r in reqs)
     for failure in result.failures:

@@ -3,6 +3,7 @@ the tests in tests/cli (a uniquely named module: importlib import mode)."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -91,6 +92,22 @@ def make_run(results: list[ScenarioResult] | None = None) -> RunResult:
 
 
 PYTHON = sys.executable
+
+
+def run_mailspec(
+    cwd: Path, env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`python -m conformance ARGS` in a child process."""
+    return subprocess.run(
+        [PYTHON, "-m", "conformance", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
 
 # Two tiny scenarios for end-to-end runs: one passes, one fails on purpose.
 SELFTEST = """\

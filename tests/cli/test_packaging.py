@@ -23,6 +23,15 @@ def test_every_conformance_subpackage_is_listed_in_pyproject() -> None:
     )
 
 
+def test_templates_ship_as_package_data() -> None:
+    config = tomllib.loads((REPO / "pyproject.toml").read_text("utf-8"))
+    data = config["tool"]["setuptools"]["package-data"]["conformance"]
+    assert "templates/*" in data
+    shipped = {p.name for p in (REPO / "conformance" / "templates").iterdir()}
+    assert {"report.html.j2", "report.css", "report.js"} <= shipped
+    assert any(d.startswith("Jinja2") for d in config["project"]["dependencies"])
+
+
 def test_python_dash_m_conformance_and_serve(subprocess_env: dict[str, str]) -> None:
     version = subprocess.run(
         [PYTHON, "-m", "conformance", "--version"],

@@ -94,3 +94,52 @@ def test_skip_maps_to_pytest_skip(pytester: pytest.Pytester, env: None) -> None:
     result = pytester.runpytest_subprocess(*_plugin_args(), "scenarios", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*target lacks NO-SUCH-CAPABILITY*"])
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_pytest_mailspec_runs_the_installed_corpus_from_any_directory(
+    pytester: pytest.Pytester, env: None
+) -> None:
+    # an empty directory: no checkout, no scenario files, no conftest
+    result = pytester.runpytest_subprocess(
+        *_plugin_args(), "--mailspec", "-k", "stat.drop-listing or stat.empty-maildrop"
+    )
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*pop3/stat.yaml*"])
+
+
+def test_errors_print_the_mailspec_explanation_without_traceback(
+    pytester: pytest.Pytester, env: None
+) -> None:
+    port = _closed_port()
+    (pytester.path / "target.yaml").write_text(
+        f"target: 127.0.0.1:{port}\nprovision: none\n", encoding="utf-8"
+    )
+    result = pytester.runpytest_subprocess(
+        *_plugin_args(), "--mailspec", "--mailspec-config", "target.yaml", "-k", "stat."
+    )
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("errors", 0) >= 5 and not outcomes.get("passed")
+    text = result.stdout.str()
+    assert "Traceback" not in text and "_pytest" not in text and "raise " not in text
+    assert text.count(f"cannot connect to 127.0.0.1:{port}") >= 5
+    # one header line and one explanation line per error, plus the summary
+    assert len(text.splitlines()) < 4 * outcomes["errors"] + 30
+
+
+def test_a_failure_shows_its_transcript_only_under_verbose(
+    pytester: pytest.Pytester, env: None
+) -> None:
+    (pytester.path / "selftest.yaml").write_text(SELFTEST, encoding="utf-8")
+    quiet = pytester.runpytest_subprocess(*_plugin_args(), "--mailspec", "selftest.yaml")
+    quiet.assert_outcomes(passed=1, failed=1)
+    assert "transcript:" not in quiet.stdout.str()
+    assert "Traceback" not in quiet.stdout.str()
+    loud = pytester.runpytest_subprocess(*_plugin_args(), "--mailspec", "selftest.yaml", "-v")
+    loud.assert_outcomes(passed=1, failed=1)
+    loud.stdout.fnmatch_lines(["*requirement: POP3-1939-STAT-01*", "transcript:", "*a C: STAT*"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -126,3 +127,54 @@ def test_scrub_removes_echoed_password_everywhere(tmp_path: Path) -> None:
         assert SECRET not in text
         assert base64.b64encode(SECRET.encode()).decode() not in text
     assert "***" in run.results[0].message
+
+
+def test_junit_names_the_requirement_a_failure_is_reported_against() -> None:
+    run = make_run()
+    run.results[1].failures[0] = dataclasses.replace(
+        run.results[1].failures[0], requirement="POP3-1939-STAT-02"
+    )
+    root = ET.fromstring(junit_xml_string(run).encode())
+    props = {p.get("name"): p.get("value") for p in root.iter("property")}
+    assert props["stat.fail.requirement"] == "POP3-1939-STAT-02"  # the failure's own
+    assert props["top.error.requirement"] == "POP3-1939-STAT-01"  # falls back to the first
+    assert "stat.pass.requirement" not in props
+    message = _cases(junit_xml_string(run))["stat.fail"].find("failure").get("message")
+    assert message.startswith("[POP3-1939-STAT-02 MUST] step 4")
+    assert (
+        "requirement: POP3-1939-STAT-02 ("
+        in _cases(junit_xml_string(run))["stat.fail"].find("failure").text
+    )
+
+
+def test_an_incomplete_run_is_marked_in_junit_and_json(tmp_path: Path) -> None:
+    run = make_run()
+    run.incomplete = "interrupted"
+    write_junit(run, tmp_path / "junit.xml")
+    xmlschema.XMLSchema(str(XSD)).validate(str(tmp_path / "junit.xml"))
+    root = ET.fromstring(junit_xml_string(run).encode())
+    props = {p.get("name"): p.get("value") for p in root.iter("property")}
+    assert props["mailspec.incomplete"] == "interrupted"
+    write_json(run, tmp_path / "r.json")
+    data = json.loads((tmp_path / "r.json").read_text("utf-8"))
+    jsonschema.validate(data, SCHEMA)
+    assert data["incomplete"] == "interrupted"
+    assert load_results(tmp_path / "r.json").incomplete == "interrupted"
+    assert results_to_dict(make_run())["incomplete"] is None
+
+
+def test_json_names_the_requirement_each_non_pass_is_reported_against() -> None:
+    run = make_run()
+    run.results[1].failures[0] = dataclasses.replace(
+        run.results[1].failures[0], requirement="POP3-1939-STAT-02"
+    )
+    by_id = {r["id"]: r for r in results_to_dict(run)["results"]}
+    assert by_id["stat.fail"]["requirement"] == "POP3-1939-STAT-02"
+    assert by_id["top.skip"]["requirement"] == "POP3-1939-STAT-01"  # the scenario's first
+    assert by_id["stat.pass"]["requirement"] is None
+
+
+def test_passing_testcases_carry_no_transcript() -> None:
+    cases = _cases(junit_xml_string(make_run()))
+    assert "transcript:\n" not in cases["stat.pass"].find("system-out").text
+    assert "a S: +OK 2 320" in cases["stat.fail"].find("system-out").text

@@ -6,26 +6,17 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 from pathlib import Path
 
 import jsonschema
 import pytest
 import xmlschema
-from cli_testlib import PYTHON, REPO, SELFTEST
+from cli_testlib import REPO, SELFTEST, run_mailspec
 
 FIXTURE_PASSWORDS = ("main-Secret-1", "empty-Secret-2", "spare-Secret-3")
 
 
-def _mailspec(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYTHON, "-m", "conformance", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+_mailspec = run_mailspec
 
 
 @pytest.fixture
