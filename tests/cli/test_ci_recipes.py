@@ -90,7 +90,7 @@ def test_gitlab_job() -> None:
     assert len(commands) == 1
     args = _check(commands[0])
     _assert_gate_command(args, files)
-    assert args.target == ("pop3", 110)
+    assert args.target[:2] == ("pop3", 110)  # (host, port, TLS mode the URL implies)
     artifacts = job["artifacts"]
     assert artifacts["when"] == "always"
     assert artifacts["reports"]["junit"] == str(args.junit)
