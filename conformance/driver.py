@@ -223,7 +223,12 @@ class Session:
             chunk = self.sock.recv(RECV_CHUNK_OCTETS)
         except TimeoutError:
             return Outcome.TIMEOUT
-        except ssl.SSLEOFError:
+        except ssl.SSLError as exc:
+            if not is_unexpected_eof(exc):
+                self._reset_seen = True
+                self.transcript.event(self.name, f"receive failed: {exc}")
+                self._mark_eof()
+                return b""
             # TCP ended inside TLS without close_notify: an EOF for the reader
             self.tls_close_notify = False
             self.transcript.event(
@@ -298,6 +303,12 @@ class Session:
             except OSError:
                 pass
             self.transcript.event(self.name, "closed by the client")
+
+
+def is_unexpected_eof(exc: ssl.SSLError) -> bool:
+    """TCP closed under TLS without close_notify. Python 3.11.7+ raises
+    SSLEOFError; Debian 12's 3.11.2 a plain SSLError with this reason."""
+    return isinstance(exc, ssl.SSLEOFError) or exc.reason == "UNEXPECTED_EOF_WHILE_READING"
 
 
 def format_address(host: str, port: int) -> str:

@@ -59,6 +59,10 @@ def client_context(settings: TlsSettings) -> ssl.SSLContext:
     certificate file."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = MINIMUM_TLS_VERSION
+    # Debian's Python sets OP_IGNORE_UNEXPECTED_EOF by default, which makes a
+    # TCP close without close_notify read as a clean EOF: the RFC 8314 §3.4
+    # check could then never fail. The driver must see the difference.
+    context.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
     if settings.verify:
         context.verify_mode = ssl.CERT_REQUIRED
         context.check_hostname = True
@@ -110,6 +114,10 @@ def handshake(
             "TLS handshake failed: the server closed the connection", peer_ended=True
         ) from None
     except ssl.SSLError as exc:
+        if exc.reason == "UNEXPECTED_EOF_WHILE_READING":  # Debian 12's Python 3.11.2
+            raise TlsError(
+                "TLS handshake failed: the server closed the connection", peer_ended=True
+            ) from None
         alert = "ALERT" in str(exc.reason or "").upper()
         raise TlsError(f"TLS handshake failed: {_reason(exc)}", peer_ended=alert) from None
     except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):

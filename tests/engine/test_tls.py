@@ -187,3 +187,14 @@ def test_plaintext_session_skips_under_implicit_tls(tmp_path: Path) -> None:
         result = run_text(tmp_path, server, body, tls="implicit", tls_ca=str(certs.ca_file))
     assert result.verdict is Verdict.SKIP
     assert "implicit TLS" in result.message
+
+
+def test_the_client_context_tells_a_missing_close_notify_from_a_clean_close() -> None:
+    """Debian's Python turns on OP_IGNORE_UNEXPECTED_EOF by default; with it,
+    an abrupt TCP close under TLS would look like close_notify."""
+    import ssl
+
+    from conformance.tls import TlsSettings, client_context
+
+    context = client_context(TlsSettings(verify=False))
+    assert not context.options & getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
