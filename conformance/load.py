@@ -20,6 +20,7 @@ import argparse
 import importlib.util
 import json
 import math
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,22 +28,15 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from conformance.config import RunConfig
-from conformance.driver import ConnectError, Outcome, Session, deadline_after
-from conformance.embedded import EmbeddedServer
 from conformance.errors import ConfigError, MailspecError, TargetUnreachable
-from conformance.fixture import Account, FixtureMessage, load_fixture
-from conformance.loadclient import (
-    content_difference,
-    format_mix,
-    is_finding,
-    load_accounts,
-    load_fixture_of,
-    parse_mix,
-)
-from conformance.provision import NoneProvisioner, make_provisioner
+from conformance.loadmix import format_mix, parse_mix
+
+if TYPE_CHECKING:  # imported where used: `mailspec --help` builds this parser
+    from conformance.driver import Session
+    from conformance.embedded import EmbeddedServer
+    from conformance.fixture import Account, FixtureMessage
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 DEFAULT_USERS = 10
@@ -160,6 +154,11 @@ def cmd_load(args: argparse.Namespace) -> int:
         raise ConfigError("--master-host: only with --worker")
     if args.provision and args.target is None:
         raise ConfigError("--provision: only with --target (the embedded server is provisioned)")
+    from conformance.config import RunConfig
+    from conformance.embedded import EmbeddedServer
+    from conformance.fixture import load_fixture
+    from conformance.loadclient import load_accounts, load_fixture_of
+
     fixture = load_fixture()
     workers = args.expect_workers if args.master else 1
     accounts = load_accounts(fixture, args.accounts or account_count(args.users, workers),
@@ -168,7 +167,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     try:
         if args.target is None:
             embedded = EmbeddedServer(load_fixture_of(accounts), RunConfig())
-            host, port = embedded.start()
+            host, port = start_deaf_to_ctrl_c(embedded)
             assert embedded.provisioner is not None
             provision, exact = f"maildir:{embedded.provisioner.template}", True
         else:
@@ -196,10 +195,23 @@ def cmd_load(args: argparse.Namespace) -> int:
             embedded.stop()
 
 
+def start_deaf_to_ctrl_c(embedded: EmbeddedServer) -> tuple[str, int]:
+    """Start the embedded server with SIGINT blocked (the child inherits the
+    mask): Ctrl-C ends a --web run, and the server must outlive it for the
+    verification; it is stopped with SIGTERM afterwards."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return embedded.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def prepare_target(host: str, port: int, accounts: list[Account], provision: str) -> bool:
     """Write the load accounts when `provision` can write; otherwise check
     that each holds its messages (the operator provisioned them). Returns
     whether the store is byte-exact."""
+    from conformance.provision import NoneProvisioner, make_provisioner
+
     try:
         provisioner = make_provisioner(provision, target=(host, port))
     except Exception as exc:
@@ -303,10 +315,13 @@ def _run_bounded(command: list[str], seconds: float | None) -> int:
         print(f"mailspec load: Locust did not finish within {seconds:.0f} s; stopped it",
               file=sys.stderr)  # fmt: skip
         return 3
-    except KeyboardInterrupt:
-        process.terminate()
-        process.wait(30)
-        raise
+    except KeyboardInterrupt:  # Locust got the SIGINT too: it stops and writes its report
+        try:
+            return process.wait(STOP_TIMEOUT_SECONDS + 15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+            raise KeyboardInterrupt from None
 
 
 # --------------------------------------------------------------------------
@@ -345,6 +360,8 @@ def verify_account(
     *,
     exact: bool,
 ) -> str | None:
+    from conformance.driver import ConnectError, Session
+
     try:
         session = Session.connect(
             "verify", host, port, _NoTranscript(), timeout=VERIFY_TIMEOUT_SECONDS
@@ -373,6 +390,8 @@ def _verify_session(
     *,
     exact: bool,
 ) -> str | None:
+    from conformance.driver import Outcome, deadline_after
+
     def command(line: str, multiline: bool = False) -> Any:
         session.send(line.encode() + b"\r\n")
         return session.read_reply(multiline, deadline_after(VERIFY_TIMEOUT_SECONDS))
@@ -427,6 +446,8 @@ def _verify_session(
 
 
 def _identify(body: bytes, messages: tuple[FixtureMessage, ...], *, exact: bool) -> str | None:
+    from conformance.loadclient import content_difference
+
     for message in messages:
         if content_difference(message.wire, body, byte_exact=exact) is None:
             return message.name
@@ -438,6 +459,8 @@ def _identify(body: bytes, messages: tuple[FixtureMessage, ...], *, exact: bool)
 
 
 def print_summary(report: dict[str, Any], verification: Verification, *, users: int) -> int:
+    from conformance.loadclient import is_finding
+
     entries = report["entries"]
     seconds = report["seconds"] or 1e-9
     sessions = [e for e in entries if e["name"].startswith("session ")]

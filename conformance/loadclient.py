@@ -48,14 +48,6 @@ IN_USE_RETRY_SECONDS = 0.05
 MAX_LINE_OCTETS = 65_536
 MAX_BODY_OCTETS = 8 << 20
 
-FLOWS = ("fetch-delete", "leave-on-server", "top-preview", "noop-keepalive", "failed-login")
-DEFAULT_MIX = {
-    "fetch-delete": 3,
-    "leave-on-server": 3,
-    "top-preview": 2,
-    "noop-keepalive": 1,
-    "failed-login": 1,
-}
 # Classes of LoadError.kind that are protocol findings; the rest are errors
 # of the run (the server was slow, refused or went away).
 FINDING_PREFIXES = ("framing", "content", "maildrop", "uidl", "auth", "status", "flood")
@@ -81,26 +73,6 @@ def is_finding(kind: str) -> bool:
 
 class Recorder(Protocol):
     def __call__(self, name: str, seconds: float, octets: int, error: LoadError | None) -> None: ...
-
-
-def parse_mix(text: str) -> dict[str, int]:
-    """`fetch-delete=3,top-preview=1`: flows not named keep their default
-    weight; ValueError names the bad part."""
-    mix = dict(DEFAULT_MIX)
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, weight = part.partition("=")
-        if name not in FLOWS or not sep:
-            raise ValueError(f"expected FLOW=WEIGHT with FLOW one of {', '.join(FLOWS)}: {part!r}")
-        if not weight.isdigit():
-            raise ValueError(f"weight must be a whole number: {part!r}")
-        mix[name] = int(weight)
-    if not any(mix.values()):
-        raise ValueError("every weight is 0: nothing to run")
-    return mix
-
-
-def format_mix(mix: dict[str, int]) -> str:
-    return ",".join(f"{name}={mix[name]}" for name in FLOWS)
 
 
 def load_messages(fixture: Fixture, *, large: bool = False) -> tuple[FixtureMessage, ...]:

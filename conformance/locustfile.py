@@ -32,9 +32,9 @@ from conformance.loadclient import (
     FlowContext,
     LoadError,
     load_accounts,
-    parse_mix,
     run_flow,
 )
+from conformance.loadmix import parse_mix
 from conformance.provision import NoneProvisioner, Provisioner, make_provisioner
 
 LEDGER_MESSAGE = "mailspec_ledger"

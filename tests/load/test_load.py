@@ -24,8 +24,8 @@ from conformance.loadclient import (
     LoadError,
     is_finding,
     load_accounts,
-    parse_mix,
 )
+from conformance.loadmix import parse_mix
 from conformance.provision import MaildirProvisioner
 from reference_server.protocol import Pop3Session, SessionConfig, UserDirectory
 from reference_server.server import Pop3Server, ServerHandle, ServerSettings
