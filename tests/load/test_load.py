@@ -7,6 +7,7 @@ reported as a protocol finding and make the run exit 1."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -31,7 +32,11 @@ from reference_server.protocol import Pop3Session, SessionConfig, UserDirectory
 from reference_server.server import Pop3Server, ServerHandle, ServerSettings
 from reference_server.storage import MaildirStore
 
-pytest.importorskip("locust")
+# find_spec, not importorskip: importing Locust monkey-patches this process
+# with gevent, which would break every threaded or asyncio test after it
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("locust") is None, reason="Locust not installed (mailspec[load])"
+)
 
 RUN_TIMEOUT = 180  # seconds; the runs below take 5-15
 SHORT = ["--headless", "--users", "6", "--spawn-rate", "20", "--duration", "4"]
