@@ -171,7 +171,9 @@ def cmd_load(args: argparse.Namespace) -> int:
             assert embedded.provisioner is not None
             provision, exact = f"maildir:{embedded.provisioner.template}", True
         else:
-            host, port = args.target
+            host, port, *tls = args.target  # cli's --target type: (host, port, TLS mode)
+            if tls and tls[0] is not None:
+                raise ConfigError("--target: mailspec load speaks plain POP3 only (no pop3s://)")
             provision = args.provision or "none"
             exact = prepare_target(host, port, accounts, provision)
         where = "embedded reference server" if embedded else f"{host}:{port}"
