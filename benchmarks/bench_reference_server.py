@@ -112,16 +112,25 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=60.0, help="per-session limit, s")
     arguments = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * arguments.sessions)),
-                                                hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * arguments.sessions)), hard))
 
     with tempfile.TemporaryDirectory(prefix="pop3-bench-") as directory:
         root = Path(directory)
         users_file = provision(root, arguments.sessions)
         server = subprocess.Popen(
-            [sys.executable, "-m", "reference_server", "--listen", "127.0.0.1:0",
-             "--store", f"maildir:{root}/store/{{user}}", "--users", str(users_file),
-             "--log-level", "WARNING"],
+            [
+                sys.executable,
+                "-m",
+                "reference_server",
+                "--listen",
+                "127.0.0.1:0",
+                "--store",
+                f"maildir:{root}/store/{{user}}",
+                "--users",
+                str(users_file),
+                "--log-level",
+                "WARNING",
+            ],
             stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": str(REPOSITORY_ROOT)},
         )
@@ -129,8 +138,7 @@ def main() -> int:
             assert server.stdout is not None
             ready = server.stdout.readline().decode().strip()
             host, _, port = ready.rpartition(" ")[2].rpartition(":")
-            result = asyncio.run(run_load(host, int(port), arguments.sessions,
-                                          arguments.timeout))
+            result = asyncio.run(run_load(host, int(port), arguments.sessions, arguments.timeout))
         finally:
             server.terminate()
             server.wait(30)
@@ -138,8 +146,10 @@ def main() -> int:
     latencies: list[float] = result["latencies"]  # type: ignore[assignment]
     errors: list[BaseException] = result["errors"]  # type: ignore[assignment]
     elapsed: float = result["elapsed"]  # type: ignore[assignment]
-    print(f"sessions:        {arguments.sessions} concurrent (loopback, 1 message of "
-          f"{len(MESSAGE)} octets each)")
+    print(
+        f"sessions:        {arguments.sessions} concurrent (loopback, 1 message of "
+        f"{len(MESSAGE)} octets each)"
+    )
     print(f"completed:       {len(latencies)}")
     print(f"errors:          {len(errors)}")
     for kind in sorted({type(e).__name__ + ": " + str(e)[:60] for e in errors})[:5]:

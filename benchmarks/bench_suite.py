@@ -12,9 +12,16 @@ measures both in the same run and prints the ratio:
    (`idle:`, `expect_open:`), which no implementation can avoid;
 4. baseline = connects x connect + turns x RTT + octets / throughput + waits,
    and the ratio of the measured run to it (with and without the waits);
-5. start-up of `mailspec run` and of pytest with the plugin, as subprocesses.
+5. start-up of `mailspec run` and of pytest with the plugin, as subprocesses;
+6. the per-turn overhead: what engine and server add to each request/response
+   turn beyond the loopback round trip, connects, transfer and waits;
+7. serial (`--jobs 1`) vs parallel (`--jobs` automatic) vs the critical path
+   (the longest single scenario of the serial run), with a check that both
+   runs gave the same verdicts;
+8. with --profile N: one serial run under cProfile, the N functions with the
+   most own time (waiting in select/recv/sleep shows as such).
 
-Usage: python benchmarks/bench_suite.py [--repeat N] [--select GLOB]...
+Usage: python benchmarks/bench_suite.py [--repeat N] [--select GLOB]... [--profile N]
 
 Loopback only; every loop is bounded. Prints figures, asserts nothing.
 """
@@ -22,7 +29,10 @@ Loopback only; every loop is bounded. Prints figures, asserts nothing.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import fnmatch
+import io
+import pstats
 import socket
 import statistics
 import subprocess
@@ -140,6 +150,54 @@ def wire_figures(run: RunResult) -> dict[str, int]:
     return {"connects": connects, "turns": turns, "octets": octets}
 
 
+def timed_runs(
+    scenarios: list[Scenario], repeat: int, jobs: int | None
+) -> tuple[list[float], RunResult]:
+    walls, run = [], None
+    for _ in range(max(1, repeat)):
+        started = time.perf_counter()
+        run = run_suite(scenarios, RunConfig(), jobs=jobs)
+        walls.append(time.perf_counter() - started)
+    assert run is not None
+    return walls, run
+
+
+def verdict_map(run: RunResult) -> dict[str, str]:
+    return {r.scenario_id: str(r.verdict) for r in run.results}
+
+
+# Built-ins in which the engine's thread waits for the server or the clock.
+WAITING = ("recv", "select", "poll", "sleep", "connect", "sendall", "accept")
+
+
+def profile_run(scenarios: list[Scenario], top: int, turns: int, waits: float) -> str:
+    """One serial embedded run under cProfile: the time split into waiting
+    (for the server, the wire, deliberate waits) and the engine's own CPU,
+    per turn, and the `top` functions by own time."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    started = time.perf_counter()
+    run_suite(scenarios, RunConfig(), jobs=1)
+    wall = time.perf_counter() - started
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    waiting = sum(
+        tottime
+        for (filename, _, function), (_, _, tottime, _, _) in stats.stats.items()  # type: ignore[attr-defined]
+        if filename == "~" and any(w in function for w in WAITING)
+    )
+    per_turn = 1e3 / max(1, turns)
+    out.write(
+        f"profiled serial run {wall:.3f} s: waiting {waiting:.3f} s "
+        f"(of which deliberate {waits:.2f} s), engine CPU {wall - waiting:.3f} s\n"
+        f"per turn: server + wire {(waiting - waits) * per_turn:.3f} ms, "
+        f"engine {(wall - waiting) * per_turn:.3f} ms (profiler overhead included)\n"
+    )
+    stats.sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
 def timed_command(argv: list[str], cwd: Path) -> float:
     started = time.perf_counter()
     subprocess.run(argv, cwd=cwd, capture_output=True, timeout=600, check=False)
@@ -150,6 +208,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="timed full runs (best is used)")
     parser.add_argument("--select", action="append", default=[], help="scenario id glob")
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="cProfile top N")
     args = parser.parse_args()
 
     scenarios = [s for s in load_scenarios([bundled_scenario_dir()]) if not s.slow]
@@ -157,12 +216,8 @@ def main() -> int:
         scenarios = [s for s in scenarios if any(fnmatch.fnmatch(s.id, p) for p in args.select)]
 
     base = loopback_baseline()
-    walls, run = [], None
-    for _ in range(max(1, args.repeat)):
-        started = time.perf_counter()
-        run = run_suite(scenarios, RunConfig())
-        walls.append(time.perf_counter() - started)
-    assert run is not None
+    walls, run = timed_runs(scenarios, args.repeat, jobs=1)
+    parallel_walls, parallel = timed_runs(scenarios, args.repeat, jobs=None)
     wire = wire_figures(run)
     waits = deliberate_waits(scenarios)
     wire_seconds = (
@@ -198,9 +253,35 @@ def main() -> int:
             f"ratio excluding waits    {(best - waits) / wire_seconds:8.1f}x  "
             f"(engine + server time per turn: {per_turn_ms:.2f} ms)"
         )
+    # what is left of the serial run once waits, connects and transfer are
+    # taken out, per turn, beyond one loopback round trip
+    residual = (
+        best - waits - wire["connects"] * base["connect"] - wire["octets"] / base["throughput"]
+    )
+    per_turn = residual / max(1, wire["turns"])
+    overhead = per_turn - base["rtt"]
+    print(
+        f"per-turn overhead        {overhead * 1e3:8.3f} ms (engine + server beyond the "
+        f"{base['rtt'] * 1e3:.3f} ms round trip; {per_turn / base['rtt']:.1f}x the wire time)"
+    )
+    longest = max(run.results, key=lambda r: r.duration)
+    parallel_best = min(parallel_walls)
+    same = verdict_map(run) == verdict_map(parallel)
+    print(f"serial (--jobs 1)        {best:8.3f} s")
+    print(
+        f"parallel (--jobs auto)   {parallel_best:8.3f} s  "
+        f"({best / parallel_best:.2f}x faster; verdicts {'identical' if same else 'DIFFER'})"
+    )
+    print(
+        f"critical path            {longest.duration:8.3f} s  ({longest.scenario_id}; "
+        f"parallel run = critical path + {parallel_best - longest.duration:.3f} s)"
+    )
     print(f"pytest start-up          {pytest_startup:8.3f} s (python -m pytest --version)")
     print(f"mailspec start-up        {cli_startup:8.3f} s (python -m conformance --help)")
     print(f"repository               {repo}")
+    if args.profile:
+        print()
+        print(profile_run(scenarios, args.profile, wire["turns"], waits))
     return 0
 
 

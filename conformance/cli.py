@@ -245,6 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
 
+    # `mailspec load` (issue 14, docs/load.md): its arguments live in conformance/load.py
+    from conformance import load as load_module
+
+    load = sub.add_parser(
+        "load", help="correctness under load, on Locust (pip install mailspec[load])"
+    )
+    load_module.add_arguments(load, _target_arg)
+    load.set_defaults(load_run=load_module.cmd_load)
+
     try:
         matrix = importlib.import_module("conformance.matrix")
     except ModuleNotFoundError as exc:
@@ -614,6 +623,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_coverage(args)
         if args.command in ("provision", "verify"):
             return cmd_setup(args)
+        if args.command == "load":
+            return int(args.load_run(args))
         if args.command == "matrix":
             if getattr(args, "matrix_missing", False):
                 raise ConfigError(
