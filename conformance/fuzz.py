@@ -46,6 +46,7 @@ from conformance.results import Failure, ScenarioResult, Verdict
 from conformance.scenario import (
     AliveOrClosedStep,
     MailboxSameStep,
+    OpenStep,
     RecoverStep,
     ReplyStep,
     Scenario,
@@ -98,8 +99,10 @@ def classify(result: ScenarioResult, scenario: Scenario) -> tuple[str, Failure] 
         return ("one-status" if unsolicited else "framing"), failure
     if failure.kind == "maildrop" or isinstance(step, MailboxSameStep):
         return "mailbox-same", failure
-    if isinstance(step, RecoverStep):
-        return "recover", failure
+    if isinstance(step, RecoverStep) or (
+        failure.kind == "mismatch" and isinstance(step, ReplyStep) and _is_greeting(scenario, step)
+    ):
+        return "recover", failure  # a new connection was not greeted
     if isinstance(step, AliveOrClosedStep):
         return "alive-or-closed", failure
     if failure.kind in ("timeout", "closed"):
@@ -107,6 +110,11 @@ def classify(result: ScenarioResult, scenario: Scenario) -> tuple[str, Failure] 
     if failure.kind == "mismatch" and isinstance(step, ReplyStep) and step.requirement:
         return "refused", failure  # only the refusal oracle's replies name a requirement
     return failure.kind, failure
+
+
+def _is_greeting(scenario: Scenario, step: ReplyStep) -> bool:
+    before = scenario.steps[step.index - 2] if step.index >= 2 else None
+    return isinstance(before, OpenStep)
 
 
 # -- scenarios -----------------------------------------------------------------
@@ -192,7 +200,8 @@ class Fuzzer:
         self._runs += 1
         scenario = self.build(case, f"fuzz.case-{self._runs}")
         result = self.runner.run(scenario)
-        if result.verdict is Verdict.ERROR:
+        if result.verdict in (Verdict.ERROR, Verdict.SKIP):
+            # SKIP: an account a case changed cannot be restored (provision: none)
             self.report.errors += 1
             self._errors_in_a_row += 1
             if self.runner.target_gone:
@@ -200,7 +209,7 @@ class Fuzzer:
             if self._errors_in_a_row >= MAX_ERRORS_IN_A_ROW:
                 raise TargetUnreachable(
                     f"{MAX_ERRORS_IN_A_ROW} cases in a row could not be judged; "
-                    f"the last: {result.message}"
+                    f"the last: {result.verdict.value} {result.message}"
                 )
             return None
         self._errors_in_a_row = 0
@@ -223,16 +232,22 @@ class Fuzzer:
                 break
             case = generator.case()
             self.report.iterations += 1
-            verdict = self.judge(case)
-            if verdict is not None:
-                oracle, failure = verdict
-                key = (oracle, failure.requirement)
-                if key not in seen:
-                    seen.add(key)
-                    self.record(self.minimise(case, oracle), oracle, failure)
-                    if max_findings is not None and len(self.report.findings) >= max_findings:
-                        self.report.stopped = f"{max_findings} finding(s) (--max-findings)"
-                        break
+            try:
+                verdict = self.judge(case)
+                if verdict is not None:
+                    oracle, failure = verdict
+                    key = (oracle, failure.requirement)
+                    if key not in seen:
+                        seen.add(key)
+                        self.record(case, self.minimise(case, oracle), oracle, failure)
+            except TargetUnreachable as gone:
+                if not self.report.findings:
+                    raise
+                self.report.stopped = str(gone)  # a finding may have killed it
+                break
+            if max_findings is not None and len(self.report.findings) >= max_findings:
+                self.report.stopped = f"{max_findings} finding(s) (--max-findings)"
+                break
             now = time.monotonic()
             if self.progress is not None and now - last_progress >= PROGRESS_SECONDS:
                 last_progress = now
@@ -260,25 +275,45 @@ class Fuzzer:
             if runs >= SHRINK_RUNS or time.monotonic() >= budget_until:
                 return False
             runs += 1
-            verdict = self.judge(candidate)
+            try:
+                verdict = self.judge(candidate)
+            except TargetUnreachable:
+                runs = SHRINK_RUNS  # the target is gone: keep what we have
+                return False
             return verdict is not None and verdict[0] == oracle
 
+        if not self.healthy():
+            # the case left the target broken: every re-run would fail
+            # whatever it sent, so the case is kept as found
+            self._say("fuzz: the target no longer passes a plain session; not minimised")
+            return case
         changed = True
         while changed:
             changed = False
             for candidate in _simpler(case, self.count):
                 if fails(candidate):
+                    if not self.healthy():  # this candidate broke it: keep the last case
+                        return case
                     case, changed = candidate, True
                     break
         return case
 
+    def healthy(self) -> bool:
+        """A plain session (greeting, NOOP, close, a new greeting) passes."""
+        try:
+            return self.judge(Case(Start.GREETED, (), End.DROP)) is None
+        except TargetUnreachable:
+            return False
+
     # -- writing -------------------------------------------------------------------
 
-    def record(self, case: Case, oracle: str, failure: Failure) -> None:
-        # the minimised case's own failure is the one to report
-        final = self.judge(case)
-        if final is not None and final[0] == oracle:
-            failure = final[1]
+    def record(self, found: Case, case: Case, oracle: str, failure: Failure) -> None:
+        healthy = self.healthy()
+        if case is not found and healthy:
+            # the minimised case's own failure is the one to report
+            final = self.judge(case)
+            if final is not None and final[0] == oracle:
+                failure = final[1]
         scenario_id = case_id(oracle, case, self.count)
         first = case.probes[0].data if case.probes else b""
         title = f"fuzz finding ({oracle}): {_shown(first)}"
@@ -296,21 +331,22 @@ class Fuzzer:
         except OSError as exc:
             raise ConfigError(f"--out: cannot write {path}: {exc.strerror}") from None
         (loaded,) = load_scenario_file(path)
-        replayed = classify(self.runner.run(loaded), loaded)
-        finding = Finding(
-            oracle,
-            failure,
-            case,
-            scenario_id,
-            path,
-            replays=replayed is not None and replayed[0] == oracle,
-            iteration=self.report.iterations,
-        )
+        replays = False
+        if healthy:  # a broken target fails any replay: that would prove nothing
+            replayed = classify(self.runner.run(loaded), loaded)  # never raises
+            replays = replayed is not None and replayed[0] == oracle
+        finding = Finding(oracle, failure, case, scenario_id, path, replays, self.report.iterations)
         self.report.findings.append(finding)
         self._say(
             f"fuzz: finding {scenario_id} ({failure.requirement}): {failure.one_line()}"
-            + ("" if finding.replays else " [did not fail again on replay]")
+            + ("" if replays else f" [{_unconfirmed(healthy)}]")
         )
+
+
+def _unconfirmed(healthy: bool) -> str:
+    if healthy:
+        return "did not fail again on replay"
+    return "replay not confirmed: the target no longer passes a plain session"
 
 
 def _shown(data: bytes, limit: int = 60) -> str:
@@ -420,7 +456,7 @@ def run_fuzz(
                         progress=progress)  # fmt: skip
         report = fuzzer.run(iterations=iterations, duration=duration, max_findings=max_findings)
     for finding in report.findings:
-        replay = "replays" if finding.replays else "did NOT fail on replay"
+        replay = "replays" if finding.replays else "replay not confirmed"
         say(
             f"FINDING {finding.scenario_id} [{finding.failure.requirement}] {replay}: "
             f"{finding.failure.one_line()}"

@@ -49,6 +49,7 @@ LENIENT_NUMBERS = ("01", "+1", "1x", "0x1", "1.0", "1_0", " 1", "")
 #: Argument lengths around the limits: RFC 1939 §3's 40-octet argument,
 #: RFC 2449 §4's 255-octet line, the 512-octet reply line, common buffers.
 BOUNDARY_LENGTHS = (39, 40, 41, 250, 255, 256, 510, 512, 513, 1023, 1024, 1025, 8191, 8192, 8193)
+SWEEP_LENGTHS = (40, 255, 256, 512, 513, 1024, 1025, 8192)
 FORMAT_STRINGS = ("%s%s%s%s%n", "%x%p%d", "%.4096d", "%#123456x")
 CONTROL_BYTES = (b"\x00", b"\r", b"\n", b"\t", b"\x1b", b"\x7f", b"\x80", b"\xff", b"\xfe\xfd")
 UNKNOWN_KEYWORDS = ("XYZZY", "FOO", "ABCD", "X", "LISTX", "RETRR")
@@ -139,8 +140,16 @@ class Generator:
         self.rng = random.Random(seed)
         self.user = user
         self.count = count
+        self._sweep = sweep(user, count)
+        self.rng.shuffle(self._sweep)
 
     def case(self) -> Case:
+        """The boundary sweep first (in a seeded order), then random cases."""
+        if self._sweep:
+            return self._sweep.pop()
+        return self.random_case()
+
+    def random_case(self) -> Case:
         rng = self.rng
         start = rng.choices(list(Start), weights=(3, 2, 5))[0]
         probes: list[Probe] = []
@@ -165,7 +174,7 @@ class Generator:
             text = rng.choice(TRANSACTION_ONLY) + rng.choice(("", " 1", " " + self.number()))
         elif roll < 0.3 and start is Start.TRANSACTION:
             text = rng.choice(AUTHORIZATION_ONLY) + " " + self.user
-        elif roll < 0.5 and start is Start.TRANSACTION:
+        elif roll < 0.55 and start is Start.TRANSACTION:
             verb = rng.choice(MESSAGE_NUMBER_VERBS)
             text = verb + " " + self.number() + (" 0" if verb == "TOP" else "")
         else:
@@ -200,8 +209,8 @@ class Generator:
         roll = rng.random()
         if roll < 0.3:  # just outside the range: 0, -1, count + 1
             return rng.choice(("0", "-1", str(self.count + 1)))
-        if roll < 0.5:
-            return rng.choice(NEVER_VALID_NUMBERS)
+        if roll < 0.6:  # past a 32- or 64-bit wrap, or 400 digits
+            return rng.choice(NEVER_VALID_NUMBERS[2:])
         if roll < 0.9:
             return str(rng.randint(1, max(self.count, 1)))
         return rng.choice(LENIENT_NUMBERS).strip() or "1"
@@ -248,6 +257,69 @@ class Generator:
         else:  # a long tail without spaces
             body += b"A" * rng.choice(BOUNDARY_LENGTHS)
         return body + CRLF
+
+
+def sweep(user: str, count: int) -> list[Case]:
+    """Every boundary once, each where a server is most exposed (BED/Doona's
+    templates, re-derived): message numbers after login, wrong-state
+    commands in both AUTHORIZATION states, long lines and odd bytes as the
+    first command, a burst and a chopped write."""
+
+    def one(start: Start, *lines: bytes, end: End = End.DROP, chop: bool = False) -> Case:
+        probes = tuple(Probe((Line(data, _is_clean(data)),), chop) for data in lines)
+        return Case(start, probes, end if may_quit(probes) else End.DROP)
+
+    numbers = ["0", "-1", str(count + 1), *NEVER_VALID_NUMBERS[2:]]
+    numbers += [str(n) for n in range(1, count + 1)]
+    cases = []
+    for verb in MESSAGE_NUMBER_VERBS:
+        suffix = " 0" if verb == "TOP" else ""
+        cases += [
+            one(Start.TRANSACTION, f"{verb} {n}{suffix}\r\n".encode(), end=End.QUIT)
+            for n in numbers
+        ]
+    cases.append(one(Start.TRANSACTION, b"TOP 1 -1\r\n", end=End.QUIT))
+    for start in (Start.GREETED, Start.USER):
+        cases += [one(start, f"{verb} 1\r\n".encode(), end=End.QUIT) for verb in TRANSACTION_ONLY]
+    cases.append(one(Start.GREETED, b"PASS x\r\n", end=End.QUIT))
+    cases += [
+        one(Start.TRANSACTION, f"{verb} {user}\r\n".encode(), end=End.QUIT)
+        for verb in ("USER", "PASS")
+    ]
+    for length in SWEEP_LENGTHS:
+        cases += [
+            one(Start.GREETED, b"USER " + b"A" * length + CRLF),
+            one(Start.USER, b"PASS " + b"A" * length + CRLF),
+            one(Start.TRANSACTION, b"NOOP " + b"A" * length + CRLF),
+            one(Start.GREETED, b"XYZZY " + b"A" * length + CRLF),
+        ]
+    for byte in CONTROL_BYTES:
+        cases += [
+            one(Start.GREETED, b"CA" + byte + b"PA\r\n"),
+            one(Start.TRANSACTION, b"NOOP" + byte + b"\r\n"),
+        ]
+    cases += [
+        one(Start.GREETED, b"CAPA\rNOOP\r\n"),
+        one(Start.TRANSACTION, b"NOOP\rRSET\r\n"),
+        one(Start.GREETED, b"USER a\x00b\r\n"),
+        one(Start.TRANSACTION, b"DELE 1\x00x\r\n"),
+        one(Start.GREETED, b"CAPA\n", b"XYZZY\r\n"),
+        one(Start.GREETED, b"\r\n" * 3),
+        one(Start.GREETED, b"USER %s%s%s%s%n%x%p%.4096d\r\n"),
+        one(Start.GREETED, b"CAPA\r\n", chop=True),
+        one(Start.TRANSACTION, b"RETR 2\r\n", chop=True),
+        Case(
+            Start.GREETED,
+            (Probe(tuple(Line(d, True) for d in (b"CAPA\r\n", b"NOOP\r\n"))),),
+            End.DROP,
+        ),
+        Case(
+            Start.TRANSACTION,
+            (Probe((Line(b"STAT\r\n", True), Line(b"RETR 2\r\n", True))),),
+            End.DROP,
+        ),
+    ]
+    return cases
 
 
 def may_quit(probes: list[Probe] | tuple[Probe, ...]) -> bool:
@@ -335,7 +407,7 @@ def expectations(case: Case, count: int) -> list[list[Expect]]:
 
 def steps_of(case: Case, count: int) -> list[Any]:
     """The scenario steps of `case`."""
-    steps: list[Any] = ["open", {"S": "+OK"}]
+    steps: list[Any] = ["open", {"S": "+OK", "requirement": RECOVER_RULE}]
     if case.start is Start.USER:
         steps += [{"C": "USER {user}"}, {"S": ["+OK", "-ERR"]}]
     elif case.start is Start.TRANSACTION:
@@ -361,7 +433,8 @@ def steps_of(case: Case, count: int) -> list[Any]:
     if case.start is not Start.GREETED or any(b"USER" in p.data.upper() for p in case.probes):
         rule = UPDATE_REMOVES_ONLY_MARKED if case.end is End.QUIT else NO_UPDATE_WITHOUT_QUIT
         # a fresh, unauthenticated session: the oracle logs in on its own
-        steps += ["open", {"S": "+OK"}, {"mailbox_same": None, "requirement": rule}]
+        greeted = {"S": "+OK", "requirement": RECOVER_RULE}
+        steps += ["open", greeted, {"mailbox_same": None, "requirement": rule}]
     return steps
 
 

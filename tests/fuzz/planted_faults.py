@@ -155,11 +155,32 @@ class DeleRemovesAtOnce(Pop3Session):
         return reply
 
 
+class FormatStringKillsService(Pop3Session):
+    """A format string (`%n`) in any command crashes the service: every
+    later connection is refused with -ERR (the Courier/Snort 2250 class)."""
+
+    broken: ClassVar[bool] = False  # per server: start() makes a subclass
+
+    def greeting(self) -> bytes:
+        if type(self).broken:
+            self._close_without_update()
+            return b"-ERR service unavailable\r\n"
+        return super().greeting()
+
+    def handle_line(self, line: bytes) -> bytes:
+        if b"%n" in line:
+            type(self).broken = True
+        return super().handle_line(line)
+
+
 @dataclass(frozen=True)
 class PlantedFault:
     name: str
     session: type[Pop3Session]
     oracles: frozenset[str]  # the oracle(s) a finding of this fault may be pinned on
+    #: the fault leaves the server broken: the finding cannot be minimised or
+    #: confirmed in the same run (a fresh server replays it)
+    breaks_server: bool = False
 
 
 FAULTS = [
@@ -167,12 +188,20 @@ FAULTS = [
     PlantedFault("hang-on-nul", HangOnNul, frozenset({"silence"})),
     PlantedFault("wraps-at-32-bits", WrapsAt32Bits, frozenset({"refused"})),
     PlantedFault("dele-0-marks-last", DeleZeroMarksLast, frozenset({"refused", "mailbox-same"})),
-    PlantedFault("unstuffed-retr", UnstuffedRetr, frozenset({"framing"})),
+    # an unstuffed lone '.' line ends the body early: the rest arrives unasked
+    PlantedFault("unstuffed-retr", UnstuffedRetr, frozenset({"framing", "one-status"})),
     PlantedFault("bare-lf-on-refusal", BareLfOnRefusal, frozenset({"framing"})),
     PlantedFault("double-err-on-unknown", DoubleErrOnUnknown, frozenset({"one-status"})),
     PlantedFault("second-user-switches", SecondUserSwitches, frozenset({"refused"})),
-    PlantedFault("bare-cr-splits", BareCrSplits, frozenset({"one-status"})),
+    # the second reply shifts the next: a refusal may see the other command's +OK
+    PlantedFault("bare-cr-splits", BareCrSplits, frozenset({"one-status", "refused"})),
     PlantedFault("dele-removes-at-once", DeleRemovesAtOnce, frozenset({"mailbox-same"})),
+    PlantedFault(
+        "format-string-kills-service",
+        FormatStringKillsService,
+        frozenset({"recover"}),
+        breaks_server=True,
+    ),
 ]
 
 
@@ -184,6 +213,7 @@ def start(session: type[Pop3Session], root: Path) -> ServerHandle:
         method = LoginMethod.APOP if account.login == "apop" else LoginMethod.PASS
         users.set(account.user, account.password, method)
     settings = ServerSettings(session_config=SessionConfig(enable_apop=True, enable_last=True))
+    session = type(session.__name__, (session,), {})  # class-level state per server
     server = Pop3Server(MaildirStore(str(root / "{user}")), users, session_class=session,
                         settings=settings)  # fmt: skip
     return ServerHandle(server, "127.0.0.1", 0)
