@@ -130,6 +130,8 @@ def scenario_document(case: Case, count: int, scenario_id: str, **extra: Any) ->
         "account": extra.pop("account", DEFAULT_ACCOUNT),
         "timeout": SCENARIO_SECONDS,
     }
+    if any(len(probe.lines) > 1 for probe in case.probes):
+        entry["needs"] = ["PIPELINING"]  # bursts are judged only then (verdict-principles 15)
     entry.update(extra)
     entry["steps"] = steps
     return {"section": SECTION, "scenarios": [entry]}
@@ -239,7 +241,8 @@ class Fuzzer:
                     key = (oracle, failure.requirement)
                     if key not in seen:
                         seen.add(key)
-                        self.record(case, self.minimise(case, oracle), oracle, failure)
+                        if not self.record(case, self.minimise(case, oracle), oracle, failure):
+                            seen.discard(key)  # did not reproduce: not a finding
             except TargetUnreachable as gone:
                 if not self.report.findings:
                     raise
@@ -307,7 +310,9 @@ class Fuzzer:
 
     # -- writing -------------------------------------------------------------------
 
-    def record(self, found: Case, case: Case, oracle: str, failure: Failure) -> None:
+    def record(self, found: Case, case: Case, oracle: str, failure: Failure) -> bool:
+        """Write the finding; False (and nothing written) when its scenario
+        passes on replay against a healthy target (a passing stall)."""
         healthy = self.healthy()
         if case is not found and healthy:
             # the minimised case's own failure is the one to report
@@ -319,7 +324,8 @@ class Fuzzer:
         title = f"fuzz finding ({oracle}): {_shown(first)}"
         notes = (
             f"Found by mailspec fuzz --seed {self.seed} (case {self.report.iterations}), "
-            f"minimised. The target gave: {failure.one_line()}"
+            + ("minimised. " if case is not found else "kept as found. ")
+            + f"The target gave: {failure.one_line()}"
         )
         document = scenario_document(
             case, self.count, scenario_id, title=title, account=self.role, notes=notes
@@ -335,18 +341,24 @@ class Fuzzer:
         if healthy:  # a broken target fails any replay: that would prove nothing
             replayed = classify(self.runner.run(loaded), loaded)  # never raises
             replays = replayed is not None and replayed[0] == oracle
+            if not replays:
+                path.unlink()
+                self._say(
+                    f"fuzz: case {self.report.iterations} failed ({failure.one_line()}) "
+                    "but its scenario passes on replay: not a finding"
+                )
+                return False
         finding = Finding(oracle, failure, case, scenario_id, path, replays, self.report.iterations)
         self.report.findings.append(finding)
         self._say(
             f"fuzz: finding {scenario_id} ({failure.requirement}): {failure.one_line()}"
-            + ("" if replays else f" [{_unconfirmed(healthy)}]")
+            + (
+                ""
+                if replays
+                else " [replay not confirmed: the target no longer passes a plain session]"
+            )
         )
-
-
-def _unconfirmed(healthy: bool) -> str:
-    if healthy:
-        return "did not fail again on replay"
-    return "replay not confirmed: the target no longer passes a plain session"
+        return True
 
 
 def _shown(data: bytes, limit: int = 60) -> str:
@@ -421,7 +433,9 @@ def fuzz_config(config: RunConfig, timeout: float | None) -> RunConfig:
         config.read_timeout = timeout
     elif config.read_timeout == DEFAULT_READ_TIMEOUT:
         config.read_timeout = DEFAULT_READ_SECONDS
-    if config.auth_timeout == DEFAULT_AUTH_TIMEOUT:
+    if config.host is None and config.auth_timeout == DEFAULT_AUTH_TIMEOUT:
+        # the embedded server answers failed logins at once; a target keeps
+        # the generous default (verdict-principles 4) unless its config says
         config.auth_timeout = max(config.read_timeout, DEFAULT_READ_SECONDS)
     return config
 

@@ -26,9 +26,12 @@ def test_fuzz_finds_the_planted_fault_and_writes_a_replaying_scenario(
     fault: PlantedFault, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root, out = tmp_path / "maildirs", tmp_path / "findings"
+    config = tmp_path / "target.yaml"
+    config.write_text("timeouts:\n  auth: 2\n", encoding="utf-8")  # no login delay here
     handle = start(fault.session, root)
     try:
         target = ["--target", f"{handle.host}:{handle.port}", "--provision", provision_spec(root)]
+        target += ["--config", str(config)]
         started = time.monotonic()
         code = main(["fuzz", *target, "--out", str(out), "--max-findings", "1"])
         seconds = time.monotonic() - started
