@@ -71,6 +71,12 @@ def _whole_seconds_arg(text: str) -> int:
     return int(text)
 
 
+def _count_arg(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
 def _provision_arg(text: str) -> str:
     try:
         check_provision(text)
@@ -238,6 +244,22 @@ def build_parser() -> argparse.ArgumentParser:
         setup.add_argument(
             "--provision", type=_provision_arg, metavar="SPEC", help="overrides the config's"
         )
+
+    fz = sub.add_parser(
+        "fuzz",
+        help="seeded mutation fuzzing; findings become replayable scenarios (docs/fuzz.md)",
+    )
+    fz.add_argument("--target", type=_target_arg, metavar="HOST:PORT")
+    fz.add_argument("--config", type=Path, metavar="FILE", help="target config file (YAML)")
+    fz.add_argument("--provision", type=_provision_arg, metavar="SPEC")
+    fz.add_argument("--seed", type=int, default=1, metavar="N", help="default 1")
+    budget = fz.add_mutually_exclusive_group()
+    budget.add_argument("--iterations", type=_count_arg, metavar="N", help="cases (default 300)")
+    budget.add_argument("--duration", type=_seconds_arg, metavar="S", help="seconds to fuzz")
+    fz.add_argument("--max-findings", type=_count_arg, metavar="N", help="stop after N findings")
+    fz.add_argument("--account", default="spare1", metavar="ROLE", help="default spare1")
+    fz.add_argument("--out", type=Path, default=Path("reports") / "fuzz", metavar="DIR")
+    fz.add_argument("--timeout", type=_seconds_arg, metavar="S", help="reply deadline (1)")
 
     sub.add_parser(
         "serve",
@@ -470,6 +492,22 @@ def cmd_setup(args: argparse.Namespace) -> int:
     return 3 if problems else 0
 
 
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from conformance.fuzz import run_fuzz
+
+    cfg = load_config(args.config) if args.config else RunConfig()
+    if args.target:
+        cfg.host, cfg.port, implied = args.target
+        if implied is not None:
+            cfg.tls = implied  # type: ignore[assignment]
+    if args.provision:
+        cfg.provision = args.provision
+    return run_fuzz(
+        finalize(cfg), seed=args.seed, iterations=args.iterations, duration=args.duration,
+        out=args.out, account=args.account, max_findings=args.max_findings, timeout=args.timeout,
+    )  # fmt: skip
+
+
 def _interrupted_run(cfg: RunConfig, results: list[Any], started_at: str, duration: float) -> Any:
     """A RunResult of the scenarios that finished before Ctrl-C."""
     from conformance.results import RunResult, TargetFingerprint
@@ -625,6 +663,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_setup(args)
         if args.command == "load":
             return int(args.load_run(args))
+        if args.command == "fuzz":
+            return cmd_fuzz(args)
         if args.command == "matrix":
             if getattr(args, "matrix_missing", False):
                 raise ConfigError(
