@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 import scramp  # type: ignore[import-untyped]
+from scramp.utils import saslprep
 
 #: RFC 4616 section 2 (POP3-4616-PLAIN-02): each PLAIN field may be 255 octets.
 MAX_PLAIN_FIELD_OCTETS = 255
@@ -111,6 +112,15 @@ def _text(data: bytes) -> str | None:
     return None if "\x00" in text else text
 
 
+def _prepared(identity: str) -> str | None:
+    """`identity` after SASLprep (RFC 4013), or None when prohibited
+    characters make it invalid."""
+    try:
+        return saslprep(identity)
+    except ValueError:
+        return None
+
+
 class PlainMechanism(Mechanism):
     """RFC 4616: one message, ``[authzid] NUL authcid NUL passwd``."""
 
@@ -134,9 +144,14 @@ class PlainMechanism(Mechanism):
             return Refused("invalid user name or password")
         if not self.check_password(authcid, password):
             return Refused("invalid user name or password")
-        if authzid and authzid != authcid and not self.users.may_act_as(authcid, authzid):
+        # RFC 4616 section 2 / RFC 5034 section 4: compare identities as
+        # SASLprep (RFC 4013) prepares them, so equal names match equal.
+        prepared = _prepared(authzid) if authzid else ""
+        if prepared is None:
+            return Refused("authorization identity is not a valid SASLprep string")
+        if prepared and prepared != authcid and not self.users.may_act_as(authcid, prepared):
             return Refused("not authorised to act as that user")
-        return Authenticated(authzid or authcid)
+        return Authenticated(prepared or authcid)
 
 
 class LoginMechanism(Mechanism):

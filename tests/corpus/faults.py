@@ -3129,3 +3129,20 @@ FAULTS += [
       ["stls.plaintext-instead-of-handshake"], ["stls.plaintext-instead-of-handshake"],
       StlsNeverStartsTls),
 ]  # fmt: skip
+
+
+class PlainAuthzidUnprepared(Pop3Session):
+    """The PLAIN authzid is compared as sent, without SASLprep (RFC 4013): a
+    soft hyphen inside the user's own name makes it another identity."""
+
+    def cmd_auth(self, args):
+        fields = _plain_fields(args)
+        if fields and fields[0] and fields[0] != fields[1]:
+            return err("[AUTH] not authorised to act as that user")
+        return super().cmd_auth(args)
+
+
+FAULTS += [
+    F("sasl-authzid-unprepared", "the PLAIN authzid is compared without SASLprep",
+      ["sasl.authzid-prepared"], ["sasl.authzid-prepared"], PlainAuthzidUnprepared),
+]  # fmt: skip

@@ -15,10 +15,7 @@ from conformance.results import Verdict
 # Scenarios the reference server does not pass, on purpose or as known
 # deviations reported to its owner (docs/corpus.md). Exact: a fix must
 # remove the entry.
-REFERENCE_DEVIATIONS: dict[str, Verdict] = {
-    # issue 10: no SASLprep of the PLAIN authzid (RFC 5034 §4 AUTH-16, SHOULD)
-    "sasl.authzid-prepared": Verdict.WARN,
-}
+REFERENCE_DEVIATIONS: dict[str, Verdict] = {}
 # SKIPs on the reference: capabilities it deliberately lacks, slow tier.
 REFERENCE_SKIP_OK = [
     "autologout.*",  # slow tier
