@@ -283,6 +283,20 @@ class DovecotServer(ManagedServer):
     packages = ("dovecot-pop3d", "dovecot-core")
     binary = "dovecot"
 
+    def __init__(
+        self,
+        fixture: Fixture,
+        *,
+        workdir: str | None = None,
+        keep: bool = False,
+        tls: bool = False,
+        auth_failure_delay: int | None = None,
+    ):
+        super().__init__(fixture, workdir=workdir, keep=keep, tls=tls)
+        #: seconds Dovecot waits before refusing a failed login; None keeps its
+        #: default (2 s). Tests set 0 to stay short; the matrix keeps the default.
+        self.auth_failure_delay = auth_failure_delay
+
     def version(self) -> str:
         path = self.binary_path()
         if not path:
@@ -321,6 +335,8 @@ class DovecotServer(ManagedServer):
             pop3s = f"    address = 127.0.0.1\n    port = {self.tls_port}\n    ssl = yes\n"
         else:
             ssl, pop3s = "ssl = no", "    port = 0\n"
+        if self.auth_failure_delay is not None:
+            ssl += f"\nauth_failure_delay = {self.auth_failure_delay} secs"
         conf = f"""# written by mailspec interop/servers.py
 protocols = pop3
 listen = 127.0.0.1
