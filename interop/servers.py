@@ -290,12 +290,13 @@ class DovecotServer(ManagedServer):
         workdir: str | None = None,
         keep: bool = False,
         tls: bool = False,
-        auth_failure_delay: int | None = None,
+        fast_failures: bool = False,
     ):
         super().__init__(fixture, workdir=workdir, keep=keep, tls=tls)
-        #: seconds Dovecot waits before refusing a failed login; None keeps its
-        #: default (2 s). Tests set 0 to stay short; the matrix keeps the default.
-        self.auth_failure_delay = auth_failure_delay
+        #: True: refuse failed logins at once (`auth_failure_delay = 0` and the
+        #: anvil auth penalty off, which otherwise grows 2 -> 4 -> 8 -> 15 s per
+        #: IP). Tests set it to stay short; the matrix keeps Dovecot's defaults.
+        self.fast_failures = fast_failures
 
     def version(self) -> str:
         path = self.binary_path()
@@ -335,8 +336,10 @@ class DovecotServer(ManagedServer):
             pop3s = f"    address = 127.0.0.1\n    port = {self.tls_port}\n    ssl = yes\n"
         else:
             ssl, pop3s = "ssl = no", "    port = 0\n"
-        if self.auth_failure_delay is not None:
-            ssl += f"\nauth_failure_delay = {self.auth_failure_delay} secs"
+        anvil = chroot
+        if self.fast_failures:
+            ssl += "\nauth_failure_delay = 0"
+            anvil += "  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n"
         conf = f"""# written by mailspec interop/servers.py
 protocols = pop3
 listen = 127.0.0.1
@@ -361,7 +364,7 @@ userdb {{
   args = uid={self.uid} gid={self.gid} home={d}/mail/%u
 }}
 service anvil {{
-{chroot}}}
+{anvil}}}
 service pop3-login {{
 {chroot}  inet_listener pop3 {{
     address = 127.0.0.1

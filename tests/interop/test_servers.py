@@ -175,8 +175,8 @@ def run_suite_tls(server: DovecotServer, tmp_path: Path, mode: str, *select: str
 @pytest.mark.timeout(200)
 def test_dovecot_over_stls_and_implicit_tls_gives_every_scenario_a_verdict(tmp_path: Path):
     need(DovecotServer)
-    # no failed-login delay, so the whole corpus fits in the time budget
-    server = DovecotServer(load_fixture(), tls=True, auth_failure_delay=0)
+    # no failed-login delay or penalty, so the whole corpus fits in the time budget
+    server = DovecotServer(load_fixture(), tls=True, fast_failures=True)
     server.start()
     try:
         stls = run_suite_tls(server, tmp_path, "stls", "stls.*")
