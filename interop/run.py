@@ -1,6 +1,7 @@
 """Interoperability run: the suite against real POP3 servers, then the matrix.
 
-    python -m interop.run                      # reference, dovecot, mailutils
+    python -m interop.run                      # reference, dovecot, mailutils, TLS variants
+    python -m interop.run dovecot-stls dovecot-pop3s mailutils-stls
     python -m interop.run dovecot --select 'stat.*'
     python -m interop.run --reports reports/   # where the JSON and matrix go
 
@@ -8,7 +9,10 @@ For each server: install it from Debian if missing, start it under a temp
 directory on 127.0.0.1 and a free port, provision the fixture with the
 suite's own provisioner, run `mailspec run --target ... --provision ...
 --json REPORTS/interop-NAME.json`, stop it by PID. `reference` is the
-bundled reference server (embedded, no --target). Then
+bundled reference server (embedded, no --target). `dovecot-stls`,
+`dovecot-pop3s` and `mailutils-stls` start the server with a trustme
+certificate and run with `--tls stls` (or `--tls implicit` against
+Dovecot's pop3s listener) and `--tls-ca` naming that CA. Then
 `mailspec matrix` renders REPORTS/interop-matrix.md and .html.
 
 Exit status: 0 when every run completed (whatever its verdicts: the
@@ -34,7 +38,15 @@ if str(REPO) not in sys.path:
 from conformance.fixture import load_fixture  # noqa: E402
 from interop.servers import SERVERS, ServerUnavailable  # noqa: E402
 
-ALL_TARGETS = ("reference", *SERVERS)
+#: TLS variants: target name -> (server, `--tls` mode). The server starts with
+#: a trustme certificate for 127.0.0.1 and the suite trusts exactly its CA
+#: (`--tls-ca`); `implicit` goes to the server's pop3s listener.
+TLS_TARGETS: dict[str, tuple[str, str]] = {
+    "dovecot-stls": ("dovecot", "stls"),
+    "dovecot-pop3s": ("dovecot", "implicit"),
+    "mailutils-stls": ("mailutils", "stls"),
+}
+ALL_TARGETS = ("reference", *SERVERS, *TLS_TARGETS)
 
 
 def mailspec(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -55,17 +67,21 @@ def run_target(
         started = time.monotonic()
         done = mailspec("run", "--json", str(json_path), *selectors, *extra)
         return done.returncode, time.monotonic() - started, "bundled reference server (embedded)"
-    cls = SERVERS[name]
+    base, mode = TLS_TARGETS.get(name, (name, "plain"))
+    cls = SERVERS[base]
     cls.ensure_installed(install=install)
-    server = cls(load_fixture(), keep=keep)
+    server = cls(load_fixture(), keep=keep, tls=mode != "plain")
     server.start()
     try:
-        print(f"== {name}: {server.version()} on {server.address}, {server.provision_spec}")
+        address = server.tls_address if mode == "implicit" else server.address
+        tls = [] if mode == "plain" else ["--tls", mode, "--tls-ca", str(server.ca_path)]
+        print(f"== {name}: {server.version()} on {address}, {server.provision_spec}")
         started = time.monotonic()
         done = mailspec(
             "run",
             "--target",
-            server.address,
+            address,
+            *tls,
             "--provision",
             server.provision_spec,
             "--json",

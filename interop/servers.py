@@ -101,8 +101,16 @@ class ManagedServer:
     packages: tuple[str, ...] = ()
     binary = ""
 
-    def __init__(self, fixture: Fixture, *, workdir: str | None = None, keep: bool = False):
+    def __init__(
+        self,
+        fixture: Fixture,
+        *,
+        workdir: str | None = None,
+        keep: bool = False,
+        tls: bool = False,
+    ):
         self.fixture = fixture
+        self.tls = tls
         self.keep = keep
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"mailspec-{self.name}-"))
@@ -111,6 +119,7 @@ class ManagedServer:
         os.chmod(self.workdir, 0o755)
         self.host = "127.0.0.1"
         self.port = 0
+        self.tls_port = 0  # implicit-TLS (pop3s) listener, where the server has one
         self.process: subprocess.Popen | None = None
         self.log_path = self.workdir / f"{self.name}.log"
         self.owner, self.uid, self.gid = mail_owner()
@@ -155,9 +164,48 @@ class ManagedServer:
         """Write the config files; return the command line to start."""
         raise NotImplementedError
 
+    # --- TLS ----------------------------------------------------------
+    @property
+    def ca_path(self) -> Path:
+        """PEM of the throw-away CA that issued the server's certificate
+        (`--tls-ca` for the suite)."""
+        return self.workdir / "ca.pem"
+
+    @property
+    def cert_path(self) -> Path:
+        return self.workdir / "cert.pem"
+
+    @property
+    def key_path(self) -> Path:
+        return self.workdir / "key.pem"
+
+    @property
+    def tls_address(self) -> str:
+        return f"{self.host}:{self.tls_port}"
+
+    def write_certificates(self) -> None:
+        """A trustme CA and a certificate for 127.0.0.1 under the temp dir;
+        the key readable by its owner only (Mailutils' file checks refuse
+        a group- or world-readable key)."""
+        import trustme
+
+        ca = trustme.CA()
+        cert = ca.issue_cert(self.host, "localhost")
+        ca.cert_pem.write_to_path(str(self.ca_path))
+        cert.cert_chain_pems[0].write_to_path(str(self.cert_path))
+        for pem in cert.cert_chain_pems[1:]:
+            pem.write_to_path(str(self.cert_path), append=True)
+        cert.private_key_pem.write_to_path(str(self.key_path))
+        os.chmod(self.cert_path, 0o644)
+        os.chmod(self.ca_path, 0o644)
+        os.chmod(self.key_path, 0o600)
+
     def start(self, timeout: float = 20.0) -> None:
         self.ensure_installed()
         self.port = free_port()
+        if self.tls:
+            self.tls_port = free_port()
+            self.write_certificates()
         argv = self.write_config()
         prov = self.provisioner()
         for account in self.fixture.accounts.values():
@@ -206,12 +254,21 @@ class ManagedServer:
         self.stop()
 
 
+#: SASL mechanisms Dovecot offers (RFC 5034 AUTH). Debian 12's 2.3.19 build
+#: has SCRAM-SHA-256 (its auth binary implements it, and a {PLAIN} passdb
+#: lets it derive the SCRAM keys, as CRAM-MD5 needs the plaintext too).
+MECHANISMS = "plain login cram-md5 scram-sha-256"
+
+
 class DovecotServer(ManagedServer):
     """Dovecot 2.3 (Debian 12 `dovecot-pop3d`), Maildir store.
 
     passdb/userdb passwd-file with the fixture's accounts ({PLAIN}
-    passwords), `mail_location = maildir:DIR/mail/%u/Maildir`, no SSL,
-    plaintext logins allowed, base/state/log under DIR. Run as root the
+    passwords), `mail_location = maildir:DIR/mail/%u/Maildir`, SASL
+    PLAIN/LOGIN/CRAM-MD5/SCRAM-SHA-256, plaintext logins allowed; no SSL,
+    or with `tls=True` STLS on the POP3 port and implicit TLS on a second
+    listener (`tls_port`) with a trustme certificate for 127.0.0.1;
+    base/state/log under DIR. Run as root the
     master keeps root; login processes run as `dovenull`, internal ones as
     `dovecot`, mail processes as `mail` (first_valid_uid lowered to reach
     it). Run as another user everything runs as that user.
@@ -225,6 +282,21 @@ class DovecotServer(ManagedServer):
     name = "dovecot"
     packages = ("dovecot-pop3d", "dovecot-core")
     binary = "dovecot"
+
+    def __init__(
+        self,
+        fixture: Fixture,
+        *,
+        workdir: str | None = None,
+        keep: bool = False,
+        tls: bool = False,
+        fast_failures: bool = False,
+    ):
+        super().__init__(fixture, workdir=workdir, keep=keep, tls=tls)
+        #: True: refuse failed logins at once (`auth_failure_delay = 0` and the
+        #: anvil auth penalty off, which otherwise grows 2 -> 4 -> 8 -> 15 s per
+        #: IP). Tests set it to stay short; the matrix keeps Dovecot's defaults.
+        self.fast_failures = fast_failures
 
     def version(self) -> str:
         path = self.binary_path()
@@ -258,15 +330,25 @@ class DovecotServer(ManagedServer):
             internal_group = grp.getgrgid(os.getegid()).gr_name
         # chroot needs root; an unprivileged master runs its services in place
         chroot = "" if os.geteuid() == 0 else "  chroot =\n"
+        if self.tls:
+            # STLS on the plain port (RFC 2595), implicit TLS on pop3s (RFC 8314)
+            ssl = f"ssl = yes\nssl_cert = <{self.cert_path}\nssl_key = <{self.key_path}"
+            pop3s = f"    address = 127.0.0.1\n    port = {self.tls_port}\n    ssl = yes\n"
+        else:
+            ssl, pop3s = "ssl = no", "    port = 0\n"
+        anvil = chroot
+        if self.fast_failures:
+            ssl += "\nauth_failure_delay = 0"
+            anvil += "  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n"
         conf = f"""# written by mailspec interop/servers.py
 protocols = pop3
 listen = 127.0.0.1
 base_dir = {d}/run
 state_dir = {d}/state
 log_path = {self.log_path}
-ssl = no
+{ssl}
 disable_plaintext_auth = no
-auth_mechanisms = plain
+auth_mechanisms = {MECHANISMS}
 default_internal_user = {internal}
 default_internal_group = {internal_group}
 default_login_user = {login}
@@ -282,15 +364,14 @@ userdb {{
   args = uid={self.uid} gid={self.gid} home={d}/mail/%u
 }}
 service anvil {{
-{chroot}}}
+{anvil}}}
 service pop3-login {{
 {chroot}  inet_listener pop3 {{
     address = 127.0.0.1
     port = {self.port}
   }}
   inet_listener pop3s {{
-    port = 0
-  }}
+{pop3s}  }}
 }}
 service imap-login {{
   inet_listener imap {{
@@ -341,6 +422,10 @@ class MailutilsServer(ManagedServer):
     no password in the passwd file, so they log in by APOP only, and the
     others by USER/PASS only, as the fixture declares.
 
+    With `tls=True` the inetd server offers STLS (`tls-mode stls` and a
+    `tls` block naming the trustme certificate and key); there is no
+    implicit-TLS listener (interop/inetd.py serves one port).
+
     Mailutils rewrites stored messages (it adds X-UIDL, X-UID, Status...
     headers), so the store is declared not byte-exact (`exact=no`).
     mbox, not Maildir: Mailutils' Maildir reader cannot parse headers
@@ -384,6 +469,13 @@ auth {{
 }};
 mandatory-locking {{ enable yes; lock-directory "{d}/lock"; }};
 """
+        if self.tls:
+            # the inetd server's TLS: STLS offered, not required (RFC 2595)
+            conf += (
+                "tls-mode stls;\n"
+                f'tls {{ ssl-certificate-file "{self.cert_path}"; '
+                f'ssl-key-file "{self.key_path}"; }};\n'
+            )
         popauth = shutil.which("popauth") or shutil.which("popauth", path="/usr/sbin:/usr/bin")
         if popauth:
             # APOP secrets: Mailutils always puts a timestamp in its greeting,

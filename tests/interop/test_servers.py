@@ -155,3 +155,42 @@ def test_suite_against_mailutils(tmp_path: Path):
     assert harness_errors(data) == [], out[-2000:]
     in_use = [r["id"] for r in results if r["verdict"] == "FAIL" and "[IN-USE]" in r["message"]]
     assert in_use == [], in_use
+
+
+def run_suite_tls(server: DovecotServer, tmp_path: Path, mode: str, *select: str) -> dict:
+    address = server.tls_address if mode == "implicit" else server.address
+    report = tmp_path / f"dovecot-{mode}.json"
+    selectors = [a for s in select for a in ("--select", s)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, "-m", "conformance", "run", "--target", address]
+    argv += ["--tls", mode, "--tls-ca", str(server.ca_path)]
+    argv += ["--provision", server.provision_spec, "--json", str(report), *selectors]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=150, cwd=tmp_path)
+    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
+    data = json.loads(report.read_text())
+    assert harness_errors(data) == [], done.stdout[-2000:]
+    return data
+
+
+@pytest.mark.timeout(200)
+def test_dovecot_over_stls_and_implicit_tls_gives_every_scenario_a_verdict(tmp_path: Path):
+    need(DovecotServer)
+    # no failed-login delay or penalty, so the whole corpus fits in the time budget
+    server = DovecotServer(load_fixture(), tls=True, fast_failures=True)
+    server.start()
+    try:
+        stls = run_suite_tls(server, tmp_path, "stls", "stls.*")
+        implicit = run_suite_tls(server, tmp_path, "implicit")
+    finally:
+        server.stop()
+    ran = [r for r in stls["results"] if r["verdict"] != "SKIP"]
+    assert ran, "no STLS scenario ran against a server that offers STLS"
+    assert stls["target"]["tls"] == "stls"
+    # STLS is no longer offered inside TLS (RFC 2595 section 4), as the CAPA read
+    # after the handshake shows
+    assert "STLS" not in stls["target"]["capa_authorization"], stls["target"]
+    assert implicit["target"]["tls"] == "implicit"
+    assert implicit["target"]["greeting"].startswith("+OK Dovecot")
+    assert len(implicit["results"]) > 100
+    counts = implicit["counts"]
+    assert counts["PASS"] > counts["FAIL"] * 5, counts
