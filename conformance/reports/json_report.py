@@ -28,6 +28,19 @@ FORMAT = "mailspec-results"
 FORMAT_VERSION = 1
 
 
+#: What the probe's TLS handshake showed (None under plain TLS mode).
+TLS_FINGERPRINT_FIELDS = (
+    "tls_version",
+    "tls_cipher",
+    "certificate_subject",
+    "certificate_issuer",
+    "certificate_not_after",
+    "certificate_verified",
+    "capa_plaintext",
+    "plaintext_login_offered",
+)
+
+
 def results_to_dict(run: RunResult) -> dict[str, Any]:
     counts = run.counts()
     return {
@@ -47,6 +60,7 @@ def results_to_dict(run: RunResult) -> dict[str, Any]:
             "capa_authorization": run.target.capa_authorization,
             "capa_transaction": run.target.capa_transaction,
             "embedded": run.target.embedded,
+            **{name: getattr(run.target, name) for name in TLS_FINGERPRINT_FIELDS},
         },
         "config": _jsonable(run.config),
         "counts": {v.value: counts[v] for v in Verdict},
@@ -148,6 +162,7 @@ def results_from_dict(data: dict[str, Any]) -> RunResult:
             capa_authorization=t.get("capa_authorization"),
             capa_transaction=t.get("capa_transaction"),
             embedded=t.get("embedded", False),
+            **{name: t.get(name) for name in TLS_FINGERPRINT_FIELDS},
         ),
         config=data["config"],
         strict=data.get("strict", False),

@@ -178,3 +178,16 @@ def test_passing_testcases_carry_no_transcript() -> None:
     cases = _cases(junit_xml_string(make_run()))
     assert "transcript:\n" not in cases["stat.pass"].find("system-out").text
     assert "a S: +OK 2 320" in cases["stat.fail"].find("system-out").text
+
+
+def test_json_report_carries_the_tls_fingerprint(tmp_path: Path) -> None:
+    run = make_run()
+    run.target.tls, run.target.tls_version, run.target.certificate_verified = (
+        "implicit", "TLSv1.3", True,
+    )  # fmt: skip
+    path = tmp_path / "results.json"
+    write_json(run, path)
+    data = json.loads(path.read_text("utf-8"))
+    jsonschema.validate(data, SCHEMA)
+    assert data["target"]["tls_version"] == "TLSv1.3"
+    assert data["target"]["certificate_verified"] is True
