@@ -148,6 +148,23 @@ class NoopSilent(Pop3Session):
         return b""
 
 
+class LastSilent(Pop3Session):
+    """LAST gets no reply and the connection stays open. The capability
+    probe must not take that for a refusal (verdict-principles 5 lets a
+    server refuse LAST with '-ERR', not ignore it)."""
+
+    def cmd_last(self, args: list[str]) -> Reply:
+        return b""
+
+
+class CapaSilent(Pop3Session):
+    """CAPA gets no reply and the connection stays open; a server without
+    CAPA must still answer '-ERR' (RFC 2449 §5, RFC 1939 §3)."""
+
+    def cmd_capa(self, args: list[str]) -> Reply:
+        return b""
+
+
 class ClosesInsteadOfRefusing(Pop3Session):
     """USER, PASS or APOP after login closes the connection without the
     '-ERR' (RFC 1939 §4, §7: refused in TRANSACTION). `or_close` allows a
@@ -243,6 +260,8 @@ TOP_EXTRA_BLANK_LINE = F(
     "verdict-top-extra-blank-line", "TOP adds a blank line", ["top.*"], [], TopExtraBlankLine
 )
 NOOP_SILENT = F("verdict-noop-silent", "NOOP never answered", ["*"], [], NoopSilent)
+LAST_SILENT = F("verdict-last-silent", "LAST never answered", ["last.*"], [], LastSilent)
+CAPA_SILENT = F("verdict-capa-silent", "CAPA never answered", ["capa.*"], [], CapaSilent)
 CLOSES_INSTEAD_OF_REFUSING = F(
     "verdict-closes-instead-of-refusing",
     "close instead of -ERR",
@@ -275,6 +294,8 @@ VERDICT_FAULTS = {
         LAST_IGNORES_RETR,
         TOP_EXTRA_BLANK_LINE,
         NOOP_SILENT,
+        LAST_SILENT,
+        CAPA_SILENT,
         CLOSES_INSTEAD_OF_REFUSING,
         CLOSES_AFTER_REFUSED_LOGIN,
         WHOLE_LONG_LINES,
