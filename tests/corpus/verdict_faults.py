@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
+from pathlib import Path
 
 from faults import Fault
 
@@ -55,6 +57,43 @@ class DeleAtOnce(Pop3Session):
             return reply
         assert self.maildrop is not None
         self.maildrop.commit([self.message(int(args[0]))])
+        return reply
+
+
+# --- the maildrop between sessions ----------------------------------------------------
+
+_SESSIONS = itertools.count(1)
+
+
+class UidsChangeEverySession(Pop3Session):
+    """Unique-ids carry a per-session tag, so no two sessions agree (RFC
+    1939 §7 UIDL: a unique-id persists across sessions). One defect of the
+    server, which uidl.stable-across-sessions exists to judge."""
+
+    def open_maildrop(self, user: str, *, method: str) -> Reply:
+        reply = super().open_maildrop(user, method=method)
+        tag = next(_SESSIONS)
+        self.messages = [
+            StoredMessage(m.location, f"{m.uid}.{tag}", m.content) for m in self.messages
+        ]
+        return reply
+
+
+class StatusHeaderAtUpdate(Pop3Session):
+    """At UPDATE, writes a 'Status: RO' header into each message the session
+    retrieved, as mbox-era servers do: the maildrop keeps its messages and
+    unique-ids, only their sizes grow."""
+
+    def enter_update(self) -> Reply:
+        reply = super().enter_update()
+        for number in sorted(self.retrieved - self.deleted):
+            path = Path(self.message(number).location)
+            try:
+                raw = path.read_bytes()
+                if not raw.startswith(b"Status: RO"):
+                    path.write_bytes(b"Status: RO" + CRLF + raw)
+            except OSError:
+                pass
         return reply
 
 
@@ -240,6 +279,20 @@ class AuthCodeMissing(Pop3Session):
 F = Fault
 LF_OCTETS = F("verdict-lf-octets", "sizes counted with LF line ends", ["*"], [], maildrop=LfOctets)
 DELE_AT_ONCE = F("verdict-dele-at-once", "DELE removes at once", ["*"], [], DeleAtOnce)
+UIDS_CHANGE_EVERY_SESSION = F(
+    "verdict-uids-change-every-session",
+    "unique-ids differ in every session",
+    ["*"],
+    [],
+    UidsChangeEverySession,
+)
+STATUS_HEADER_AT_UPDATE = F(
+    "verdict-status-header-at-update",
+    "a Status: header written into retrieved messages at UPDATE",
+    ["*"],
+    [],
+    StatusHeaderAtUpdate,
+)
 APOP_DIGEST_WRONG = F(
     "verdict-apop-digest-wrong", "APOP digest checked wrongly", ["apop.*"], [], ApopDigestWrong
 )
@@ -288,6 +341,8 @@ VERDICT_FAULTS = {
     for fault in (
         LF_OCTETS,
         DELE_AT_ONCE,
+        UIDS_CHANGE_EVERY_SESSION,
+        STATUS_HEADER_AT_UPDATE,
         APOP_DIGEST_WRONG,
         EMPTY_LIST_UNTERMINATED,
         UIDL_WITHOUT_NUMBERS,
