@@ -13,7 +13,11 @@ multi-requirement scenario does not yet say which requirement each step
 checks (`requirement:`, the corpus audit on branch issue8-corpus): the
 verdict is already on the right scenario, the requirement is the
 scenario's first. Once the audit lands they pass, and strict xfail makes
-the run say so.
+the run say so (checked against issue8-corpus at a687f3d merged with this
+branch: the five NEEDS_AUDIT tests and both NEEDS_CORPUS_RULE tests pass
+there, so their marks go with that merge). The ENGINE_BUG_* marks are
+defects found while writing these tests; each passes once the engine is
+fixed.
 """
 
 from __future__ import annotations
@@ -176,13 +180,11 @@ def test_lf_octets_fail_the_size_scenarios_not_error_the_corpus():
     counts = verdicts(run)
     assert counts[Verdict.ERROR] <= LF_OCTETS_MAX_ERRORS, shown(run.results)
     # the scenarios that check the size rules FAIL on them, at MUST
-    for sid, requirement in (
-        ("sizes.list-matches-retr", "POP3-1939-LIST-03"),
-        ("sizes.bare-lf-counted-as-crlf", "POP3-1939-SIZE-01"),
-    ):
+    for sid in ("sizes.list-matches-retr", "sizes.bare-lf-counted-as-crlf"):
         result = results[sid]
         assert result.verdict is Verdict.FAIL, shown([result])
-        assert requirement in requirements_of(result), shown([result])
+        assert set(requirements_of(result)) & SIZE_REQUIREMENTS, shown([result])
+        assert all(f.level == "MUST" for f in result.failures)
     failed = [r for r in run.results if r.verdict is Verdict.FAIL]
     assert len(failed) >= 5, shown(run.results)
     # everything that does not look at sizes still runs and passes
@@ -580,7 +582,7 @@ def test_long_line_executed_whole_conforms():
 @pytest.mark.xfail(strict=True, reason=NEEDS_CORPUS_RULE)
 def test_failed_login_without_auth_code_fails_when_auth_resp_code_is_advertised():
     """RFC 3206 §4 (POP3-3206-CAPA-02): no corpus scenario checks it yet."""
-    run = selected_run(AUTH_CODE_MISSING.name, ("auth.*", "respcodes.*"))
+    run = selected_run(AUTH_CODE_MISSING.name, ("auth.*", "authcode.*", "respcodes.*"))
     caught = [r for r in run.results if "POP3-3206-CAPA-02" in requirements_of(r)]
     assert caught and all(r.verdict is Verdict.FAIL for r in caught), shown(run.results)
 
@@ -636,6 +638,7 @@ def test_provision_none_skips_committing_scenarios_and_errors_nothing():
 
 # --- the killed target ------------------------------------------------------------------------
 
+HEADER_LINE = re.compile(r"^mailspec: (\d+) scenarios? against ")
 VERDICT_LINE = re.compile(r"^\s+(PASS|FAIL|WARN|SKIP|ERROR|XFAIL|XPASS)\s+(\S+):")
 
 
@@ -703,18 +706,24 @@ def _start_run(root: Path, port: int, reports: Path, cwd: Path) -> subprocess.Po
     )
 
 
-def _wait_for_verdicts(run: subprocess.Popen[str], count: int) -> list[str]:
-    """The ids of the first `count` scenarios the run printed a verdict for."""
+def _wait_for_verdicts(run: subprocess.Popen[str], count: int) -> tuple[int, list[str]]:
+    """How many scenarios the run selected (its header line), and the ids
+    of the first `count` it printed a verdict for."""
     assert run.stdout is not None
     lines = _lines(run.stdout)
+    selected = 0
     judged: list[str] = []
     while len(judged) < count:
         line = lines.get(timeout=60)
         assert line is not None, "the run ended early"
+        header = HEADER_LINE.match(line)
+        if header:
+            selected = int(header.group(1))
         match = VERDICT_LINE.match(line)
         if match:
             judged.append(match.group(2))
-    return judged
+    assert selected > len(judged)
+    return selected, judged
 
 
 def _stop(*children: subprocess.Popen[str] | None) -> None:
@@ -724,14 +733,16 @@ def _stop(*children: subprocess.Popen[str] | None) -> None:
             child.wait(timeout=10)
 
 
-def _check_reports(reports: Path, judged: list[str], incomplete: str) -> dict[str, Any]:
+def _check_reports(
+    reports: Path, selected: int, judged: list[str], incomplete: str
+) -> dict[str, Any]:
     """Every report written, with a row for every selected scenario: those
     judged before the stop as they were, the rest ERROR 'not run (...)'."""
     report = json.loads((reports / "results.json").read_text("utf-8"))
     assert report["exit_code"] == 3
     assert report["incomplete"] and report["incomplete"].startswith(incomplete)
     results = report["results"]
-    assert len(results) == len(fast_corpus())  # every selected scenario has a row
+    assert len(results) == selected  # every selected scenario has a row
     ran = [r for r in results if not r["message"].startswith("not run (")]
     assert [r["id"] for r in ran[: len(judged)]] == judged
     assert all(r["verdict"] in ("PASS", "SKIP") for r in ran[: len(judged)])
@@ -756,7 +767,7 @@ def test_killed_target_exits_3_fast_with_every_report_written(tmp_path):
     run: subprocess.Popen[str] | None = None
     try:
         run = _start_run(root, port, reports, tmp_path)
-        judged = _wait_for_verdicts(run, KILL_AFTER_SCENARIOS)
+        selected, judged = _wait_for_verdicts(run, KILL_AFTER_SCENARIOS)
         os.kill(server.pid, signal.SIGKILL)
         killed_at = time.monotonic()
         server.wait(timeout=10)
@@ -768,7 +779,7 @@ def test_killed_target_exits_3_fast_with_every_report_written(tmp_path):
     assert code == 3, stderr
     assert elapsed < KILLED_TARGET_EXIT_SECONDS
     assert "Traceback" not in stderr
-    report = _check_reports(reports, judged, "target unreachable since ")
+    report = _check_reports(reports, selected, judged, "target unreachable since ")
     since = report["incomplete"].removeprefix("target unreachable since ")
     assert since in [r["id"] for r in report["results"] if not r["message"].startswith("not run")]
 
@@ -782,7 +793,7 @@ def test_interrupted_run_exits_3_with_every_report_written(tmp_path):
     run: subprocess.Popen[str] | None = None
     try:
         run = _start_run(root, port, reports, tmp_path)
-        judged = _wait_for_verdicts(run, KILL_AFTER_SCENARIOS)
+        selected, judged = _wait_for_verdicts(run, KILL_AFTER_SCENARIOS)
         run.send_signal(signal.SIGINT)
         code = run.wait(timeout=60)
         stderr = run.stderr.read() if run.stderr else ""
@@ -790,7 +801,7 @@ def test_interrupted_run_exits_3_with_every_report_written(tmp_path):
         _stop(server, run)
     assert code == 3, stderr
     assert "Traceback" not in stderr
-    _check_reports(reports, judged, "interrupted")
+    _check_reports(reports, selected, judged, "interrupted")
 
 
 # --- mailspec provision / mailspec verify ---------------------------------------------------
