@@ -108,33 +108,28 @@ TOP_SHAPE_REQUIREMENTS = frozenset({"POP3-1939-TOP-02", "POP3-1939-TOP-03", "POP
 # --- running ---------------------------------------------------------------------------
 
 
-def suite_against(
-    fault_name: str | None,
-    scenarios: Iterable[Scenario],
-    *,
-    root: Path | None = None,
-    provision: str | None = None,
-) -> RunResult:
+def suite_against(fault_name: str | None, scenarios: Iterable[Scenario]) -> RunResult:
     """One `run_suite` against the in-process reference server with the
     named fault (None: the correct reference), the fixture written by the
-    Maildir provisioner into the store the server reads, unless `provision`
-    says otherwise (then `root` is the pre-provisioned store)."""
+    Maildir provisioner into the store the server reads."""
     fault = VERDICT_FAULTS[fault_name] if fault_name else None
     with tempfile.TemporaryDirectory(prefix="mailspec-verdict-") as tmp:
-        store = root or Path(tmp)
-        handle = harness.start(fault, store)
+        handle = harness.start(fault, Path(tmp))
         try:
-            config = RunConfig(
-                host=handle.host,
-                port=handle.port,
-                provision=provision or f"maildir,exact=yes:{store}/{{user}}",
-                read_timeout=harness.READ_TIMEOUT,
-                auth_timeout=harness.READ_TIMEOUT,
-                autologout=600,
-            )
-            return run_suite(list(scenarios), config)
+            return run_suite(list(scenarios), _config(handle, f"maildir,exact=yes:{tmp}/{{user}}"))
         finally:
             handle.close()
+
+
+def _config(handle: Any, provision: str) -> RunConfig:
+    return RunConfig(
+        host=handle.host,
+        port=handle.port,
+        provision=provision,
+        read_timeout=harness.READ_TIMEOUT,
+        auth_timeout=harness.READ_TIMEOUT,
+        autologout=600,
+    )
 
 
 def fast_corpus() -> list[Scenario]:
@@ -600,14 +595,7 @@ def black_box_runs() -> tuple[RunResult, ...]:
             provisioner.reset(account)
         handle = harness.start(None, root)
         try:
-            config = RunConfig(
-                host=handle.host,
-                port=handle.port,
-                provision="none",
-                read_timeout=harness.READ_TIMEOUT,
-                auth_timeout=harness.READ_TIMEOUT,
-                autologout=600,
-            )
+            config = _config(handle, "none")
             return tuple(run_suite(fast_corpus(), config) for _ in range(3))
         finally:
             handle.close()
