@@ -8,16 +8,11 @@ for the killed target and `mailspec provision`/`verify`), so the exit code
 asserted is the one a CI job would see. Whole-corpus runs are cached for
 the session (functools.cache), as harness.py does.
 
-Tests marked `xfail(strict=True, reason=NEEDS_AUDIT)` fail only because a
-multi-requirement scenario does not yet say which requirement each step
-checks (`requirement:`, the corpus audit on branch issue8-corpus): the
-verdict is already on the right scenario, the requirement is the
-scenario's first. Once the audit lands they pass, and strict xfail makes
-the run say so (checked against issue8-corpus at a687f3d merged with this
-branch: the five NEEDS_AUDIT tests and both NEEDS_CORPUS_RULE tests pass
-there, so their marks go with that merge). The ENGINE_BUG_* marks are
-defects found while writing these tests; each passes once the engine is
-fixed.
+Several checks pin the requirement a step names (`requirement:`, the
+per-step audit of scenarios/pop3), not only the scenario. Tests marked
+`xfail(strict=True, reason=ENGINE_BUG_...)` are defects of the engine found
+while writing these tests; each passes once the engine is fixed, and strict
+xfail makes the run say so.
 """
 
 from __future__ import annotations
@@ -69,7 +64,6 @@ from conformance.results import Direction, RunResult, ScenarioResult, Verdict
 from conformance.scenario import CommandStep, PipelineStep, Scenario, SendStep, load_scenarios
 
 REPO = Path(__file__).resolve().parents[2]
-NEEDS_AUDIT = "needs the issue8-corpus audit (per-step requirement: in scenarios/pop3)"
 #: Found while proving the model; reported to the lead with these tests.
 ENGINE_BUG_PROBE_SILENCE = (
     "engine bug: the capability probe (capabilities._Prober.run) takes a command that gets "
@@ -83,8 +77,6 @@ ENGINE_BUG_SKIP_REJUDGED = (
     "engine bug: engine.Runner._run turns a SKIP into FAIL when the after-scenario "
     "maildrop check finds a change (the scenario never touched the maildrop)"
 )
-#: Verdict rules of issue 8 item 6 the corpus does not apply yet (no scenario change made).
-NEEDS_CORPUS_RULE = "needs a corpus change for issue 8 item 6 (not part of the per-step audit)"
 #: At most this many ERRORs where a server misreports sizes (issue 8, "Done when").
 LF_OCTETS_MAX_ERRORS = 5
 #: The killed target: exit 3 this soon after the kill (issue 8, "Done when").
@@ -188,7 +180,6 @@ def test_lf_octets_fail_the_size_scenarios_not_error_the_corpus():
     assert run.exit_code != 0
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_AUDIT)
 def test_lf_octets_failures_name_a_size_requirement():
     """Not the stuffing rule (SIZE-02), not the greeting or NOOP a seed
     session happens to list first."""
@@ -336,7 +327,6 @@ def test_apop_broken_is_a_fail_of_the_apop_scenarios_not_an_error():
     assert run.exit_code == 1
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_AUDIT)
 def test_apop_broken_is_pinned_on_the_digest_rule():
     run = selected_run(APOP_DIGEST_WRONG.name, ("apop.*", "seed.*apop*", "state.apop-*"))
     for sid in ("apop.login", "seed.rfc1939-example-session-apop"):
@@ -398,7 +388,6 @@ def test_uidl_without_numbers_fails_the_uidl_scenarios_on_uidl_rules():
     assert run.exit_code == 1
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_AUDIT)
 def test_uidl_without_numbers_inside_a_capa_scenario_is_a_uidl_finding():
     result = by_id(selected_run(UIDL_WITHOUT_NUMBERS.name, ("uidl.*", "capa.uidl-works")))[
         "capa.uidl-works"
@@ -417,7 +406,6 @@ def test_last_not_raised_by_retr_fails_the_retr_rule():
     assert run.exit_code == 1
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_AUDIT)
 def test_last_not_raised_by_retr_is_never_an_rset_finding():
     run = selected_run(LAST_IGNORES_RETR.name, ("last.*", "rset.*"))
     wrong = {
@@ -439,7 +427,6 @@ def test_top_extra_blank_line_fails_top_scenarios_on_top_requirements():
     assert run.exit_code == 1
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_AUDIT)
 def test_top_extra_blank_line_is_a_shape_finding_not_stuffing():
     """TOP-01 says TOP is optional and TOP-05 is byte-stuffing: neither is
     what an extra blank line breaks."""
@@ -561,22 +548,16 @@ def test_login_after_the_scenarios_own_user_sends_only_pass(tmp_path):
 # --- longer than the minimum, RFC 3206 [AUTH] (issue 8 item 6) ------------------------------
 
 
-def test_long_line_executed_whole_is_not_a_long_line_failure_of_the_255_rule():
-    run = selected_run(WHOLE_LONG_LINES.name, ("capa.*line*",))
-    assert by_id(run)["capa.long-command-line"].verdict is Verdict.PASS, shown(run.results)
-
-
-@pytest.mark.xfail(strict=True, reason=NEEDS_CORPUS_RULE)
 def test_long_line_executed_whole_conforms():
     """verdict-principles 16: 'NOOP <4000 octets>' -> '+OK' conforms;
-    capa.overlong-line-refused-whole still wants '-ERR' (a WARN)."""
+    only a refusal below the minimum or a fragment run as a command is one."""
     run = selected_run(WHOLE_LONG_LINES.name, ("capa.*line*",))
     assert all(r.verdict is Verdict.PASS for r in run.results), shown(run.results)
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_CORPUS_RULE)
 def test_failed_login_without_auth_code_fails_when_auth_resp_code_is_advertised():
-    """RFC 3206 §4 (POP3-3206-CAPA-02): no corpus scenario checks it yet."""
+    """RFC 3206 §4 (POP3-3206-CAPA-02): with AUTH-RESP-CODE advertised, a
+    credential failure carries [AUTH]."""
     run = selected_run(AUTH_CODE_MISSING.name, ("auth.*", "authcode.*", "respcodes.*"))
     caught = [r for r in run.results if "POP3-3206-CAPA-02" in requirements_of(r)]
     assert caught and all(r.verdict is Verdict.FAIL for r in caught), shown(run.results)
