@@ -199,8 +199,12 @@ def _in_use(reply: Reply) -> bool:
 
 
 def _capa(probe: ProbeSession) -> tuple[list[str] | None, bool]:
-    """(CAPA lines or None when refused, whether the listing ended)."""
+    """(CAPA lines or None when refused, whether the session is still in
+    step). No reply at all is not a refusal: CAPA counts as offered, with
+    no tags, so the CAPA scenarios run and judge the silence."""
     reply = probe.command("CAPA", multiline=True)
+    if reply.status is None:
+        return [], False
     if not is_positive(reply):
         return None, True
     lines = [line.decode("utf-8", errors="replace") for line in reply.lines]
@@ -311,8 +315,15 @@ class _Prober:
         if not ended:
             probe = self._reconnect(probe)
             self._login(probe)
-        if is_complete_positive(probe.command("LAST")):
+        last = probe.command("LAST")
+        if is_complete_positive(last):
             self.learned.add(PSEUDO_LAST)
+        elif last.status is None:
+            # no reply is silence, not a refused LAST (verdict-principles 5
+            # allows -ERR only): the LAST scenarios run and judge it
+            self.learned.add(PSEUDO_LAST)
+            probe = self._reconnect(probe)
+            self._login(probe)
         if PSEUDO_CAPA not in self.learned and self.account.count:
             if is_complete_positive(probe.command("TOP 1 0", multiline=True)):
                 self.learned.add("TOP")

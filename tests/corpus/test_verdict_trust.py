@@ -9,10 +9,10 @@ asserted is the one a CI job would see. Whole-corpus runs are cached for
 the session (functools.cache), as harness.py does.
 
 Several checks pin the requirement a step names (`requirement:`, the
-per-step audit of scenarios/pop3), not only the scenario. Tests marked
-`xfail(strict=True, reason=ENGINE_BUG_...)` are defects of the engine found
-while writing these tests; each passes once the engine is fixed, and strict
-xfail makes the run say so.
+per-step audit of scenarios/pop3), not only the scenario. Three engine
+defects found while writing them are fixed (the probe taking silence for a
+refusal, unstable unique-ids blamed on every scenario, a SKIP re-judged by
+the maildrop re-check); their tests pin the fixes.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import harness
-import pytest
 from test_corpus import REFERENCE_DEVIATIONS
 from verdict_faults import (
     APOP_DIGEST_WRONG,
@@ -65,19 +64,6 @@ from conformance.results import Direction, RunResult, ScenarioResult, Verdict
 from conformance.scenario import CommandStep, PipelineStep, Scenario, SendStep, load_scenarios
 
 REPO = Path(__file__).resolve().parents[2]
-#: Found while proving the model; reported to the lead with these tests.
-ENGINE_BUG_PROBE_SILENCE = (
-    "engine bug: the capability probe (capabilities._Prober.run) takes a command that gets "
-    "no reply for a refusal, so the scenarios that would judge the silence SKIP"
-)
-ENGINE_BUG_UIDS_EVERY_SCENARIO = (
-    "engine bug: mailboxes.Mailboxes.after blames every non-committing scenario for "
-    "unique-ids that change in every session (one server defect, recorded ~150 times)"
-)
-ENGINE_BUG_SKIP_REJUDGED = (
-    "engine bug: engine.Runner._run turns a SKIP into FAIL when the after-scenario "
-    "maildrop check finds a change (the scenario never touched the maildrop)"
-)
 #: At most this many ERRORs where a server misreports sizes (issue 8, "Done when").
 LF_OCTETS_MAX_ERRORS = 5
 #: The killed target: exit 3 this soon after the kill (issue 8, "Done when").
@@ -252,7 +238,6 @@ def _sends_dele(scenario: Scenario) -> bool:
 UIDS_PATTERNS = ("uidl.*", "stat.*", "noop.*", "apop.not-offered-refused")
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_BUG_UIDS_EVERY_SCENARIO)
 def test_unstable_uids_fail_the_uidl_scenario_not_every_scenario():
     run = selected_run(UIDS_CHANGE_EVERY_SESSION.name, UIDS_PATTERNS)
     stable = by_id(run)["uidl.stable-across-sessions"]
@@ -262,7 +247,6 @@ def test_unstable_uids_fail_the_uidl_scenario_not_every_scenario():
     assert len(blamed) <= 1, blamed
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_BUG_SKIP_REJUDGED)
 def test_a_skipped_scenario_stays_skipped_whatever_the_maildrop_check_finds():
     run = selected_run(UIDS_CHANGE_EVERY_SESSION.name, UIDS_PATTERNS)
     skipped = by_id(run)["apop.not-offered-refused"]  # skip_if: the greeting has a timestamp
@@ -458,7 +442,6 @@ def test_no_reply_to_noop_fails_even_a_should_scenario():
     assert run.exit_code == 1
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_BUG_PROBE_SILENCE)
 def test_no_reply_to_last_is_a_finding_not_a_refused_last():
     """verdict-principles 5 lets LAST be refused ('-ERR': SKIP); a LAST
     that gets no reply is silence, a FAIL, not 'LAST was refused'."""
@@ -469,7 +452,6 @@ def test_no_reply_to_last_is_a_finding_not_a_refused_last():
     assert run.exit_code == 1
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_BUG_PROBE_SILENCE)
 def test_no_reply_to_capa_is_a_finding_not_a_server_without_capa():
     run = selected_run(CAPA_SILENT.name, ("capa.authorization-listing",))
     (result,) = run.results
