@@ -200,8 +200,12 @@ def mutate(rng: random.Random, corpus: list[bytes]) -> bytes:
 
 def random_engine(runs: int, seconds: float, seed: int) -> int:
     rng = random.Random(seed)
-    corpus = [bytes([flags, split]) + dialogue for flags in (0, 2, 3, 22, 0x80, 0x83)
-              for split in (0, 1, 5) for dialogue in SEED_DIALOGUES]
+    corpus = [
+        bytes([flags, split]) + dialogue
+        for flags in (0, 2, 3, 22, 0x80, 0x83)
+        for split in (0, 1, 5)
+        for dialogue in SEED_DIALOGUES
+    ]
     started = time.monotonic()
     done = 0
     while done < runs and time.monotonic() - started < seconds:
@@ -213,8 +217,11 @@ def random_engine(runs: int, seconds: float, seed: int) -> int:
             return 1
         done += 1
     elapsed = time.monotonic() - started
-    print(f"engine=random runs={done} crashes=0 seconds={elapsed:.1f} "
-          f"rate={done / max(elapsed, 1e-9):.0f}/s", flush=True)
+    print(
+        f"engine=random runs={done} crashes=0 seconds={elapsed:.1f} "
+        f"rate={done / max(elapsed, 1e-9):.0f}/s",
+        flush=True,
+    )
     return 0
 
 
@@ -229,7 +236,7 @@ def atheris_engine(runs: int, seconds: float, seed: int, extra: list[str]) -> No
         arguments.append(f"-runs={runs}")
     if seconds > 0:
         arguments.append(f"-max_total_time={int(seconds)}")
-    arguments += extra + [str(corpus_directory)]
+    arguments += [*extra, str(corpus_directory)]
     print(f"engine=atheris libFuzzer arguments: {' '.join(arguments[1:])}", flush=True)
     atheris.Setup(arguments, one_input)
     atheris.Fuzz()

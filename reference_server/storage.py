@@ -90,6 +90,8 @@ SMALL_MESSAGE_OCTETS = 1024 * 1024
 #: Read size when a large message is streamed; also the largest piece a
 #: streamed RETR hands to the transport at once.
 STREAM_CHUNK_OCTETS = 64 * 1024
+#: Read size when only a large message's octet count is needed.
+WIRE_SIZE_READ_OCTETS = 1024 * 1024
 #: Octet counts of large Maildir messages remembered (entries, LRU).
 WIRE_SIZE_CACHE_ENTRIES = 100_000
 #: The Maildir UPDATE journal (names committed for removal, one a line).
@@ -214,6 +216,27 @@ def wire_chunks(file: BinaryIO) -> Iterator[bytes]:
         yield b"\r\n"
 
 
+def wire_size(file: BinaryIO) -> int:
+    """``len(to_wire_form(file.read()))`` without converting: every LF not
+    preceded by CR gains one octet, and a last line without LF gains two."""
+    size = 0
+    bare_line_feeds = 0
+    previous_ended_with_cr = False
+    last = b""
+    with file:
+        while chunk := file.read(WIRE_SIZE_READ_OCTETS):
+            size += len(chunk)
+            line_feeds = chunk.count(b"\n")
+            bare_line_feeds += line_feeds - chunk.count(b"\r\n")
+            if previous_ended_with_cr and chunk.startswith(b"\n"):
+                bare_line_feeds -= 1  # a CRLF cut between two reads
+            previous_ended_with_cr = chunk.endswith(b"\r")
+            last = chunk[-1:]
+    if size and last != b"\n":
+        size += 2
+    return size + bare_line_feeds
+
+
 def check_user_name(user: str) -> None:
     """User names become path components, so refuse anything that could escape."""
     if not user or user in {".", ".."} or "/" in user or "\x00" in user:
@@ -330,7 +353,7 @@ class WireSizeCache:
             if cached is not None:
                 self._entries.move_to_end(key)
                 return cached
-        size = sum(len(piece) for piece in wire_chunks(open(path, "rb")))
+        size = wire_size(open(path, "rb"))
         with self._guard:
             self._entries[key] = size
             while len(self._entries) > self.max_entries:

@@ -36,6 +36,7 @@ from reference_server.storage import (
     MboxStore,
     to_wire_form,
     wire_chunks,
+    wire_size,
 )
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +62,22 @@ def test_wire_chunks_equal_the_whole_conversion_for_any_read_size(raw: bytes, ch
         assert b"".join(wire_chunks(io.BytesIO(raw))) == to_wire_form(raw)
     finally:
         storage.STREAM_CHUNK_OCTETS = original
+
+
+@given(
+    parts=st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b"."]), max_size=40),
+    chunk=st.integers(min_value=1, max_value=9),
+)
+def test_the_octet_count_without_conversion_equals_the_converted_length(
+    parts: list[bytes], chunk: int
+) -> None:
+    raw = b"".join(parts)
+    original = storage.WIRE_SIZE_READ_OCTETS
+    storage.WIRE_SIZE_READ_OCTETS = chunk
+    try:
+        assert wire_size(io.BytesIO(raw)) == len(to_wire_form(raw))
+    finally:
+        storage.WIRE_SIZE_READ_OCTETS = original
 
 
 @given(parts=WIRE_TEXT, cuts=st.lists(st.integers(min_value=0), max_size=6))
