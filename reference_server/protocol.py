@@ -242,6 +242,31 @@ class Response:
         yield b"." + CRLF
 
 
+class StreamedResponse(Response):
+    """A ``+OK`` whose body is read from the store piece by piece.
+
+    ``body`` still works for subclasses that rewrite a reply (it reads the
+    whole content then, once); the default path only iterates ``stream``."""
+
+    def __init__(self, text: str, stream: Iterable[bytes]) -> None:
+        object.__setattr__(self, "ok", True)
+        object.__setattr__(self, "text", text)
+        object.__setattr__(self, "close", False)
+        object.__setattr__(self, "start_tls", False)
+        object.__setattr__(self, "_source", stream)
+        object.__setattr__(self, "_whole", None)
+
+    @property  # type: ignore[override]
+    def body(self) -> bytes:
+        if self._whole is None:
+            object.__setattr__(self, "_whole", b"".join(self._source))
+        return self._whole
+
+    @property  # type: ignore[override]
+    def stream(self) -> Iterable[bytes]:
+        return self._source if self._whole is None else (self._whole,)
+
+
 class DelayedReply(bytes):
     """Reply octets the transport sends only after ``delay_seconds`` (the
     failed-login delay); the sans-I/O core itself never sleeps."""
@@ -1012,7 +1037,7 @@ class Pop3Session:
         message = self.message(number)
         text = f"{self.octets(number)} octets"
         if message.streamed:
-            reply = Response(True, text, stream=self.read_message(message.chunks))
+            reply = StreamedResponse(text, self.read_message(message.chunks))
         else:
             reply = ok(text, self.read_message(lambda: message.content))
         self.highest_accessed = max(self.highest_accessed, number)
@@ -1029,9 +1054,7 @@ class Pop3Session:
         message = self.message(number)
         text = "top of message follows"
         if message.streamed:
-            return Response(
-                True, text, stream=top_pieces(self.read_message(message.chunks), line_count)
-            )
+            return StreamedResponse(text, top_pieces(self.read_message(message.chunks), line_count))
         return ok(text, top_of_message(self.read_message(lambda: message.content), line_count))
 
     def read_message(self, reader: Callable[[], _T]) -> _T:

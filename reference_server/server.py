@@ -118,6 +118,7 @@ class Pop3Server:
         self._session_numbers = itertools.count(1)
         self._connections: set[asyncio.Task[None]] = set()
         self._per_address: collections.Counter[str] = collections.Counter()
+        self._steps: dict[int, _Steps] = {}
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=STORAGE_THREADS, thread_name_prefix="pop3-storage"
         )
@@ -174,7 +175,6 @@ class Pop3Server:
             return
         self._per_address[address] += 1
         self._connections.add(task)
-        steps = _Steps(self._executor)
         session = self.session_class(
             self.store,
             self.users,
@@ -186,8 +186,11 @@ class Pop3Server:
             # RFC 8314 section 3.1: the handshake is done before the greeting.
             version, cipher = describe(writer.get_extra_info("ssl_object"))
             session.tls_started(version=version, cipher=cipher)
+        # Subclasses override _converse(session, reader, writer), so the
+        # connection's step runner is found by session, not passed along.
+        steps = self._steps[id(session)] = _Steps(self._executor)
         try:
-            await self._converse(session, reader, writer, steps)
+            await self._converse(session, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError):
             pass
         except asyncio.CancelledError:
@@ -198,6 +201,7 @@ class Pop3Server:
             # A step still running on a worker must end before the session
             # is torn down (it may be locking the maildrop right now).
             await steps.settle()
+            del self._steps[id(session)]
             session.connection_lost()
             writer.close()
             self._connections.discard(task)
@@ -210,10 +214,8 @@ class Pop3Server:
         session: Pop3Session,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        steps: _Steps | None = None,
     ) -> None:
-        if steps is None:
-            steps = _Steps(self._executor)
+        steps = self._steps.get(id(session)) or _Steps(self._executor)
         writer.write(session.greeting())
         await writer.drain()
         loop = asyncio.get_running_loop()
