@@ -29,9 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import combined
-from .protocol import DEFAULT_AUTOLOGOUT_SECONDS, MIN_AUTOLOGOUT_SECONDS, SessionConfig
+from .protocol import (
+    DEFAULT_AUTOLOGOUT_SECONDS,
+    DEFAULT_BAD_COMMAND_LIMIT,
+    DEFAULT_FAILED_LOGIN_DELAY_SECONDS,
+    MIN_AUTOLOGOUT_SECONDS,
+    SessionConfig,
+)
 from .sasl import DEFAULT_MECHANISMS, MECHANISMS
-from .server import Pop3Server, ServerSettings
+from .server import DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, Pop3Server, ServerSettings
 from .storage import MaildropStore, StoreSpecError, store_from_spec
 from .tls import TlsConfigurationError, server_context
 from .users import UsersFileError, load_users_file
@@ -140,6 +146,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="retention advertised as EXPIRE (RFC 2449 section 6.7; default NEVER); "
         "0 removes retrieved messages at QUIT",
     )
+    parser.add_argument(
+        "--login-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="inactivity timer before login (default: the --autologout value)",
+    )
+    parser.add_argument(
+        "--bad-command-limit",
+        type=int,
+        default=DEFAULT_BAD_COMMAND_LIMIT,
+        metavar="N",
+        help=f"close after N consecutive -ERR replies, the last saying so "
+        f"(default {DEFAULT_BAD_COMMAND_LIMIT}; 0: no limit)",
+    )
+    parser.add_argument(
+        "--failed-login-delay",
+        type=float,
+        default=DEFAULT_FAILED_LOGIN_DELAY_SECONDS,
+        metavar="S",
+        help="wait S seconds before answering a failed PASS/APOP/AUTH "
+        f"(default {DEFAULT_FAILED_LOGIN_DELAY_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        metavar="N",
+        help="refuse a client address's connection beyond N open ones "
+        f"(default {DEFAULT_MAX_CONNECTIONS_PER_ADDRESS}: no cap)",
+    )
     parser.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
     return parser
 
@@ -210,6 +247,19 @@ def raise_open_file_limit() -> None:
             pass  # keep the inherited limit
 
 
+def check_abuse_limits(arguments: argparse.Namespace) -> None:
+    if arguments.login_timeout is not None and not arguments.login_timeout > 0:
+        raise ConfigurationError("--login-timeout must be a positive number of seconds")
+    if arguments.bad_command_limit < 0:
+        raise ConfigurationError("--bad-command-limit must be 0 (no limit) or a positive number")
+    if not arguments.failed_login_delay >= 0:
+        raise ConfigurationError("--failed-login-delay must be 0 or a positive number of seconds")
+    if arguments.max_connections_per_address < 0:
+        raise ConfigurationError(
+            "--max-connections-per-address must be 0 (no cap) or a positive number"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -236,6 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if arguments.login_delay < 0:
             raise ConfigurationError("--login-delay must be 0 or a positive number of seconds")
+        check_abuse_limits(arguments)
         settings = ServerSettings(
             autologout_seconds=arguments.autologout,
             session_config=SessionConfig(
@@ -245,8 +296,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sasl_mechanisms=parse_sasl(arguments.sasl),
                 login_delay_seconds=arguments.login_delay,
                 expire_days=parse_expire(arguments.expire),
+                bad_command_limit=arguments.bad_command_limit,
+                failed_login_delay_seconds=arguments.failed_login_delay,
             ),
             tls_context=load_tls(arguments),
+            login_timeout_seconds=arguments.login_timeout,
+            max_connections_per_address=arguments.max_connections_per_address,
         )
         if settings.tls_context is None and (implicit_tls or arguments.require_tls):
             flag = "--implicit-tls-listen" if implicit_tls else "--require-tls"

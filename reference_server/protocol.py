@@ -135,8 +135,9 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from . import sasl
 from .storage import (
@@ -166,6 +167,22 @@ MAX_RESPONSE_LINE_OCTETS = 512
 #: RFC 2449 section 6.7 / RFC 1939 section 7: a unique-id is 1 to 70 octets.
 MAX_UID_OCTETS = 70
 
+# --- Abuse limits (no RFC sets these; the values and why) --------------------
+
+#: Consecutive ``-ERR`` replies after which the session is closed (the last
+#: ``-ERR`` says so).  20 leaves room for a conformance suite's negative
+#: probes and for a confused client, while a fuzzer or a password-guessing
+#: loop on one connection is cut off quickly.  0: no limit.
+DEFAULT_BAD_COMMAND_LIMIT = 20
+#: Seconds a failed PASS/APOP/AUTH waits before its ``-ERR`` is sent, which
+#: slows guessing on one connection (RFC 1939 section 13 leaves the means
+#: open).  0 here because this is a test server that conformance suites
+#: hammer with wrong passwords; a deployment would use 1-3 s.
+DEFAULT_FAILED_LOGIN_DELAY_SECONDS = 0.0
+#: How much of a streamed message's header is read to decide the RFC 6856
+#: UTF-8 question; a header larger than this is judged on its first part.
+MAX_HEADER_SCAN_OCTETS = 1024 * 1024
+
 IMPLEMENTATION_NAME = "mailspec-reference-server-0.1"
 
 CRLF = b"\r\n"
@@ -175,6 +192,7 @@ _KEYWORD = re.compile(r"[A-Za-z][A-Za-z0-9]{2,3}")  # UTF8 has a digit
 _HEX_DIGEST = re.compile(r"[0-9A-Fa-f]{32}")
 
 log = logging.getLogger("reference_server.session")
+_T = TypeVar("_T")
 
 
 class State(enum.Enum):
@@ -201,13 +219,78 @@ class Response:
     body: bytes | None = None
     close: bool = False
     start_tls: bool = False
+    #: A body too large to hold: unstuffed CRLF content in pieces, read
+    #: lazily (by the transport, one piece at a time) instead of ``body``.
+    stream: Iterable[bytes] | None = field(default=None, compare=False)
+
+    def status_line(self) -> bytes:
+        status = b"+OK" if self.ok else b"-ERR"
+        return status + (b" " + self.text.encode("utf-8") if self.text else b"") + CRLF
 
     def to_bytes(self) -> bytes:
-        status = b"+OK" if self.ok else b"-ERR"
-        line = status + (b" " + self.text.encode("utf-8") if self.text else b"") + CRLF
-        if self.body is None:
-            return line
-        return line + _DOT_AT_LINE_START.sub(b"..", self.body) + b"." + CRLF
+        return b"".join(self.pieces())
+
+    def pieces(self) -> Iterator[bytes]:
+        """The serialised reply: status line, stuffed body pieces, terminator."""
+        yield self.status_line()
+        if self.stream is not None:
+            yield from stuffed_pieces(self.stream)
+        elif self.body is not None:
+            yield _DOT_AT_LINE_START.sub(b"..", self.body)
+        else:
+            return
+        yield b"." + CRLF
+
+
+class StreamedResponse(Response):
+    """A ``+OK`` whose body is read from the store piece by piece.
+
+    ``body`` still works for subclasses that rewrite a reply (it reads the
+    whole content then, once); the default path only iterates ``stream``."""
+
+    def __init__(self, text: str, stream: Iterable[bytes]) -> None:
+        object.__setattr__(self, "ok", True)
+        object.__setattr__(self, "text", text)
+        object.__setattr__(self, "close", False)
+        object.__setattr__(self, "start_tls", False)
+        object.__setattr__(self, "_source", stream)
+        object.__setattr__(self, "_whole", None)
+
+    @property  # type: ignore[override]
+    def body(self) -> bytes:
+        if self._whole is None:
+            object.__setattr__(self, "_whole", b"".join(self._source))
+        return self._whole
+
+    @property  # type: ignore[override]
+    def stream(self) -> Iterable[bytes]:
+        return self._source if self._whole is None else (self._whole,)
+
+
+class DelayedReply(bytes):
+    """Reply octets the transport sends only after ``delay_seconds`` (the
+    failed-login delay); the sans-I/O core itself never sleeps."""
+
+    delay_seconds: float
+
+    def __new__(cls, data: bytes, delay_seconds: float) -> DelayedReply:
+        reply = super().__new__(cls, data)
+        reply.delay_seconds = delay_seconds
+        return reply
+
+
+def stuffed_pieces(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """Byte-stuffing (RFC 1939 section 3) of content arriving in pieces:
+    a dot that starts a line gets another, wherever the pieces are cut."""
+    at_line_start = True
+    for piece in pieces:
+        if not piece:
+            continue
+        stuffed = piece.replace(b"\n.", b"\n..")
+        if at_line_start and stuffed.startswith(b"."):
+            stuffed = b"." + stuffed
+        at_line_start = piece.endswith(b"\n")
+        yield stuffed
 
 
 Reply = Response | bytes
@@ -257,6 +340,10 @@ class SessionConfig:
     require_tls: bool = False
     #: SASL mechanisms offered by AUTH, in CAPA order (names from :mod:`.sasl`).
     sasl_mechanisms: tuple[str, ...] = sasl.DEFAULT_MECHANISMS
+    #: Close after this many consecutive ``-ERR`` replies (0: never).
+    bad_command_limit: int = DEFAULT_BAD_COMMAND_LIMIT
+    #: Hold the ``-ERR`` of a failed PASS/APOP/AUTH this long (seconds).
+    failed_login_delay_seconds: float = DEFAULT_FAILED_LOGIN_DELAY_SECONDS
     hostname: str = field(default_factory=socket.gethostname)
     login_history: LoginHistory = field(default_factory=LoginHistory)
 
@@ -392,6 +479,11 @@ class Pop3Session:
         self.sasl_exchange: sasl.Mechanism | None = None
         self._pending = bytearray()
         self._discarding_long_line = False
+        #: Consecutive -ERR replies so far (the bad-command limit).
+        self.bad_commands = 0
+        self._login_failed = False
+        #: Pieces of a streamed reply body still to be handed out by replies().
+        self._stream: Iterator[bytes] | None = None
 
     # --- Public driver API ----------------------------------------------------
 
@@ -454,6 +546,12 @@ class Pop3Session:
         memory.  Stops after a reply that closes the session: bytes after
         QUIT are never processed (RFC 1939 section 6); and after the ``+OK``
         to STLS, whose pipelined followers are dropped (RFC 2595 section 4).
+
+        The reply to RETR or TOP of a large message comes in several pieces
+        (status line, then body pieces read from the store as the iterator
+        advances, then the terminator), so a transport that sends each piece
+        before asking for the next holds one piece at a time.  A piece may be
+        a :class:`DelayedReply`: send it only after its delay.
         """
         while not self.closed and not self.tls_pending:
             newline = self._pending.find(b"\n")
@@ -470,9 +568,15 @@ class Pop3Session:
                 self._discarding_long_line = False
                 if self.state is State.SASL:
                     self._end_sasl()
-                yield err("command line too long").to_bytes()
+                refusal = self._count_reply(err("command line too long"))
+                if refusal.close:
+                    self._close_without_update()
+                yield refusal.to_bytes()
                 continue
             yield self.handle_line(line)
+            stream, self._stream = self._stream, None
+            if stream is not None:
+                yield from stream
 
     def autologout(self) -> None:
         """The inactivity timer fired: close without UPDATE (RFC 1939 section 3)."""
@@ -491,18 +595,48 @@ class Pop3Session:
         """Execute one command line (without its line terminator)."""
         if line.endswith(b"\r"):
             line = line[:-1]
+        self._login_failed = False
         if self.state is State.SASL:
             reply = self._sasl_response(line)
         else:
             reply = self._dispatch(line)
         if isinstance(reply, Response):
+            reply = self._count_reply(reply)
             if reply.close:
                 self._close_without_update()
             elif reply.start_tls:
                 self.tls_pending = True
                 self._pending.clear()  # pipelined after STLS: never answered
-            return reply.to_bytes()
-        return reply
+            if reply.stream is not None:
+                # Status line now; the body follows piece by piece from replies().
+                pieces = reply.pieces()
+                first = next(pieces)
+                self._stream = pieces
+                return first
+            data = reply.to_bytes()
+        else:
+            data = reply
+            if reply.startswith(b"+OK"):
+                self.bad_commands = 0
+            elif reply.startswith(b"-ERR"):
+                self.bad_commands += 1
+        delay = self.config.failed_login_delay_seconds
+        if self._login_failed and delay > 0:
+            return DelayedReply(data, delay)
+        return data
+
+    def _count_reply(self, reply: Response) -> Response:
+        """The bad-command limit: the Nth ``-ERR`` in a row closes the session
+        (without UPDATE), and says so in its text."""
+        if reply.ok:
+            self.bad_commands = 0
+            return reply
+        self.bad_commands += 1
+        limit = self.config.bad_command_limit
+        if limit <= 0 or self.bad_commands < limit or reply.close:
+            return reply
+        self._log("bad-command-limit", count=self.bad_commands)
+        return err(f"{reply.text} (too many bad commands: closing)", close=True)
 
     def _dispatch(self, line: bytes) -> Reply:
         try:
@@ -614,7 +748,7 @@ class Pop3Session:
             or self.users.method_for(user) is not LoginMethod.PASS
             or not hmac.compare_digest(secret.encode("utf-8"), args[0].encode("utf-8"))
         ):
-            self._log("login-failed", user=user, method="PASS")
+            self._failed_login(user=user, method="PASS")
             return err("[AUTH] invalid user name or password")
         return self.open_maildrop(user, method="PASS")
 
@@ -628,13 +762,13 @@ class Pop3Session:
             raise CommandError("APOP needs a name and a 32-digit hex MD5 digest")
         secret = self.users.secret_for(user)
         if secret is None or self.users.method_for(user) is not LoginMethod.APOP:
-            self._log("login-failed", user=user, method="APOP")
+            self._failed_login(user=user, method="APOP")
             return err("[AUTH] invalid user name or digest")
         expected = hashlib.md5(
             (self.apop_timestamp + secret).encode("utf-8"), usedforsecurity=False
         ).hexdigest()
         if not hmac.compare_digest(expected, digest.lower()):
-            self._log("login-failed", user=user, method="APOP")
+            self._failed_login(user=user, method="APOP")
             return err("[AUTH] invalid user name or digest")
         return self.open_maildrop(user, method="APOP")
 
@@ -744,7 +878,10 @@ class Pop3Session:
             # RFC 5034 section 4: "+", one space, base64, nothing else.
             return b"+ " + base64.b64encode(step.data) + CRLF
         if isinstance(step, sasl.Refused):
-            self._log("login-failed", method="AUTH", mechanism=mechanism.name)
+            if step.credentials:
+                self._failed_login(method="AUTH", mechanism=mechanism.name)
+            else:
+                self._log("login-failed", method="AUTH", mechanism=mechanism.name)
             return err(f"[AUTH] {step.text}" if step.credentials else step.text)
         return self.open_maildrop(step.user, method=f"AUTH-{mechanism.name}")
 
@@ -762,8 +899,20 @@ class Pop3Session:
     def refuse_utf8_message(self, number: int) -> None:
         """RFC 6856 section 2.1: without UTF-8 mode, a message whose header
         needs UTF-8 is not sent as is (no surrogates here: -ERR [UTF8])."""
-        if not self.utf8_mode and header_needs_utf8(self.message(number).content):
+        if not self.utf8_mode and header_needs_utf8(self.message_header(number)):
             raise CommandError("[UTF8] this message needs UTF-8 mode: send UTF8 first")
+
+    def message_header(self, number: int) -> bytes:
+        """The header section (and its blank line), at most MAX_HEADER_SCAN_OCTETS."""
+        message = self.message(number)
+        if not message.streamed:
+            return self.read_message(lambda: message.content)
+        header = bytearray()
+        for piece in top_pieces(self.read_message(message.chunks), 0):
+            header += piece
+            if len(header) >= MAX_HEADER_SCAN_OCTETS:
+                break
+        return bytes(header[:MAX_HEADER_SCAN_OCTETS])
 
     def cmd_lang(self, args: list[str]) -> Reply:
         self.expect_arguments(args, 0, 1)
@@ -885,9 +1034,15 @@ class Pop3Session:
         self.expect_arguments(args, 1, 1)
         number = self.parse_message_number(args[0])
         self.refuse_utf8_message(number)
+        message = self.message(number)
+        text = f"{self.octets(number)} octets"
+        if message.streamed:
+            reply = StreamedResponse(text, self.read_message(message.chunks))
+        else:
+            reply = ok(text, self.read_message(lambda: message.content))
         self.highest_accessed = max(self.highest_accessed, number)
         self.retrieved.add(number)
-        return ok(f"{self.octets(number)} octets", self.message(number).content)
+        return reply
 
     def cmd_top(self, args: list[str]) -> Reply:
         self.expect_arguments(args, 2, 2)
@@ -896,9 +1051,20 @@ class Pop3Session:
         if line_count is None:
             raise CommandError("line count must be a non-negative decimal number")
         self.refuse_utf8_message(number)
-        return ok(
-            "top of message follows", top_of_message(self.message(number).content, line_count)
-        )
+        message = self.message(number)
+        text = "top of message follows"
+        if message.streamed:
+            return StreamedResponse(text, top_pieces(self.read_message(message.chunks), line_count))
+        return ok(text, top_of_message(self.read_message(lambda: message.content), line_count))
+
+    def read_message(self, reader: Callable[[], _T]) -> _T:
+        """Open a message's content; a store failure is a clean ``-ERR``
+        before any octet of the reply is sent."""
+        try:
+            return reader()
+        except (MaildropError, OSError) as problem:
+            self._log("read-failed", user=self.user_name, detail=str(problem))
+            raise CommandError("[SYS/TEMP] message cannot be read now") from None
 
     def cmd_dele(self, args: list[str]) -> Reply:
         self.expect_arguments(args, 1, 1)
@@ -935,6 +1101,11 @@ class Pop3Session:
 
     # --- Internals ------------------------------------------------------------
 
+    def _failed_login(self, **fields: object) -> None:
+        """Wrong credentials: logged, and the reply waits out the failed-login delay."""
+        self._login_failed = True
+        self._log("login-failed", **fields)
+
     def _close_without_update(self) -> None:
         if self.maildrop is not None:
             self.maildrop.release()
@@ -968,6 +1139,35 @@ def top_of_message(content: bytes, body_lines: int) -> bytes:
             return content
         position = line_end + 2
     return content[:position]
+
+
+def top_pieces(pieces: Iterable[bytes], body_lines: int) -> Iterator[bytes]:
+    """:func:`top_of_message` over content in pieces: yields its prefix.
+
+    In the CRLF wire form every LF ends a line and the only 2-octet line is
+    the empty one, so the header ends after the first line of length 2."""
+    in_header = True
+    remaining = body_lines
+    line_length = 0
+    for piece in pieces:
+        start = 0
+        while (line_feed := piece.find(b"\n", start)) >= 0:
+            length = line_length + line_feed + 1 - start
+            line_length = 0
+            start = line_feed + 1
+            if in_header:
+                if length == 2:
+                    in_header = False
+                    if remaining == 0:
+                        yield piece[:start]
+                        return
+            else:
+                remaining -= 1
+                if remaining == 0:
+                    yield piece[:start]
+                    return
+        line_length += len(piece) - start
+        yield piece
 
 
 def decode_base64(data: bytes) -> bytes | None:

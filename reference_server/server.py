@@ -15,24 +15,42 @@ session answers STLS, the transport stops reading, drops whatever plaintext
 it already buffered after the STLS line, sends the ``+OK`` and starts the
 handshake with :meth:`asyncio.StreamWriter.start_tls`; bytes that arrive
 where the ClientHello should be make the handshake, and the session, fail.
+
+Storage I/O never runs on the event loop: every step of a session that may
+touch the store (executing a command, including login and UPDATE, and
+reading the next piece of a streamed RETR) runs on a worker thread
+(STORAGE_THREADS of them), one step per session at a time, so a slow disk
+stalls only the sessions waiting for it.  Each reply piece is sent and
+drained before the next is asked for, so a streamed RETR holds one piece.
+
+Abuse limits (:class:`ServerSettings`, CLI flags): the idle timers before
+and after login, the per-address connection cap; the bad-command limit and
+the failed-login delay live in :class:`~.protocol.SessionConfig`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
+import contextlib
 import functools
 import itertools
 import logging
 import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .protocol import (
     DEFAULT_AUTOLOGOUT_SECONDS,
+    DEFAULT_BAD_COMMAND_LIMIT,
+    DEFAULT_FAILED_LOGIN_DELAY_SECONDS,
+    DelayedReply,
     Pop3Session,
     SessionConfig,
+    State,
     UserDirectory,
 )
 from .sasl import DEFAULT_MECHANISMS
@@ -45,16 +63,36 @@ from .users import load_users_file
 READ_CHUNK_OCTETS = 65536
 #: Pending-connection queue; large enough for a burst of 1,000 connects.
 LISTEN_BACKLOG = 1024
+#: Worker threads for session steps (storage I/O).  More than the cores
+#: because they mostly wait on the disk; enough that a few slow maildrops
+#: do not hold up everyone else's logins.
+STORAGE_THREADS = 32
+#: Connections one client address may hold at once; 0: no cap.  Off by
+#: default because test clients (and this project's benchmarks) open
+#: thousands of sessions from 127.0.0.1; a deployment would use ~10-50.
+DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 0
 
 log = logging.getLogger("reference_server.server")
 
 
 @dataclass
 class ServerSettings:
+    #: Idle timer once logged in (TRANSACTION); RFC 1939 section 3: >= 600.
     autologout_seconds: float = DEFAULT_AUTOLOGOUT_SECONDS
     session_config: SessionConfig = field(default_factory=SessionConfig)
     #: Server context for STLS and the implicit-TLS listener; None: plaintext only.
     tls_context: ssl.SSLContext | None = None
+    #: Idle timer before login (AUTHORIZATION, after USER, inside AUTH);
+    #: None: the same as ``autologout_seconds``.
+    login_timeout_seconds: float | None = None
+    #: Simultaneous connections per client address; 0: no cap.
+    max_connections_per_address: int = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
+
+    def idle_seconds(self, state: State) -> float:
+        """The inactivity timer that applies in ``state``."""
+        if state is State.TRANSACTION or self.login_timeout_seconds is None:
+            return self.autologout_seconds
+        return self.login_timeout_seconds
 
     def __post_init__(self) -> None:
         # STLS is advertised exactly when it can work (RFC 8314 section 4).
@@ -79,6 +117,11 @@ class Pop3Server:
         self._servers: list[asyncio.Server] = []
         self._session_numbers = itertools.count(1)
         self._connections: set[asyncio.Task[None]] = set()
+        self._per_address: collections.Counter[str] = collections.Counter()
+        self._steps: dict[int, _Steps] = {}
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=STORAGE_THREADS, thread_name_prefix="pop3-storage"
+        )
 
     async def listen(self, host: str, port: int, *, implicit_tls: bool = False) -> tuple[str, int]:
         """Listen on one address; call again for more (e.g. a pop3s listener)."""
@@ -109,6 +152,7 @@ class Pop3Server:
             await asyncio.gather(*self._connections, return_exceptions=True)
         for server in self._servers:
             await server.wait_closed()
+        self._executor.shutdown(wait=False)
 
     async def _serve_connection(
         self,
@@ -119,8 +163,18 @@ class Pop3Server:
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
         peer = writer.get_extra_info("peername")
+        address = str(peer[0]) if peer else "-"
+        cap = self.settings.max_connections_per_address
+        if cap > 0 and self._per_address[address] >= cap:
+            log.info("event=connection-refused peer=%s reason=per-address-cap cap=%d", address, cap)
+            with contextlib.suppress(ConnectionError, OSError):
+                writer.write(b"-ERR [SYS/TEMP] too many connections from your address\r\n")
+                await writer.drain()
+            writer.close()
+            return
+        self._per_address[address] += 1
+        self._connections.add(task)
         session = self.session_class(
             self.store,
             self.users,
@@ -132,6 +186,9 @@ class Pop3Server:
             # RFC 8314 section 3.1: the handshake is done before the greeting.
             version, cipher = describe(writer.get_extra_info("ssl_object"))
             session.tls_started(version=version, cipher=cipher)
+        # Subclasses override _converse(session, reader, writer), so the
+        # connection's step runner is found by session, not passed along.
+        steps = self._steps[id(session)] = _Steps(self._executor)
         try:
             await self._converse(session, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError):
@@ -141,9 +198,16 @@ class Pop3Server:
         except Exception:
             log.exception("session=%s transport failure", session.session_id)
         finally:
+            # A step still running on a worker must end before the session
+            # is torn down (it may be locking the maildrop right now).
+            await steps.settle()
+            del self._steps[id(session)]
             session.connection_lost()
             writer.close()
             self._connections.discard(task)
+            self._per_address[address] -= 1
+            if self._per_address[address] <= 0:
+                del self._per_address[address]
 
     async def _converse(
         self,
@@ -151,11 +215,11 @@ class Pop3Server:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
     ) -> None:
+        steps = self._steps.get(id(session)) or _Steps(self._executor)
         writer.write(session.greeting())
         await writer.drain()
         loop = asyncio.get_running_loop()
-        autologout = self.settings.autologout_seconds
-        deadline = loop.time() + autologout
+        deadline = loop.time() + self.settings.idle_seconds(session.state)
         while not session.closed:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -171,10 +235,13 @@ class Pop3Server:
                 return
             session.feed(data)
             while True:
-                for reply in session.replies():
+                replies = session.replies()
+                while (reply := await steps.next(replies)) is not None:
+                    if isinstance(reply, DelayedReply):
+                        await asyncio.sleep(reply.delay_seconds)
                     # RFC 1939 section 3: the timer restarts on activity, i.e. on
                     # each complete command, not on stray octets of a partial line.
-                    deadline = loop.time() + autologout
+                    deadline = loop.time() + self.settings.idle_seconds(session.state)
                     if session.tls_pending:
                         # Before anything can await: no more plaintext enters.
                         transport = writer.transport
@@ -205,6 +272,26 @@ class Pop3Server:
             return
         version, cipher = describe(writer.get_extra_info("ssl_object"))
         session.tls_started(version=version, cipher=cipher)
+
+
+class _Steps:
+    """Runs one session's steps on the storage threads, one at a time, and
+    remembers the one in flight so teardown can wait for it."""
+
+    def __init__(self, executor: concurrent.futures.Executor) -> None:
+        self.executor = executor
+        self.in_flight: asyncio.Future[bytes | None] | None = None
+
+    async def next(self, replies: Iterator[bytes]) -> bytes | None:
+        loop = asyncio.get_running_loop()
+        self.in_flight = loop.run_in_executor(self.executor, next, replies, None)
+        # Shielded: a cancelled session still lets the step finish on its thread.
+        return await asyncio.shield(self.in_flight)
+
+    async def settle(self) -> None:
+        if self.in_flight is not None and not self.in_flight.done():
+            with contextlib.suppress(BaseException):
+                await asyncio.wait([self.in_flight])
 
 
 def discard_buffered_input(reader: asyncio.StreamReader) -> None:
@@ -299,6 +386,10 @@ def start_server(
     sasl_mechanisms: tuple[str, ...] = DEFAULT_MECHANISMS,
     login_delay_seconds: int = 0,
     expire_days: int | None = None,
+    login_timeout_seconds: float | None = None,
+    max_connections_per_address: int = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+    bad_command_limit: int = DEFAULT_BAD_COMMAND_LIMIT,
+    failed_login_delay_seconds: float = DEFAULT_FAILED_LOGIN_DELAY_SECONDS,
 ) -> ServerHandle:
     """Start a server on a background thread; ``port=0`` picks a free port.
 
@@ -323,8 +414,12 @@ def start_server(
             sasl_mechanisms=sasl_mechanisms,
             login_delay_seconds=login_delay_seconds,
             expire_days=expire_days,
+            bad_command_limit=bad_command_limit,
+            failed_login_delay_seconds=failed_login_delay_seconds,
         ),
         tls_context=tls_context,
+        login_timeout_seconds=login_timeout_seconds,
+        max_connections_per_address=max_connections_per_address,
     )
     server = Pop3Server(store, users, session_class=session_class, settings=settings)
     return ServerHandle(server, host, port, implicit_tls_port=implicit_tls_port)

@@ -33,9 +33,24 @@ Rules the rest of the suite relies on
   description, so they exclude other sessions of the same process and of any
   other server process on the same store; the kernel drops them if the
   process dies (``kill -9``).
-* **Deletion** only in :meth:`Maildrop.commit`: Maildir unlinks the files;
-  mbox writes survivors (plus anything appended since the snapshot) to a
-  temporary file, fsyncs it and ``os.replace``-s the mbox.
+* **Deletion** only in :meth:`Maildrop.commit` (the UPDATE state), and all
+  or nothing even under ``kill -9``.  Maildir: the names to remove are first
+  written to a journal ``<maildir>/.mailspec-update`` (temporary file,
+  fsync, rename, fsync of the directory); once that rename is durable the
+  deletion is committed.  Then the files are unlinked, ``cur/`` and ``new/``
+  fsynced and the journal removed.  A journal left by a killed server is
+  finished by the next :meth:`MaildropStore.open` of that maildrop, under
+  its lock, before the snapshot is read.  mbox writes survivors (plus
+  anything appended since the snapshot) to a temporary file, fsyncs it,
+  ``os.replace``-s the mbox and fsyncs the directory; a temporary file left
+  by a killed server is removed at the next open.
+* **Memory.** A Maildir snapshot holds names, unique-ids and octet counts,
+  not contents: a message is read when RETR or TOP asks for it.  Messages up
+  to SMALL_MESSAGE_OCTETS come from a process-wide wire-form cache bounded
+  by WIRE_FORM_CACHE_OCTETS; larger ones are converted while they are
+  streamed, STREAM_CHUNK_OCTETS at a time (:meth:`StoredMessage.chunks`),
+  and their octet counts are cached by inode, size and mtime.  mbox
+  snapshots are still read whole at login.
 
 Extension seam: subclass :class:`MaildirMaildrop` / :class:`MboxMaildrop`
 (override :meth:`Maildrop.octet_count` or :meth:`Maildrop.commit`) and point a
@@ -53,21 +68,34 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
+import glob
 import hashlib
 import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import BinaryIO, ClassVar
 
 LOCK_FILE_NAME = ".mailspec-lock"
 LOCK_FILE_SUFFIX = ".mailspec-lock"
 SEEN_FILE_NAME = ".mailspec-seen"  # RFC 1225 LAST bookkeeping, written in UPDATE
 SEEN_FILE_SUFFIX = ".mailspec-seen"
 WIRE_FORM_CACHE_OCTETS = 64 * 1024 * 1024  # converted Maildir messages kept in memory
+#: Maildir messages up to this size are converted whole (and cached); larger
+#: ones are streamed, so one session never holds a big message in memory.
+SMALL_MESSAGE_OCTETS = 1024 * 1024
+#: Read size when a large message is streamed; also the largest piece a
+#: streamed RETR hands to the transport at once.
+STREAM_CHUNK_OCTETS = 64 * 1024
+#: Read size when only a large message's octet count is needed.
+WIRE_SIZE_READ_OCTETS = 1024 * 1024
+#: Octet counts of large Maildir messages remembered (entries, LRU).
+WIRE_SIZE_CACHE_ENTRIES = 100_000
+#: The Maildir UPDATE journal (names committed for removal, one a line).
+JOURNAL_FILE_NAME = ".mailspec-update"
 USER_PLACEHOLDER = "{user}"
 _UID_OCTETS = re.compile(r"[\x21-\x7e]{1,70}")
 _LINE_ENDS = re.compile(rb"\r?\n")
@@ -90,17 +118,70 @@ class StoreSpecError(ValueError):
     """A store spec that names no usable store."""
 
 
-@dataclass(frozen=True)
 class StoredMessage:
     """One message as the session sees it.
 
     ``location`` says where the stored bytes are (a Maildir file path, or an
-    mbox byte range ``start:end``); ``content`` is the CRLF wire form.
+    mbox byte range ``start:end``); ``content`` is the CRLF wire form.  A
+    message is either eager (``content`` given) or lazy (``size`` and
+    ``opener`` given: ``opener()`` opens the stored bytes and returns an
+    iterator of wire-form pieces, so a missing file fails before the first
+    piece is sent).
     """
 
-    location: str
-    uid: str
-    content: bytes
+    def __init__(
+        self,
+        location: str,
+        uid: str,
+        content: bytes | None = None,
+        *,
+        size: int | None = None,
+        opener: Callable[[], Iterator[bytes]] | None = None,
+    ) -> None:
+        if content is None and (size is None or opener is None):
+            raise ValueError("a lazy StoredMessage needs size and opener")
+        self.location = location
+        self.uid = uid
+        self._content = content
+        self._size = size
+        self._opener = opener
+
+    @property
+    def content(self) -> bytes:
+        """The whole wire form (read now for a lazy message)."""
+        if self._content is not None:
+            return self._content
+        return b"".join(self.chunks())
+
+    @property
+    def size(self) -> int:
+        """Octets of the wire form, without reading a lazy message."""
+        if self._size is not None:
+            return self._size
+        return len(self.content)
+
+    @property
+    def streamed(self) -> bool:
+        """Large enough to be sent in pieces rather than whole."""
+        return self._content is None and self.size > SMALL_MESSAGE_OCTETS
+
+    def chunks(self) -> Iterator[bytes]:
+        """The wire form in pieces of at most about STREAM_CHUNK_OCTETS."""
+        if self._content is not None:
+            return iter((self._content,))
+        assert self._opener is not None
+        return self._opener()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StoredMessage):
+            return NotImplemented
+        return (self.location, self.uid) == (other.location, other.uid)
+
+    def __hash__(self) -> int:
+        return hash((self.location, self.uid))
+
+    def __repr__(self) -> str:
+        return f"StoredMessage({self.location!r}, {self.uid!r}, size={self.size})"
 
 
 def to_wire_form(stored: bytes) -> bytes:
@@ -109,6 +190,51 @@ def to_wire_form(stored: bytes) -> bytes:
     if wire and not wire.endswith(b"\r\n"):
         wire += b"\r\n"
     return wire
+
+
+def wire_chunks(file: BinaryIO) -> Iterator[bytes]:
+    """:func:`to_wire_form` of a file, STREAM_CHUNK_OCTETS at a time; closes it.
+
+    A CR that ends one read is held back until the next shows whether an
+    LF follows it, so the result equals ``to_wire_form(file.read())``."""
+    tail = b""  # the last two octets produced, for the final-CRLF rule
+    carry = b""
+    with file:
+        while chunk := file.read(STREAM_CHUNK_OCTETS):
+            data = carry + chunk
+            carry = b""
+            if data.endswith(b"\r"):
+                carry, data = b"\r", data[:-1]
+            piece = _LINE_ENDS.sub(b"\r\n", data)
+            if piece:
+                tail = (tail + piece)[-2:]
+                yield piece
+    if carry:
+        tail = (tail + carry)[-2:]
+        yield carry
+    if tail and tail != b"\r\n":
+        yield b"\r\n"
+
+
+def wire_size(file: BinaryIO) -> int:
+    """``len(to_wire_form(file.read()))`` without converting: every LF not
+    preceded by CR gains one octet, and a last line without LF gains two."""
+    size = 0
+    bare_line_feeds = 0
+    previous_ended_with_cr = False
+    last = b""
+    with file:
+        while chunk := file.read(WIRE_SIZE_READ_OCTETS):
+            size += len(chunk)
+            line_feeds = chunk.count(b"\n")
+            bare_line_feeds += line_feeds - chunk.count(b"\r\n")
+            if previous_ended_with_cr and chunk.startswith(b"\n"):
+                bare_line_feeds -= 1  # a CRLF cut between two reads
+            previous_ended_with_cr = chunk.endswith(b"\r")
+            last = chunk[-1:]
+    if size and last != b"\n":
+        size += 2
+    return size + bare_line_feeds
 
 
 def check_user_name(user: str) -> None:
@@ -153,7 +279,7 @@ class Maildrop:
 
     def octet_count(self, message: StoredMessage) -> int:
         """Size reported by STAT, LIST and RETR: the wire form's length."""
-        return len(message.content)
+        return message.size
 
     def commit(self, deleted: Sequence[StoredMessage]) -> None:
         """UPDATE state: remove exactly ``deleted``; raise if that failed."""
@@ -177,9 +303,7 @@ class Maildrop:
     def record_seen(self, uids: set[str]) -> None:
         """Replace the retrieved-messages record, atomically."""
         target = self.store.seen_path(self.path)
-        temporary = target.with_name(target.name + ".tmp")
-        temporary.write_text("".join(uid + "\n" for uid in sorted(uids)), "ascii")
-        os.replace(temporary, target)
+        write_durably(target, "".join(uid + "\n" for uid in sorted(uids)).encode("ascii"))
 
 
 def _unique(uids: list[str]) -> list[str]:
@@ -197,6 +321,44 @@ def _fsync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_durably(target: Path, data: bytes) -> None:
+    """Replace ``target`` with ``data`` so that after a crash it holds either
+    the old or the new bytes: temporary file, fsync, rename, fsync of the
+    directory."""
+    temporary = target.with_name(target.name + ".tmp")
+    with open(temporary, "wb") as output:
+        output.write(data)
+        output.flush()
+        os.fsync(output.fileno())
+    os.replace(temporary, target)
+    _fsync_directory(target.parent)
+
+
+class WireSizeCache:
+    """Octet counts of large Maildir messages' wire forms, so a login does not
+    read every big message again (same inode/size/mtime key as
+    :class:`WireFormCache`); bounded by entries, least recently used first."""
+
+    def __init__(self, max_entries: int = WIRE_SIZE_CACHE_ENTRIES) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, int, int, int], int] = OrderedDict()
+        self._guard = threading.Lock()
+
+    def wire_size(self, path: Path, info: os.stat_result) -> int:
+        key = (str(path), info.st_ino, info.st_size, info.st_mtime_ns)
+        with self._guard:
+            cached = self._entries.get(key)
+            if cached is not None:
+                self._entries.move_to_end(key)
+                return cached
+        size = wire_size(open(path, "rb"))
+        with self._guard:
+            self._entries[key] = size
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return size
 
 
 class WireFormCache:
@@ -234,28 +396,54 @@ class WireFormCache:
 
 
 _wire_forms = WireFormCache()
+_wire_sizes = WireSizeCache()
 
 
 class MaildirMaildrop(Maildrop):
     SUBDIRECTORIES: ClassVar[tuple[str, ...]] = ("cur", "new")
 
     def load(self) -> list[StoredMessage]:
-        entries: list[tuple[str, str]] = []
+        self.recover()
+        entries: list[tuple[str, str, os.stat_result]] = []
         for subdirectory in self.SUBDIRECTORIES:
             with os.scandir(self.path / subdirectory) as listing:
                 entries.extend(
-                    (entry.name, subdirectory)
+                    (entry.name, subdirectory, entry.stat())
                     for entry in listing
                     if not entry.name.startswith(".") and entry.is_file()
                 )
-        entries.sort()
-        uids = _unique([self.uid_for(name) for name, _ in entries])
+        entries.sort(key=lambda entry: entry[:2])
+        uids = _unique([self.uid_for(name) for name, _, _ in entries])
         messages = []
-        for (name, subdirectory), uid in zip(entries, uids, strict=True):
+        for (name, subdirectory, info), uid in zip(entries, uids, strict=True):
             file_path = self.path / subdirectory / name
-            content = _wire_forms.wire_form(file_path)
-            messages.append(StoredMessage(str(file_path), uid, content))
+            if info.st_size <= SMALL_MESSAGE_OCTETS:
+                size = len(_wire_forms.wire_form(file_path))
+                opener = functools.partial(self._cached_chunks, file_path)
+            else:
+                size = _wire_sizes.wire_size(file_path, info)
+                opener = functools.partial(self._streamed_chunks, file_path)
+            messages.append(StoredMessage(str(file_path), uid, size=size, opener=opener))
         return messages
+
+    def _cached_chunks(self, path: Path) -> Iterator[bytes]:
+        return iter((_wire_forms.wire_form(self._current_path(path)),))
+
+    def _streamed_chunks(self, path: Path) -> Iterator[bytes]:
+        return wire_chunks(open(self._current_path(path), "rb"))
+
+    def _current_path(self, path: Path) -> Path:
+        """Where a snapshot's file is now: another agent may have moved
+        new/X to cur/X:2,S since the snapshot (Maildir allows that)."""
+        if path.exists():
+            return path
+        unique_name = path.name.split(":", 1)[0]
+        for subdirectory in self.SUBDIRECTORIES:
+            with os.scandir(self.path / subdirectory) as listing:
+                for entry in listing:
+                    if entry.name.split(":", 1)[0] == unique_name:
+                        return Path(entry.path)
+        raise MaildropError(f"{path.name} disappeared from the maildrop")
 
     @staticmethod
     def uid_for(file_name: str) -> str:
@@ -264,10 +452,44 @@ class MaildirMaildrop(Maildrop):
             return unique_name
         return "x" + hashlib.sha256(file_name.encode("utf-8", "surrogateescape")).hexdigest()[:40]
 
+    @property
+    def journal_path(self) -> Path:
+        return self.path / JOURNAL_FILE_NAME
+
     def commit(self, deleted: Sequence[StoredMessage]) -> None:
+        if not deleted:
+            return
+        names = [os.path.relpath(message.location, self.path) for message in deleted]
+        # The commit point: once this rename is durable, all of them go.
+        write_durably(self.journal_path, "".join(name + "\n" for name in names).encode())
+        failures = self._remove(names)
+        self._end_journal()
+        if failures:
+            raise MaildropError("could not remove " + ", ".join(failures))
+
+    def recover(self) -> None:
+        """Finish the UPDATE a killed server committed but did not complete."""
+        with contextlib.suppress(FileNotFoundError):
+            self.journal_path.with_name(JOURNAL_FILE_NAME + ".tmp").unlink()
+        try:
+            text = self.journal_path.read_bytes().decode("utf-8", "surrogateescape")
+        except FileNotFoundError:
+            return
+        self._remove([name for name in text.split("\n") if name])
+        self._end_journal()
+
+    def _end_journal(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.journal_path.unlink()
+        _fsync_directory(self.path)
+
+    def _remove(self, names: Sequence[str]) -> list[str]:
         failures = []
-        for message in deleted:
-            path = Path(message.location)
+        for name in names:
+            path = self.path / name
+            if path.parent.parent != self.path or path.parent.name not in self.SUBDIRECTORIES:
+                failures.append(f"{name}: not a message of this maildrop")
+                continue
             try:
                 path.unlink()
             except FileNotFoundError:
@@ -277,11 +499,11 @@ class MaildirMaildrop(Maildrop):
         for subdirectory in self.SUBDIRECTORIES:
             with contextlib.suppress(OSError):
                 _fsync_directory(self.path / subdirectory)
-        if failures:
-            raise MaildropError("could not remove " + ", ".join(failures))
+        return failures
 
     def _unlink_moved(self, path: Path) -> None:
-        """Another agent may have moved new/X to cur/X:2,S since the snapshot."""
+        """Another agent may have moved new/X to cur/X:2,S since the snapshot;
+        a name already gone (a journal replayed twice) is fine."""
         unique_name = path.name.split(":", 1)[0]
         for subdirectory in self.SUBDIRECTORIES:
             with os.scandir(self.path / subdirectory) as listing:
@@ -293,6 +515,7 @@ class MaildirMaildrop(Maildrop):
 
 class MboxMaildrop(Maildrop):
     def load(self) -> list[StoredMessage]:
+        self.remove_stale_rewrites()
         try:
             self.snapshot = self.path.read_bytes()
         except FileNotFoundError:
@@ -310,6 +533,13 @@ class MboxMaildrop(Maildrop):
             )
             for (start, end), uid in zip(self.ranges, uids, strict=True)
         ]
+
+    def remove_stale_rewrites(self) -> None:
+        """Temporary files of a rewrite a killed server never finished (the
+        mbox itself is untouched until ``os.replace``); we hold the lock."""
+        for stale in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.rewrite"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
 
     def commit(self, deleted: Sequence[StoredMessage]) -> None:
         if not deleted:
