@@ -26,6 +26,7 @@ from conformance.tls import PeerInfo, TlsError, describe_peer, handshake
 from conformance.transcript import ClientRedactor, Transcript, show_bytes
 
 RECV_CHUNK_OCTETS = 65_536
+TLS_SEND_PIECE_OCTETS = 16_384  # one TLS record
 CRLF = b"\r\n"
 
 
@@ -161,10 +162,24 @@ class Session:
     # -- writing ---------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
-        """Send `data` in one write; the transcript gets the redacted form."""
+        """Send `data` in one write; the transcript gets the redacted form.
+
+        Under TLS a large write goes out in pieces, and what the server sent
+        meanwhile is read first: a server that refuses an over-long line and
+        closes (an allowed abuse limit) makes the next TLS write fail, after
+        which its -ERR could no longer be read."""
         self.transcript.record(self.name, Direction.CLIENT, self.redactor.redact(data))
         try:
-            self.sock.sendall(data)
+            if self.tls is None or len(data) <= TLS_SEND_PIECE_OCTETS:
+                self.sock.sendall(data)
+                return
+            for start in range(0, len(data), TLS_SEND_PIECE_OCTETS):
+                while self._readable_now() and not self.reader.at_eof:
+                    if not self._receive(time.monotonic() + 0.05):
+                        break
+                if self.reader.at_eof:
+                    raise BrokenPipeError("the server closed the connection during the write")
+                self.sock.sendall(data[start : start + TLS_SEND_PIECE_OCTETS])
         except OSError as exc:
             self.transcript.event(self.name, f"send failed: {exc}")
             self.closed_by_server = True
