@@ -16,23 +16,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import logging
-import os
-import shutil
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .protocol import UserDirectory
+from .fixture_store import FixtureMaildirs
+from .protocol import LoginMethod, UserDirectory
 from .server import Pop3Server, ServerHandle, start_server
 from .smtp.protocol import SmtpConfig
 from .smtp.server import READY_LINE_PREFIX as SMTP_READY_LINE_PREFIX
 from .smtp.server import SmtpServer, SmtpServerHandle, SmtpSettings, start_smtp_server
-from .storage import MaildirStore, MaildropStore, check_user_name
-
-if TYPE_CHECKING:
-    pass
+from .storage import MaildropStore
 
 FIXTURE_DOMAIN = "example.test"
 
@@ -89,7 +83,7 @@ async def serve(
     await asyncio.gather(pop3.close(), smtp.close())
 
 
-class ReferenceMailServer:
+class ReferenceMailServer(FixtureMaildirs):
     """POP3 and SMTP over one Maildir store: the object behind ``mail_server``.
 
     SMTP accepts recipients in any domain (``alice@anything``) whose local
@@ -97,10 +91,7 @@ class ReferenceMailServer:
     without TLS (loopback only)."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.users = UserDirectory()
-        self.store = MaildirStore(str(root / "{user}"))
-        self._message_numbers = itertools.count(1)
+        super().__init__(root)
         self._pop3: ServerHandle = start_server(
             store=self.store, users=self.users, port=0, enable_apop=True
         )
@@ -133,39 +124,7 @@ class ReferenceMailServer:
 
     def add_user(self, name: str, password: str) -> None:
         """Create (or re-key) a user with an empty maildrop if it has none."""
-        check_user_name(name)
-        self.store.prepare(self.store.path_for(name))
-        self.users.set(name, password)
-
-    def add_message(self, user: str, content: bytes | str) -> str:
-        """Put a message straight into the maildrop (no SMTP); returns its UID."""
-        if isinstance(content, str):
-            content = content.encode("utf-8")
-        maildir = self.store.path_for(user)
-        self.store.prepare(maildir)
-        unique_name = f"{next(self._message_numbers):012d}.{os.getpid()}.mailspec"
-        staging = maildir / "tmp" / unique_name
-        staging.write_bytes(content)
-        os.replace(staging, maildir / "new" / unique_name)
-        return unique_name
-
-    def messages(self, user: str) -> list[bytes]:
-        """Stored bytes of ``user``'s messages in POP3 order, trace headers included."""
-        maildir = self.store.path_for(user)
-        found = [
-            (path.name, path)
-            for subdirectory in ("cur", "new")
-            if (maildir / subdirectory).is_dir()
-            for path in (maildir / subdirectory).iterdir()
-            if not path.name.startswith(".")
-        ]
-        return [path.read_bytes() for _, path in sorted(found)]
-
-    def reset(self) -> None:
-        """Remove every user and maildrop."""
-        self.users.clear()
-        for entry in self.root.iterdir():
-            shutil.rmtree(entry, ignore_errors=True)
+        self._create_user(name, password, LoginMethod.PASS)
 
     def close(self) -> None:
         self._smtp.close()

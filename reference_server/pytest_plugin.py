@@ -34,9 +34,6 @@ SASL PLAIN, LOGIN, CRAM-MD5 and SCRAM-SHA-256 work for every user added.
 
 from __future__ import annotations
 
-import itertools
-import os
-import shutil
 import ssl
 import tempfile
 from collections.abc import Iterator
@@ -46,16 +43,16 @@ import pytest
 import trustme
 
 from .combined import ReferenceMailServer
-from .protocol import LoginMethod, UserDirectory
+from .fixture_store import FixtureMaildirs
+from .protocol import LoginMethod
 from .server import ServerHandle, start_server
-from .storage import MaildirStore, check_user_name
 from .tls import server_context
 
 #: Names the fixture's certificate is valid for.
 CERTIFICATE_IDENTITIES = ("localhost", "127.0.0.1", "::1")
 
 
-class ReferencePop3Server:
+class ReferencePop3Server(FixtureMaildirs):
     """The object behind the ``pop3_server`` fixture."""
 
     def __init__(self, root: Path, tls_directory: Path | None = None) -> None:
@@ -63,10 +60,7 @@ class ReferencePop3Server:
         files go to ``tls_directory``, by default a new temporary directory."""
         if tls_directory is None:
             tls_directory = Path(tempfile.mkdtemp(prefix="pop3-tls-"))
-        self.root = root
-        self.users = UserDirectory()
-        self.store = MaildirStore(str(root / "{user}"))
-        self._message_numbers = itertools.count(1)
+        super().__init__(root)
         self.ca = trustme.CA()
         certificate = self.ca.issue_cert(*CERTIFICATE_IDENTITIES, common_name="localhost")
         self.ca_file = tls_directory / "ca.pem"
@@ -119,39 +113,7 @@ class ReferencePop3Server:
 
         A user logs in by one method (RFC 1939 section 13): USER/PASS, or
         APOP with ``apop=True``."""
-        check_user_name(name)
-        self.store.prepare(self.store.path_for(name))
-        self.users.set(name, password, LoginMethod.APOP if apop else LoginMethod.PASS)
-
-    def add_message(self, user: str, content: bytes | str) -> str:
-        """Deliver one message; returns its UID. Messages keep the order added."""
-        if isinstance(content, str):
-            content = content.encode("utf-8")
-        maildir = self.store.path_for(user)
-        self.store.prepare(maildir)
-        unique_name = f"{next(self._message_numbers):012d}.{os.getpid()}.mailspec"
-        staging = maildir / "tmp" / unique_name
-        staging.write_bytes(content)
-        os.replace(staging, maildir / "new" / unique_name)  # Maildir delivery: tmp/ then new/
-        return unique_name
-
-    def messages(self, user: str) -> list[bytes]:
-        """Stored bytes of the messages left in ``user``'s maildrop, in POP3 order."""
-        maildir = self.store.path_for(user)
-        found = [
-            (path.name, path)
-            for subdirectory in ("cur", "new")
-            if (maildir / subdirectory).is_dir()
-            for path in (maildir / subdirectory).iterdir()
-            if not path.name.startswith(".")
-        ]
-        return [path.read_bytes() for _, path in sorted(found)]
-
-    def reset(self) -> None:
-        """Remove every user and maildrop."""
-        self.users.clear()
-        for entry in self.root.iterdir():
-            shutil.rmtree(entry, ignore_errors=True)
+        self._create_user(name, password, LoginMethod.APOP if apop else LoginMethod.PASS)
 
     def close(self) -> None:
         self._handle.close()
