@@ -38,11 +38,11 @@ import functools
 import itertools
 import logging
 import ssl
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .background import BackgroundServerHandle
 from .protocol import (
     DEFAULT_AUTOLOGOUT_SECONDS,
     DEFAULT_BAD_COMMAND_LIMIT,
@@ -305,8 +305,10 @@ def discard_buffered_input(reader: asyncio.StreamReader) -> None:
         buffered.clear()
 
 
-class ServerHandle:
+class ServerHandle(BackgroundServerHandle):
     """A server running on a background thread; returned by :func:`start_server`."""
+
+    thread_name = "pop3-reference-server"
 
     def __init__(
         self,
@@ -322,52 +324,15 @@ class ServerHandle:
         #: Port of the implicit-TLS (pop3s) listener, if one was asked for.
         self.tls_port: int | None = None
         self._implicit_tls_port = implicit_tls_port
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._startup_error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, name=f"pop3-reference-server-{port}", daemon=True
-        )
         self._requested = (host, port)
-        self._thread.start()
-        self._ready.wait()
-        if self._startup_error is not None:
-            raise self._startup_error
+        self._start_thread(port)
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self.host, self.port = self._loop.run_until_complete(
-                self.server.listen(*self._requested)
+    async def _listen(self) -> None:
+        self.host, self.port = await self.server.listen(*self._requested)
+        if self._implicit_tls_port is not None:
+            _, self.tls_port = await self.server.listen(
+                self.host, self._implicit_tls_port, implicit_tls=True
             )
-            if self._implicit_tls_port is not None:
-                _, self.tls_port = self._loop.run_until_complete(
-                    self.server.listen(self.host, self._implicit_tls_port, implicit_tls=True)
-                )
-        except BaseException as problem:
-            self._startup_error = problem
-            self._ready.set()
-            self._loop.close()
-            return
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(self.server.close())
-        self._loop.close()
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.host, self.port
-
-    def close(self, timeout: float = 10.0) -> None:
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout)
-
-    def __enter__(self) -> ServerHandle:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 def start_server(

@@ -19,11 +19,11 @@ import asyncio
 import itertools
 import logging
 import ssl
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..background import BackgroundServerHandle
 from ..protocol import UserDirectory
 from ..storage import MaildropStore, store_from_spec
 from ..users import load_users_file
@@ -181,8 +181,10 @@ class SmtpServer:
         session.tls_established()
 
 
-class SmtpServerHandle:
+class SmtpServerHandle(BackgroundServerHandle):
     """A server running on a background thread; see :func:`start_smtp_server`."""
+
+    thread_name = "smtp-reference-server"
 
     def __init__(
         self,
@@ -197,51 +199,13 @@ class SmtpServerHandle:
         self.port = port
         self.smtps_port: int | None = None
         self._requested = (host, port, smtps_port)
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._startup_error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, name=f"smtp-reference-server-{port}", daemon=True
-        )
-        self._thread.start()
-        self._ready.wait()
-        if self._startup_error is not None:
-            raise self._startup_error
+        self._start_thread(port)
 
     async def _listen(self) -> None:
         host, port, smtps_port = self._requested
         self.host, self.port = await self.server.listen(host, port)
         if smtps_port is not None:
             _, self.smtps_port = await self.server.listen(host, smtps_port, implicit_tls=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._listen())
-        except BaseException as problem:
-            self._startup_error = problem
-            self._ready.set()
-            self._loop.close()
-            return
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(self.server.close())
-        self._loop.close()
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.host, self.port
-
-    def close(self, timeout: float = 10.0) -> None:
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout)
-
-    def __enter__(self) -> SmtpServerHandle:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 def start_smtp_server(
