@@ -38,6 +38,11 @@ pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("locust") is None, reason="Locust not installed (mailspec[load])"
 )
 
+# Locust writes nothing we want into the working directory; run in an empty
+# one of our own. Not the shared temp directory: a `conformance/` folder
+# there (left by anything) shadows this editable install under `python -m`
+# and every run dies with "cannot import name '__version__'".
+RUN_CWD = tempfile.mkdtemp(prefix="mailspec-load-cwd-")
 RUN_TIMEOUT = 180  # seconds; the runs below take 5-15
 SHORT = ["--headless", "--users", "6", "--spawn-rate", "20", "--duration", "4"]
 
@@ -56,7 +61,7 @@ def mailspec(*args: str, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedPr
         text=True,
         timeout=timeout,
         check=False,
-        cwd=tempfile.gettempdir(),
+        cwd=RUN_CWD,
     )
 
 
@@ -165,7 +170,7 @@ def test_master_with_two_local_worker_processes():
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-            cwd=tempfile.gettempdir(),
+            cwd=RUN_CWD,
         )
         for _ in range(2)
     ]
