@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from conformance.cli import load_corpus, write_reports
-from conformance.config import RunConfig, finalize
-from conformance.engine import run_suite
+from conformance.core.config import RunConfig, finalize
+from conformance.pop3.engine import run_suite
 from conformance.reports.compact import compact_run
 
 BUDGET_SECONDS = 0.3  # issue 9: writing the reports of a passing run

@@ -30,10 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conformance.config import RunConfig
+from conformance.core.config import RunConfig
+from conformance.core.fixture import Fixture, load_fixture
 from conformance.embedded import EmbeddedServer
-from conformance.fixture import Fixture, load_fixture
-from conformance.loadclient import load_accounts, load_fixture_of
+from conformance.load.client import load_accounts, load_fixture_of
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MIX = "fetch-delete=3,leave-on-server=3,top-preview=2,noop-keepalive=1,failed-login=0"

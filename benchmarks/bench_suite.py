@@ -41,16 +41,16 @@ import threading
 import time
 from pathlib import Path
 
-from conformance.config import RunConfig
-from conformance.engine import run_suite
-from conformance.results import Direction, RunResult
-from conformance.scenario import (
+from conformance.core.config import RunConfig
+from conformance.core.results import Direction, RunResult
+from conformance.core.scenario import (
     ExpectOpenStep,
     IdleStep,
     Scenario,
     bundled_scenario_dir,
     load_scenarios,
 )
+from conformance.pop3.engine import run_suite
 
 RTT_SAMPLES = 2000
 CONNECT_SAMPLES = 200

@@ -39,13 +39,15 @@ except ImportError:  # the fallback engine below needs nothing
 
 if atheris is not None:
     with atheris.instrument_imports(include=["reference_server"]):
-        from reference_server import protocol, storage
+        from reference_server.pop3 import protocol
         from reference_server.smtp import delivery as smtp_delivery
         from reference_server.smtp import protocol as smtp_protocol
+        from reference_server.store import maildrop as storage
 else:
-    from reference_server import protocol, storage
+    from reference_server.pop3 import protocol
     from reference_server.smtp import delivery as smtp_delivery
     from reference_server.smtp import protocol as smtp_protocol
+    from reference_server.store import maildrop as storage
 
 storage.SMALL_MESSAGE_OCTETS = 16  # lazy messages above this are streamed
 

@@ -43,7 +43,7 @@ from pathlib import Path
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY_ROOT))
 
-from reference_server.storage import JOURNAL_FILE_NAME, MaildirStore  # noqa: E402
+from reference_server.store.maildrop import JOURNAL_FILE_NAME, MaildirStore  # noqa: E402
 
 PASSWORD = "soak-pw"
 READY_TIMEOUT_SECONDS = 20.0

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance import __version__
-from conformance.config import (
+from conformance.core.config import (
     TLS_MODES,
     RunConfig,
     check_provision,
@@ -29,7 +29,7 @@ from conformance.config import (
     load_config,
     parse_target_url,
 )
-from conformance.errors import ConfigError, MailspecError
+from conformance.core.errors import ConfigError, MailspecError
 
 PROG = "mailspec"
 DEFAULT_JUNIT = Path("reports") / "junit.xml"
@@ -267,8 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
 
-    # `mailspec load` (issue 14, docs/load.md): its arguments live in conformance/load.py
-    from conformance import load as load_module
+    # `mailspec load` (issue 14, docs/load.md): its arguments live in conformance/load/runner.py
+    from conformance.load import runner as load_module
 
     load = sub.add_parser(
         "load", help="correctness under load, on Locust (pip install mailspec[load])"
@@ -277,9 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     load.set_defaults(load_run=load_module.cmd_load)
 
     try:
-        matrix = importlib.import_module("conformance.matrix")
+        matrix = importlib.import_module("conformance.reports.matrix")
     except ModuleNotFoundError as exc:
-        if exc.name != "conformance.matrix":
+        if exc.name != "conformance.reports.matrix":
             raise
         mat = sub.add_parser("matrix", help="(not available in this build)")
         mat.add_argument("rest", nargs=argparse.REMAINDER)
@@ -300,7 +300,7 @@ def load_corpus(extra: Sequence[Path]) -> list[Any]:
     """Bundled scenarios plus the user's directories (a directory given twice,
     or the bundled one given explicitly, is loaded once)."""
     try:
-        from conformance.scenario import bundled_scenario_dir, load_scenarios
+        from conformance.core.scenario import bundled_scenario_dir, load_scenarios
     except ModuleNotFoundError as exc:  # pragma: no cover - during development only
         raise MailspecError(f"scenario loader not available: {exc}") from None
     paths: list[Path] = []
@@ -368,7 +368,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
 def _load_fixture(cfg: RunConfig) -> Any:
     """The run's fixture, loaded once for both the engine and the redaction;
     None when it does not load (the engine then reports the problem itself)."""
-    from conformance.fixture import load_fixture
+    from conformance.core.fixture import load_fixture
 
     try:
         return load_fixture(cfg.fixture_dir)
@@ -384,9 +384,9 @@ def _secrets(cfg: RunConfig, fixture: Any) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from conformance import expectations as xp
-    from conformance.console import Console
+    from conformance.core import expectations as xp
     from conformance.reports.compact import compact_run
+    from conformance.reports.console import Console
     from conformance.reports.redact import scrub_run
 
     cfg = build_config(args)
@@ -408,7 +408,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.update_expectations.exists():
             previous = xp.load_expectations(args.update_expectations)
 
-    from conformance.engine import run_suite
+    from conformance.pop3.engine import run_suite
 
     console = Console(verbose=args.verbose)
     where = "embedded reference server" if cfg.host is None else cfg.address
@@ -463,8 +463,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_setup(args: argparse.Namespace) -> int:
     """`mailspec provision` and `mailspec verify`: for vendors who set a target
     up once and run against it many times."""
-    from conformance.engine import Runner
-    from conformance.transcript import Transcript
+    from conformance.core.transcript import Transcript
+    from conformance.pop3.engine import Runner
 
     cfg = load_config(args.config)
     if args.provision:
@@ -493,7 +493,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from conformance.fuzz import run_fuzz
+    from conformance.fuzz.runner import run_fuzz
 
     cfg = load_config(args.config) if args.config else RunConfig()
     if args.target:
@@ -510,7 +510,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
 def _interrupted_run(cfg: RunConfig, results: list[Any], started_at: str, duration: float) -> Any:
     """A RunResult of the scenarios that finished before Ctrl-C."""
-    from conformance.results import RunResult, TargetFingerprint
+    from conformance.core.results import RunResult, TargetFingerprint
 
     return RunResult(
         tool_version=__version__,
@@ -588,7 +588,7 @@ def write_reports(run: Any, outputs: list[tuple[str, Path]]) -> None:
 def write_html_report(run: Any, path: Path) -> None:
     """One run as the matrix page with a single target column: the failures
     first, verdicts by section, and each scenario's transcript."""
-    from conformance import matrix
+    from conformance.reports import matrix
 
     label = "reference" if run.target.embedded else run.target.address
     page = matrix.render_html(matrix.from_run(run, label), title=f"mailspec report: {label}")
@@ -624,8 +624,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
-    from conformance.catalogue import load_catalogue
-    from conformance.coverage import compute_coverage, render_text
+    from conformance.core.catalogue import load_catalogue
+    from conformance.reports.coverage import compute_coverage, render_text
 
     cov = compute_coverage(load_catalogue(), load_corpus(args.scenarios), args.protocol)
     if args.json:
@@ -668,7 +668,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "matrix":
             if getattr(args, "matrix_missing", False):
                 raise ConfigError(
-                    "matrix: not available in this build (conformance.matrix missing)"
+                    "matrix: not available in this build (conformance.reports.matrix missing)"
                 )
             return int(args.matrix_run(args))
         raise AssertionError(args.command)  # pragma: no cover

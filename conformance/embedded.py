@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from conformance.config import RunConfig
-from conformance.errors import TargetUnreachable
-from conformance.fixture import Fixture
+from conformance.core.config import RunConfig
+from conformance.core.errors import TargetUnreachable
+from conformance.core.fixture import Fixture
 from conformance.provision import MaildirProvisioner
 
 REFERENCE_DEFAULT_AUTOLOGOUT = 600  # seconds; what the server uses without --autologout
@@ -43,7 +43,7 @@ class EmbeddedServer:
         self, fixture: Fixture, config: RunConfig, *, more: Sequence[Fixture] = ()
     ) -> None:
         self.fixture = fixture
-        self.more = list(more)  # further account pools (conformance.pools)
+        self.more = list(more)  # further account pools (conformance.core.pools)
         self.config = config
         self.workdir: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None

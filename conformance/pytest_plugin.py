@@ -35,11 +35,11 @@ from typing import Any
 
 import pytest
 
-from conformance.config import RunConfig, finalize, load_config, parse_target
-from conformance.errors import ConfigError, MailspecError
+from conformance.core.config import RunConfig, finalize, load_config, parse_target
+from conformance.core.errors import ConfigError, MailspecError
+from conformance.core.results import ScenarioResult, Verdict
 from conformance.reports.compact import compact_failing
 from conformance.reports.text import explain, transcript_text
-from conformance.results import ScenarioResult, Verdict
 
 _SCENARIOS_KEY = re.compile(r"^scenarios\s*:", re.M)
 _RUNNER = pytest.StashKey[dict[str, Any]]()
@@ -121,7 +121,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
-        from conformance.scenario import load_scenarios
+        from conformance.core.scenario import load_scenarios
 
         for scenario in load_scenarios([self.path]):
             yield ScenarioItem.from_parent(self, name=scenario.id, scenario=scenario)
@@ -155,7 +155,7 @@ def _runner(config: pytest.Config) -> Any:
     if "error" in state:
         raise ScenarioErrored(state["error"])
     try:
-        from conformance.engine import Runner
+        from conformance.pop3.engine import Runner
 
         runner = Runner(_run_config(config))
         runner.__enter__()
@@ -247,6 +247,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("mailspec") and config.args_source is not config.ArgsSource.ARGS:
         # `pytest --mailspec` with no paths: the corpus installed with the
         # package, whatever the current directory (or testpaths) holds.
-        from conformance.scenario import bundled_scenario_dir
+        from conformance.core.scenario import bundled_scenario_dir
 
         config.args[:] = [str(bundled_scenario_dir())]

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from conformance.fixture import load_fixture  # noqa: E402
+from conformance.core.fixture import load_fixture  # noqa: E402
 from interop.servers import SERVERS, ServerUnavailable  # noqa: E402
 
 #: TLS variants: target name -> (server, `--tls` mode). The server starts with

@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from conformance.fixture import Fixture
+from conformance.core.fixture import Fixture
 from conformance.provision import Provisioner, make_provisioner
 
 INTEROP_DIR = Path(__file__).resolve().parent

@@ -3,11 +3,11 @@ STLS and pop3s, SASL AUTH, UTF8/LANG).
 
 Layout:
 
-* :mod:`reference_server.protocol` -- sans-I/O state machine, ``Pop3Session``
+* :mod:`reference_server.pop3.protocol` -- sans-I/O state machine, ``Pop3Session``
 * :mod:`reference_server.sasl`     -- SASL mechanisms for AUTH (sans-I/O)
 * :mod:`reference_server.tls`      -- the TLS server context
-* :mod:`reference_server.storage`  -- Maildir / mbox maildrops and locking
-* :mod:`reference_server.server`   -- asyncio transport, ``start_server``
+* :mod:`reference_server.store.maildrop`  -- Maildir / mbox maildrops and locking
+* :mod:`reference_server.pop3.server`   -- asyncio transport, ``start_server``
 * :mod:`reference_server.users`    -- users file
 * :mod:`reference_server.cli`      -- ``python -m reference_server``
 * :mod:`reference_server.pytest_plugin` -- the ``pop3_server`` fixture
@@ -18,7 +18,7 @@ overriding ``octet_count`` or ``commit``), then
 ``start_server(store=..., users=..., session_class=..., port=0)``.
 """
 
-from .protocol import (
+from reference_server.pop3.protocol import (
     CommandError,
     LoginHistory,
     Pop3Session,
@@ -30,8 +30,8 @@ from .protocol import (
     err,
     ok,
 )
-from .server import Pop3Server, ServerHandle, ServerSettings, start_server
-from .storage import (
+from reference_server.pop3.server import Pop3Server, ServerHandle, ServerSettings, start_server
+from reference_server.store.maildrop import (
     MaildirMaildrop,
     MaildirStore,
     Maildrop,

@@ -28,19 +28,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import combined
-from .protocol import (
+from reference_server import combined
+from reference_server.pop3.protocol import (
     DEFAULT_AUTOLOGOUT_SECONDS,
     DEFAULT_BAD_COMMAND_LIMIT,
     DEFAULT_FAILED_LOGIN_DELAY_SECONDS,
     MIN_AUTOLOGOUT_SECONDS,
     SessionConfig,
 )
-from .sasl import DEFAULT_MECHANISMS, MECHANISMS
-from .server import DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, Pop3Server, ServerSettings
-from .storage import MaildropStore, StoreSpecError, store_from_spec
-from .tls import TlsConfigurationError, server_context
-from .users import UsersFileError, load_users_file
+from reference_server.pop3.server import (
+    DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+    Pop3Server,
+    ServerSettings,
+)
+from reference_server.sasl import DEFAULT_MECHANISMS, MECHANISMS
+from reference_server.store.maildrop import MaildropStore, StoreSpecError, store_from_spec
+from reference_server.tls import TlsConfigurationError, server_context
+from reference_server.users import UsersFileError, load_users_file
 
 READY_LINE_PREFIX = "mailspec-reference-server listening on"
 IMPLICIT_TLS_READY_LINE_PREFIX = "mailspec-reference-server listening (implicit TLS) on"
@@ -224,7 +228,7 @@ async def serve(
     if tls_bound is not None:
         print(f"{IMPLICIT_TLS_READY_LINE_PREFIX} {tls_bound[0]}:{tls_bound[1]}", flush=True)
     await stop.wait()
-    logging.getLogger("reference_server.server").info("event=shutdown")
+    logging.getLogger("reference_server.pop3.server").info("event=shutdown")
     await server.close()
 
 

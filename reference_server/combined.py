@@ -20,13 +20,18 @@ import logging
 import signal
 from pathlib import Path
 
-from .fixture_store import FixtureMaildirs
-from .protocol import LoginMethod, UserDirectory
-from .server import Pop3Server, ServerHandle, start_server
-from .smtp.protocol import SmtpConfig
-from .smtp.server import READY_LINE_PREFIX as SMTP_READY_LINE_PREFIX
-from .smtp.server import SmtpServer, SmtpServerHandle, SmtpSettings, start_smtp_server
-from .storage import MaildropStore
+from reference_server.fixture_store import FixtureMaildirs
+from reference_server.pop3.server import Pop3Server, ServerHandle, start_server
+from reference_server.smtp.protocol import SmtpConfig
+from reference_server.smtp.server import READY_LINE_PREFIX as SMTP_READY_LINE_PREFIX
+from reference_server.smtp.server import (
+    SmtpServer,
+    SmtpServerHandle,
+    SmtpSettings,
+    start_smtp_server,
+)
+from reference_server.store.maildrop import MaildropStore
+from reference_server.users import LoginMethod, UserDirectory
 
 FIXTURE_DOMAIN = "example.test"
 
@@ -58,8 +63,8 @@ async def serve(
     pop3: Pop3Server, pop3_address: object, smtp: SmtpServer, arguments: argparse.Namespace
 ) -> None:
     """Both listeners on this loop; ready lines once both listen."""
-    from .cli import READY_LINE_PREFIX as POP3_READY_LINE_PREFIX
-    from .cli import ConfigurationError, ListenAddress, parse_listen
+    from reference_server.cli import READY_LINE_PREFIX as POP3_READY_LINE_PREFIX
+    from reference_server.cli import ConfigurationError, ListenAddress, parse_listen
 
     assert isinstance(pop3_address, ListenAddress)
     smtp_address = parse_listen(arguments.smtp_listen)
@@ -79,7 +84,7 @@ async def serve(
     print(f"{POP3_READY_LINE_PREFIX} {pop3_host}:{pop3_port}", flush=True)
     print(f"{SMTP_READY_LINE_PREFIX} {smtp_host}:{smtp_port}", flush=True)
     await stop.wait()
-    logging.getLogger("reference_server.server").info("event=shutdown")
+    logging.getLogger("reference_server.pop3.server").info("event=shutdown")
     await asyncio.gather(pop3.close(), smtp.close())
 
 

@@ -9,8 +9,8 @@ import os
 import shutil
 from pathlib import Path
 
-from .protocol import LoginMethod, UserDirectory
-from .storage import MaildirStore, check_user_name
+from reference_server.store.maildrop import MaildirStore, check_user_name
+from reference_server.users import LoginMethod, UserDirectory
 
 
 class FixtureMaildirs:

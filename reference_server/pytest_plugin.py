@@ -42,11 +42,11 @@ from pathlib import Path
 import pytest
 import trustme
 
-from .combined import ReferenceMailServer
-from .fixture_store import FixtureMaildirs
-from .protocol import LoginMethod
-from .server import ServerHandle, start_server
-from .tls import server_context
+from reference_server.combined import ReferenceMailServer
+from reference_server.fixture_store import FixtureMaildirs
+from reference_server.pop3.server import ServerHandle, start_server
+from reference_server.tls import server_context
+from reference_server.users import LoginMethod
 
 #: Names the fixture's certificate is valid for.
 CERTIFICATE_IDENTITIES = ("localhost", "127.0.0.1", "::1")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from conformance.results import Direction, Elision, RunResult, TranscriptEntry, Verdict
+from conformance.core.results import Direction, Elision, RunResult, TranscriptEntry, Verdict
 
 PASSING_KEEP_OCTETS = 1024  # a passing entry up to this size is kept whole
 PASSING_KEEP_LINES = 4  # ... and up to this many lines

@@ -26,7 +26,7 @@ from markupsafe import Markup
 from conformance.reports.compact import is_verification_session
 
 if TYPE_CHECKING:
-    from conformance.matrix import Cell, Entry, Matrix, Row, Target
+    from conformance.reports.matrix import Cell, Entry, Matrix, Row, Target
 
 PROBLEM_VERDICTS = ("FAIL", "XPASS", "ERROR")  # listed first in the summary
 SUMMARY_VERDICTS = (*PROBLEM_VERDICTS, "WARN")
@@ -58,7 +58,7 @@ def rfc_url(rfc: int, section: str) -> str:
 @cache
 def requirement(req_id: str) -> RequirementView:
     try:
-        from conformance.catalogue import load_catalogue
+        from conformance.core.catalogue import load_catalogue
 
         req = load_catalogue().get(req_id)
     except Exception:  # catalogue unavailable: the ID alone still helps
@@ -321,7 +321,7 @@ def _one_line(cell: Cell) -> str:
 
 
 def _counts(cells: list[Cell]) -> list[tuple[str, int]]:
-    from conformance.matrix import VERDICTS
+    from conformance.reports.matrix import VERDICTS
 
     found = [c.verdict for c in cells]
     return [(v, found.count(v)) for v in VERDICTS if v in found]
@@ -422,7 +422,7 @@ def build_page(matrix: Matrix, *, title: str, limit: int) -> Page:
 
 @cache
 def _asset(name: str) -> str:
-    return (resources.files("conformance") / "templates" / name).read_text("utf-8")
+    return (resources.files("conformance.reports") / "templates" / name).read_text("utf-8")
 
 
 @cache
@@ -434,7 +434,7 @@ def _environment() -> Any:
     except (OSError, RuntimeError):
         cache = None
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("conformance", "templates"),
+        loader=jinja2.PackageLoader("conformance.reports", "templates"),
         bytecode_cache=cache,
         autoescape=True,
         trim_blocks=True,
@@ -444,7 +444,7 @@ def _environment() -> Any:
 
 
 def render_page(matrix: Matrix, *, title: str, limit: int) -> str:
-    from conformance.matrix import VERDICTS
+    from conformance.reports.matrix import VERDICTS
 
     page = build_page(matrix, title=title, limit=limit)
     template = _environment().get_template("report.html.j2")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.reports.text import broken_requirement, escape_bytes
-from conformance.results import (
+from conformance.core.results import (
     Direction,
     Elision,
     Failure,

@@ -32,7 +32,7 @@ from conformance.reports.text import (
     explain,
     transcript_text,
 )
-from conformance.results import RunResult, ScenarioResult, Verdict
+from conformance.core.results import RunResult, ScenarioResult, Verdict
 
 
 # Passing and skipped testcases carry no transcript: JUnit viewers load every

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from conformance.results import RunResult
+from conformance.core.results import RunResult
 
 MASK = "***"
 

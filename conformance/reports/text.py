@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from conformance.reports.compact import restore_hint
-from conformance.results import Direction, Failure, ScenarioResult, TranscriptEntry
-from conformance.transcript import escape_bytes
+from conformance.core.results import Direction, Failure, ScenarioResult, TranscriptEntry
+from conformance.core.transcript import escape_bytes
 
 __all__ = ["escape_bytes", "transcript_lines"]
 
@@ -40,7 +40,7 @@ def transcript_text(entries: Iterable[TranscriptEntry]) -> str:
 
 def requirement_line(req_id: str) -> str:
     """`POP3-1939-STAT-01 (MUST, RFC 1939 §5): summary` from the catalogue."""
-    from conformance.catalogue import load_catalogue
+    from conformance.core.catalogue import load_catalogue
 
     req = load_catalogue().get(req_id)
     if req is None:

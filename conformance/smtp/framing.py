@@ -1,6 +1,6 @@
 """SMTP framing rules: what every reply is held to, whatever the scenario
 asks. A broken rule is a finding (FAIL), like the POP3 rules in
-:mod:`conformance.framing`, whose rule and finding types these reuse.
+:mod:`conformance.pop3.framing`; the rule and finding types are :mod:`conformance.core.framing`.
 
 The SHOULD of RFC 5321 section 4.2.1 (send the SP after the code even
 without text, SMTP-5321-REPLY-03) is not a framing rule: a bare code is
@@ -10,7 +10,7 @@ still a well-framed reply, so the reader marks it on the reply
 
 from __future__ import annotations
 
-from conformance.framing import FramingFinding, FramingRule, finding
+from conformance.core.framing import FramingFinding, FramingRule, finding
 
 LINE_END = FramingRule(
     "smtp-line-end",

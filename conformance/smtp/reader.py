@@ -21,9 +21,9 @@ import enum
 import re
 from dataclasses import dataclass
 
-from conformance.framing import FramingFinding
+from conformance.core.framing import FramingFinding
+from conformance.core.transcript import show_bytes
 from conformance.smtp import framing
-from conformance.transcript import show_bytes
 
 CRLF = b"\r\n"
 MAX_REPLY_LINE_OCTETS = 512  # RFC 5321 §4.5.3.1.5, CRLF included

@@ -13,9 +13,22 @@ so mail sent over SMTP is retrieved over POP3 (see
 :mod:`reference_server.combined`).
 """
 
-from .delivery import Deliverer, DeliveryError, Envelope
-from .protocol import CommandError, Reply, Response, SmtpConfig, SmtpSession, State, reply
-from .server import SmtpServer, SmtpServerHandle, SmtpSettings, start_smtp_server
+from reference_server.smtp.delivery import Deliverer, DeliveryError, Envelope
+from reference_server.smtp.protocol import (
+    CommandError,
+    Reply,
+    Response,
+    SmtpConfig,
+    SmtpSession,
+    State,
+    reply,
+)
+from reference_server.smtp.server import (
+    SmtpServer,
+    SmtpServerHandle,
+    SmtpSettings,
+    start_smtp_server,
+)
 
 __all__ = [
     "CommandError",

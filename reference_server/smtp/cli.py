@@ -23,16 +23,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..cli import ConfigurationError, ListenAddress, load_store, parse_listen
-from ..users import UsersFileError, load_users_file
-from .protocol import (
+from reference_server.cli import ConfigurationError, ListenAddress, load_store, parse_listen
+from reference_server.smtp.protocol import (
     DEFAULT_COMMAND_TIMEOUT_SECONDS,
     DEFAULT_MAX_MESSAGE_OCTETS,
     MIN_COMMAND_TIMEOUT_SECONDS,
     MIN_MESSAGE_OCTETS,
     SmtpConfig,
 )
-from .server import READY_LINE_PREFIX, SmtpServer, SmtpSettings
+from reference_server.smtp.server import READY_LINE_PREFIX, SmtpServer, SmtpSettings
+from reference_server.users import UsersFileError, load_users_file
 
 EXIT_CONFIGURATION_ERROR = 2
 

@@ -2,7 +2,7 @@
 
 The POP3 server reads what this module writes: a Maildir delivery lands in
 ``<maildir>/new/`` under a unique name (its POP3 UID, see
-:mod:`reference_server.storage`), an mbox delivery is appended to the mbox in
+:mod:`reference_server.store.maildrop`), an mbox delivery is appended to the mbox in
 mboxrd form under the maildrop's lock.
 
 What is stored (RFC 5321 section 4.4): a ``Return-Path:`` line with the
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..storage import (
+from reference_server.store.maildrop import (
     MaildirStore,
     MaildropError,
     MaildropLock,

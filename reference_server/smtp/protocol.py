@@ -97,8 +97,8 @@ import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from ..protocol import UserDirectory
-from .delivery import Deliverer, DeliveryError, Envelope
+from reference_server.smtp.delivery import Deliverer, DeliveryError, Envelope
+from reference_server.users import UserDirectory
 
 # --- Limits (named after the RFC text that sets them) -----------------------
 

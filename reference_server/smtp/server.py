@@ -23,12 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..background import BackgroundServerHandle
-from ..protocol import UserDirectory
-from ..storage import MaildropStore, store_from_spec
-from ..users import load_users_file
-from .delivery import Deliverer
-from .protocol import DEFAULT_COMMAND_TIMEOUT_SECONDS, SmtpConfig, SmtpSession
+from reference_server.background import BackgroundServerHandle
+from reference_server.smtp.delivery import Deliverer
+from reference_server.smtp.protocol import DEFAULT_COMMAND_TIMEOUT_SECONDS, SmtpConfig, SmtpSession
+from reference_server.store.maildrop import MaildropStore, store_from_spec
+from reference_server.users import UserDirectory, load_users_file
 
 #: The line the command lines print once a listener is open.
 READY_LINE_PREFIX = "mailspec-reference-smtp-server listening on"

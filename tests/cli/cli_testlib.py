@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conformance.results import (
+from conformance.core.results import (
     Direction,
     Failure,
     RunResult,

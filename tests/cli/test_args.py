@@ -56,7 +56,7 @@ def test_provision_reference_with_target_is_a_usage_error(cli) -> None:
 def test_matrix_is_wired(cli) -> None:
     import importlib.util
 
-    if importlib.util.find_spec("conformance.matrix") is None:
+    if importlib.util.find_spec("conformance.reports.matrix") is None:
         result = cli("matrix", "x.json")
         assert result.code == 2 and "matrix: not available" in result.err
     else:

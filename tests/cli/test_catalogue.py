@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from conformance.catalogue import load_catalogue
-from conformance.coverage import compute_coverage
+from conformance.core.catalogue import load_catalogue
+from conformance.reports.coverage import compute_coverage
 
 FIELDS = ("id", "rfc", "section", "level", "actor", "summary", "testable", "how")
 SMTP_ID = re.compile(r"^SMTP-(?P<rfc>\d{4})-(?P<area>[A-Z0-9]+)-(?P<nn>\d{2})$")

@@ -98,8 +98,8 @@ def test_gitlab_job() -> None:
 
 
 def test_the_config_and_expectations_files_load(tmp_path: Path) -> None:
-    from conformance.config import load_config
-    from conformance.expectations import check_known, load_expectations
+    from conformance.core.config import load_config
+    from conformance.core.expectations import check_known, load_expectations
 
     files = _files()
     target = tmp_path / "mailspec-target.yaml"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.config import RunConfig, finalize, load_config, parse_target
-from conformance.errors import ConfigError
+from conformance.core.config import RunConfig, finalize, load_config, parse_target
+from conformance.core.errors import ConfigError
 
 GOOD = """\
 # a real server
@@ -125,8 +125,8 @@ def test_tls_mapping_in_the_config_file(tmp_path: Path) -> None:
 
 
 def test_the_apop_role_is_configurable_with_its_login_method(tmp_path: Path) -> None:
-    from conformance.engine import with_credentials
-    from conformance.fixture import load_fixture
+    from conformance.core.fixture import load_fixture
+    from conformance.pop3.engine import with_credentials
 
     text = "accounts:\n  apop: {user: dora, password: apop-secret, login: apop}\n"
     cfg = load_config(_file(tmp_path, text))

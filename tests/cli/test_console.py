@@ -7,8 +7,8 @@ import io
 import pytest
 from cli_testlib import make_result, make_run
 
-from conformance.console import Console, summary_line, use_color
-from conformance.results import Verdict
+from conformance.core.results import Verdict
+from conformance.reports.console import Console, summary_line, use_color
 
 
 def test_summary_line_exact_format() -> None:
@@ -78,7 +78,7 @@ def test_no_color_env_and_non_tty_disable_colour(monkeypatch: pytest.MonkeyPatch
 
 
 def test_progress_only_on_long_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    import conformance.console as mod
+    import conformance.reports.console as mod
 
     out, err = io.StringIO(), io.StringIO()
     console = Console(out, err, color=False)

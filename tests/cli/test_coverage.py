@@ -7,8 +7,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from conformance.catalogue import load_catalogue
-from conformance.coverage import compute_coverage, render_text
+from conformance.core.catalogue import load_catalogue
+from conformance.reports.coverage import compute_coverage, render_text
 
 
 @dataclass

@@ -8,15 +8,15 @@ import pytest
 import yaml
 from cli_testlib import make_result, make_run
 
-from conformance.errors import ConfigError
-from conformance.expectations import (
+from conformance.core.errors import ConfigError
+from conformance.core.expectations import (
     apply,
     check_known,
     load_expectations,
     updated,
     write_expectations,
 )
-from conformance.results import Verdict
+from conformance.core.results import Verdict
 
 
 def _write(tmp_path: Path, text: str) -> Path:

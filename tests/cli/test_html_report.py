@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from cli_testlib import REPO, make_result, make_run
 
-from conformance import matrix
 from conformance.cli import write_html_report
-from conformance.results import Direction, Failure, TranscriptEntry, Verdict
+from conformance.core.results import Direction, Failure, TranscriptEntry, Verdict
+from conformance.reports import matrix
 
 SCREENSHOTS = REPO / "reports"
 VIEWPORT = (1280, 900)

@@ -75,7 +75,8 @@ def test_ordinary_runs_collect_no_scenarios(pytester: pytest.Pytester, env: None
     (data / "selftest.yaml").write_text(SELFTEST, encoding="utf-8")
     (pytester.path / "tests" / "config.yaml").write_text("scenarios: 3\n", encoding="utf-8")
     (pytester.path / "tests" / "test_plain.py").write_text(
-        "import sys\n\ndef test_no_server():\n    assert 'conformance.engine' not in sys.modules\n",
+        "import sys\n\ndef test_no_server():\n"
+        "    assert 'conformance.pop3.engine' not in sys.modules\n",
         encoding="utf-8",
     )
     result = pytester.runpytest_subprocess(*_plugin_args(), "tests", "-p", "no:cacheprovider")

@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 from cli_testlib import REPO, make_result, make_run
 
+from conformance.core.results import Direction, TranscriptEntry, Verdict
 from conformance.reports import load_results, write_json
 from conformance.reports.compact import (
     EDGE_LINE_OCTETS,
@@ -22,7 +23,6 @@ from conformance.reports.compact import (
     compact_run,
 )
 from conformance.reports.text import transcript_text
-from conformance.results import Direction, TranscriptEntry, Verdict
 
 SCHEMA = json.loads((REPO / "docs" / "results.schema.json").read_text("utf-8"))
 BODY = b"+OK 4000 octets\r\n" + b"".join(b"line %05d\r\n" % i for i in range(3000)) + b".\r\n"
@@ -150,8 +150,8 @@ def test_schema_rejects_an_elision_without_its_digest() -> None:
 def whole_corpus_run() -> object:
     """Every non-slow scenario against the embedded reference server."""
     from conformance.cli import load_corpus
-    from conformance.config import RunConfig, finalize
-    from conformance.engine import run_suite
+    from conformance.core.config import RunConfig, finalize
+    from conformance.pop3.engine import run_suite
 
     scenarios = [s for s in load_corpus([]) if not getattr(s, "slow", False)]
     return run_suite(scenarios, finalize(RunConfig()))

@@ -12,6 +12,7 @@ import jsonschema
 import xmlschema
 from cli_testlib import REPO, SECRET, make_result, make_run
 
+from conformance.core.results import Direction, TranscriptEntry, Verdict
 from conformance.reports import (
     junit_xml_string,
     load_results,
@@ -20,7 +21,6 @@ from conformance.reports import (
     write_junit,
 )
 from conformance.reports.redact import scrub_run
-from conformance.results import Direction, TranscriptEntry, Verdict
 
 XSD = Path(__file__).with_name("junit.xsd")
 SCHEMA = json.loads((REPO / "docs" / "results.schema.json").read_text("utf-8"))

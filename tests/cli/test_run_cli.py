@@ -15,8 +15,8 @@ import pytest
 import yaml
 from cli_testlib import REPO, make_result, make_run
 
-from conformance.errors import TargetUnreachable
-from conformance.results import Direction, TranscriptEntry, Verdict
+from conformance.core.errors import TargetUnreachable
+from conformance.core.results import Direction, TranscriptEntry, Verdict
 
 FIXTURE_PASSWORD = "main-Secret-1"  # conformance/data/fixtures/default/fixture.yaml
 
@@ -67,9 +67,9 @@ class FakeEngine:
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeEngine:
     fake = FakeEngine()
-    module = types.ModuleType("conformance.engine")
+    module = types.ModuleType("conformance.pop3.engine")
     module.run_suite = fake.run_suite  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "conformance.engine", module)
+    monkeypatch.setitem(sys.modules, "conformance.pop3.engine", module)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NO_COLOR", "1")
     return fake

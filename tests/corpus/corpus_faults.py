@@ -20,8 +20,8 @@ import re
 
 from faults import Fault
 
-from reference_server.protocol import CRLF, Pop3Session, State, err, ok
-from reference_server.storage import MaildirMaildrop, StoredMessage
+from reference_server.pop3.protocol import CRLF, Pop3Session, State, err, ok
+from reference_server.store.maildrop import MaildirMaildrop, StoredMessage
 
 #: RFC 2449 section 4: the reference's command line limit, octets with CRLF.
 COMMAND_LINE_LIMIT = 255

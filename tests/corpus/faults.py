@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from reference_server.protocol import (
+from reference_server.pop3.protocol import (
     CRLF,
     CommandError,
     LoginMethod,
@@ -24,7 +24,7 @@ from reference_server.protocol import (
     parse_decimal,
     top_of_message,
 )
-from reference_server.storage import (
+from reference_server.store.maildrop import (
     MaildirMaildrop,
     MaildirStore,
     StoredMessage,
@@ -1124,7 +1124,7 @@ class _WithFarewell:
 
 
 def _farewell(reply):
-    from reference_server.protocol import Response
+    from reference_server.pop3.protocol import Response
 
     class Farewell(Response):
         def to_bytes(self):
@@ -2195,8 +2195,8 @@ FAULTS += __import__("corpus_faults").CORPUS_FAULTS  # issue 8: tests/corpus/cor
 
 # --- STLS (RFC 2595 §4) and the command-injection class (issue 10) ------------------------------
 
-from reference_server.protocol import Response  # noqa: E402
-from reference_server.server import Pop3Server  # noqa: E402
+from reference_server.pop3.protocol import Response  # noqa: E402
+from reference_server.pop3.server import Pop3Server  # noqa: E402
 
 
 class KeepsPipelinedAcrossTls(Pop3Session):
@@ -2406,9 +2406,9 @@ FAULTS += [
 
 import base64 as _base64  # noqa: E402
 
-from conformance.fixture import load_fixture  # noqa: E402
+from conformance.core.fixture import load_fixture  # noqa: E402
 from reference_server import sasl as _sasl  # noqa: E402
-from reference_server.protocol import MAX_COMMAND_LINE_OCTETS, decode_base64  # noqa: E402
+from reference_server.pop3.protocol import MAX_COMMAND_LINE_OCTETS, decode_base64  # noqa: E402
 
 
 def _plain_fields(args):

@@ -16,14 +16,14 @@ from pathlib import Path
 import trustme
 from faults import FAULTS, Fault, NoLockStore
 
-from conformance.config import RunConfig
-from conformance.engine import Runner
-from conformance.fixture import load_fixture
-from conformance.results import ScenarioResult, Verdict
-from conformance.scenario import Scenario, load_scenarios
-from reference_server.protocol import LoginMethod, SessionConfig, UserDirectory
-from reference_server.server import Pop3Server, ServerHandle, ServerSettings
-from reference_server.storage import MaildirStore
+from conformance.core.config import RunConfig
+from conformance.core.fixture import load_fixture
+from conformance.core.results import ScenarioResult, Verdict
+from conformance.core.scenario import Scenario, load_scenarios
+from conformance.pop3.engine import Runner
+from reference_server.pop3.protocol import LoginMethod, SessionConfig, UserDirectory
+from reference_server.pop3.server import Pop3Server, ServerHandle, ServerSettings
+from reference_server.store.maildrop import MaildirStore
 
 SCENARIO_DIR = Path(__file__).resolve().parents[2] / "scenarios"
 READ_TIMEOUT = 3.0

@@ -17,7 +17,7 @@ from faults import (
     _ReceiveFault,
 )
 
-from reference_server.protocol import CommandError, Pop3Session, err
+from reference_server.pop3.protocol import CommandError, Pop3Session, err
 
 CRASH_LINE_OCTETS = 1000
 

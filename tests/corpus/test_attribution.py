@@ -14,7 +14,7 @@ from collections import defaultdict, deque
 
 import harness
 
-from conformance.scenario import (
+from conformance.core.scenario import (
     AliveOrClosedStep,
     AssertStep,
     CommandStep,

@@ -9,8 +9,8 @@ import harness
 import pytest
 from faults import FAULTS
 
-from conformance.catalogue import load_catalogue
-from conformance.results import Verdict
+from conformance.core.catalogue import load_catalogue
+from conformance.core.results import Verdict
 
 # Scenarios the reference server does not pass, on purpose or as known
 # deviations reported to its owner (docs/corpus.md). Exact: a fix must

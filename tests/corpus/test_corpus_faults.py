@@ -10,7 +10,7 @@ import pytest
 from corpus_faults import CONFORMING_VARIANTS, CORPUS_FAULTS
 from faults import FAULTS
 
-from conformance.results import Verdict
+from conformance.core.results import Verdict
 
 PINNED = [
     (fault, sid, requirement)

@@ -10,12 +10,12 @@ import harness
 import pytest
 from faults import FAULTS
 
-from conformance.config import RunConfig
-from conformance.engine import run_suite
-from conformance.fixture import load_fixture
-from reference_server.protocol import LoginMethod, Pop3Session, SessionConfig, UserDirectory
-from reference_server.server import Pop3Server, ServerHandle, ServerSettings
-from reference_server.storage import MaildirStore
+from conformance.core.config import RunConfig
+from conformance.core.fixture import load_fixture
+from conformance.pop3.engine import run_suite
+from reference_server.pop3.protocol import LoginMethod, Pop3Session, SessionConfig, UserDirectory
+from reference_server.pop3.server import Pop3Server, ServerHandle, ServerSettings
+from reference_server.store.maildrop import MaildirStore
 
 POOLS = 4
 # Not chosen: faults whose effect depends on other connections interleaving

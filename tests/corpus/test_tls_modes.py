@@ -12,8 +12,8 @@ import pytest
 import test_corpus
 from faults import Fault
 
-from conformance.results import ScenarioResult, Verdict
-from conformance.scenario import OpenStep
+from conformance.core.results import ScenarioResult, Verdict
+from conformance.core.scenario import OpenStep
 
 
 @cache

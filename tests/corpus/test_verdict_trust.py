@@ -3,7 +3,7 @@ model misjudged, the verdict lands on the scenario at fault and on the
 requirement it breaks, with the verdict and the exit code a CI gate needs.
 
 The faulty servers are in verdict_faults.py. Runs go through
-`conformance.engine.run_suite` (or the `mailspec` CLI as a child process,
+`conformance.pop3.engine.run_suite` (or the `mailspec` CLI as a child process,
 for the killed target and `mailspec provision`/`verify`), so the exit code
 asserted is the one a CI job would see. Whole-corpus runs are cached for
 the session (functools.cache), as harness.py does.
@@ -55,13 +55,13 @@ from verdict_faults import (
     WHOLE_LONG_LINES,
 )
 
-from conformance.config import RunConfig
-from conformance.engine import run_suite
-from conformance.fixture import load_fixture
-from conformance.mailboxes import NEEDS_PROVISIONER
+from conformance.core.config import RunConfig
+from conformance.core.fixture import load_fixture
+from conformance.core.results import Direction, RunResult, ScenarioResult, Verdict
+from conformance.core.scenario import CommandStep, PipelineStep, Scenario, SendStep, load_scenarios
+from conformance.pop3.engine import run_suite
+from conformance.pop3.mailboxes import NEEDS_PROVISIONER
 from conformance.provision import MaildirProvisioner
-from conformance.results import Direction, RunResult, ScenarioResult, Verdict
-from conformance.scenario import CommandStep, PipelineStep, Scenario, SendStep, load_scenarios
 
 REPO = Path(__file__).resolve().parents[2]
 #: At most this many ERRORs where a server misreports sizes (issue 8, "Done when").

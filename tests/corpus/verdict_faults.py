@@ -19,7 +19,7 @@ from pathlib import Path
 
 from faults import Fault
 
-from reference_server.protocol import (
+from reference_server.pop3.protocol import (
     CRLF,
     CommandError,
     LoginMethod,
@@ -29,7 +29,7 @@ from reference_server.protocol import (
     err,
     ok,
 )
-from reference_server.storage import MaildirMaildrop, StoredMessage
+from reference_server.store.maildrop import MaildirMaildrop, StoredMessage
 
 # --- sizes --------------------------------------------------------------------------
 

@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conformance.config import RunConfig
-from conformance.engine import Runner
-from conformance.fixture import Account, Fixture, FixtureMessage
-from conformance.results import Direction, ScenarioResult
-from conformance.scenario import load_scenario_file
+from conformance.core.config import RunConfig
+from conformance.core.fixture import Account, Fixture, FixtureMessage
+from conformance.core.results import Direction, ScenarioResult
+from conformance.core.scenario import load_scenario_file
+from conformance.pop3.engine import Runner
 
 
 class Action:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from engine_fakes import config_for, run_text, scripted, small_fixture, steps
 
-from conformance.engine import Runner
-from conformance.results import Verdict
+from conformance.core.results import Verdict
+from conformance.pop3.engine import Runner
 
 CAPA_AUTH = b"+OK\r\nUSER\r\nsasl PLAIN\r\nSTLS\r\n.\r\n"
 CAPA_TRANS = b"+OK\r\nUSER\r\nTOP\r\nPIPELINING\r\n.\r\n"

@@ -8,9 +8,10 @@ import threading
 
 import pytest
 
-from conformance.driver import ConnectError, Outcome, Session, deadline_after, open_connection
-from conformance.results import Direction
-from conformance.transcript import Transcript
+from conformance.core.driver import ConnectError, Outcome, deadline_after, open_connection
+from conformance.core.results import Direction
+from conformance.core.transcript import Transcript
+from conformance.pop3.session import Pop3Session as Session
 
 
 def one_shot_server(family: int, host: str, payload: bytes) -> tuple[int, threading.Thread]:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from conformance import embedded
-from conformance.config import RunConfig
-from conformance.engine import Runner
-from conformance.errors import TargetUnreachable
-from conformance.results import Verdict
-from conformance.scenario import load_scenario_file
+from conformance.core.config import RunConfig
+from conformance.core.errors import TargetUnreachable
+from conformance.core.results import Verdict
+from conformance.core.scenario import load_scenario_file
+from conformance.pop3.engine import Runner
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("reference_server") is None, reason="reference_server not present"

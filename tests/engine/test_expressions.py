@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.expressions import (
+from conformance.core.expressions import (
     MAX_BUILT_VALUE_OCTETS,
     ExpressionError,
     ExpressionSyntaxError,
@@ -92,7 +92,7 @@ def test_names_and_their_values_for_messages() -> None:
 
 
 def test_upper_folds_text_and_lists_of_text_for_case_insensitive_names() -> None:
-    from conformance.expressions import BUILTINS, ExpressionError
+    from conformance.core.expressions import BUILTINS, ExpressionError
 
     assert BUILTINS["upper"]("resp-codes") == "RESP-CODES"
     assert BUILTINS["upper"](["top", "Uidl"]) == ["TOP", "UIDL"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from engine_fakes import CLOSE, RESET, SendThenClose, run_text, scripted
 
-from conformance.results import Verdict
+from conformance.core.results import Verdict
 
 NOOP_STEPS = """\
       - open: a

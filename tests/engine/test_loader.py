@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.errors import ScenarioError
-from conformance.scenario import (
+from conformance.core.errors import ScenarioError
+from conformance.core.scenario import (
     CommandStep,
     LoginStep,
     OpenStep,

@@ -16,8 +16,8 @@ from engine_fakes import (
     steps,
 )
 
-from conformance.engine import verdict_for
-from conformance.results import Failure, Verdict
+from conformance.core.results import Failure, Verdict
+from conformance.pop3.engine import verdict_for
 
 OK = b"+OK ready <1.2@test>\r\n"
 BAD_COMMAND = steps("open: a", "S: +OK", "C: XYZZY", "S: -ERR", "  or_close: true")

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from conformance.fixture import FixtureMessage
-from conformance.patterns import (
+from conformance.core.fixture import FixtureMessage
+from conformance.core.patterns import (
     AnyBody,
     BodyContext,
     PatternError,
@@ -17,7 +17,7 @@ from conformance.patterns import (
     render_segments,
     status_pattern,
 )
-from conformance.scenario import body_matcher, reply_pattern
+from conformance.core.scenario import body_matcher, reply_pattern
 
 MESSAGE = FixtureMessage(
     "m.eml", b"Subject: hi\r\nFrom: a@b\r\n\r\nline one\r\n.dotted\r\nthree\r\n"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.errors import ConfigError
-from conformance.pools import check_pool_config, embedded_user, jobs_for, templated_accounts
+from conformance.core.errors import ConfigError
+from conformance.core.pools import check_pool_config, embedded_user, jobs_for, templated_accounts
 
 
 def test_the_embedded_pools_keep_pool_one_and_suffix_the_others() -> None:
@@ -33,9 +33,9 @@ def test_jobs_are_bounded_by_the_pools_of_a_target() -> None:
 
 
 def test_a_serial_run_of_the_embedded_server_and_a_parallel_one_agree() -> None:
-    from conformance.config import RunConfig
-    from conformance.engine import run_suite
-    from conformance.scenario import bundled_scenario_dir, load_scenarios
+    from conformance.core.config import RunConfig
+    from conformance.core.scenario import bundled_scenario_dir, load_scenarios
+    from conformance.pop3.engine import run_suite
 
     scenarios = [s for s in load_scenarios([bundled_scenario_dir()]) if not s.slow]
     serial = run_suite(scenarios, RunConfig(), jobs=1)

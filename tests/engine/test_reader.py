@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from conformance import framing
-from conformance.framing import FramingFinding
-from conformance.reader import (
+from conformance.pop3 import framing
+from conformance.pop3.framing import FramingFinding
+from conformance.pop3.reader import (
     BodyEnd,
     BodyLine,
     ConnectionEnded,
@@ -256,8 +256,8 @@ def test_framing_rule_table_matches_the_documented_requirements() -> None:
 
 
 def test_a_sasl_challenge_is_a_reply_only_inside_an_auth_exchange() -> None:
-    from conformance.framing import FramingFinding
-    from conformance.reader import ReplyReader, StatusLine
+    from conformance.pop3.framing import FramingFinding
+    from conformance.pop3.reader import ReplyReader, StatusLine
 
     for continuation, expected in ((True, "+"), (False, None)):
         reader = ReplyReader()

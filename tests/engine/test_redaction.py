@@ -7,8 +7,8 @@ from pathlib import Path
 
 from engine_fakes import client_bytes, run_text, scripted, steps, transcript_bytes
 
-from conformance.results import Verdict
-from conformance.transcript import ClientRedactor
+from conformance.core.results import Verdict
+from conformance.core.transcript import ClientRedactor
 
 LOGINS = steps(
     "open: a", "S: +OK", "login", "C: QUIT", "S: +OK",

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from engine_fakes import config_for, run_text, scripted, small_fixture, steps
 
-from conformance.capabilities import greeting_timestamp
-from conformance.engine import Runner
-from conformance.results import Verdict
-from conformance.scenario import load_scenario_file
+from conformance.core.results import Verdict
+from conformance.core.scenario import load_scenario_file
+from conformance.pop3.capabilities import greeting_timestamp
+from conformance.pop3.engine import Runner
 
 GREETING_ONLY = steps("open: a", "S: +OK")
 LOGIN = steps("open: a", "S: +OK", "login", "C: NOOP", "S: +OK")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from conformance.framing import FramingFinding
+from conformance.pop3.framing import FramingFinding
 from conformance.smtp import framing
 from conformance.smtp.reader import (
     ConnectionEnded,

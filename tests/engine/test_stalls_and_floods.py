@@ -18,11 +18,12 @@ from engine_fakes import (
     steps,
 )
 
-from conformance.driver import Outcome, Session, deadline_after
-from conformance.engine import Runner
-from conformance.errors import TargetUnreachable
-from conformance.results import Direction, Verdict
-from conformance.transcript import Transcript
+from conformance.core.driver import Outcome, deadline_after
+from conformance.core.errors import TargetUnreachable
+from conformance.core.results import Direction, Verdict
+from conformance.core.transcript import Transcript
+from conformance.pop3.engine import Runner
+from conformance.pop3.session import Pop3Session as Session
 
 SLACK_SECONDS = 1.5
 RETR_STEPS = "      - open: a\n      - S: +OK\n      - login\n      - C: RETR 1\n      - S: +OK\n"

@@ -12,9 +12,9 @@ import pytest
 from engine_fakes import config_for, run_text, scripted, small_fixture, steps
 from tls_fakes import certificates, tls_scripted
 
-from conformance.capabilities import learn_fingerprint
-from conformance.errors import ConfigError, TargetUnreachable
-from conformance.results import Verdict
+from conformance.core.errors import ConfigError, TargetUnreachable
+from conformance.core.results import Verdict
+from conformance.pop3.capabilities import learn_fingerprint
 
 LOGIN_STAT = steps(
     "open: a", "S: +OK", "login", "C: STAT", "S: +OK 2 {size:int}", "C: QUIT", "S: +OK"
@@ -194,7 +194,7 @@ def test_the_client_context_tells_a_missing_close_notify_from_a_clean_close() ->
     an abrupt TCP close under TLS would look like close_notify."""
     import ssl
 
-    from conformance.tls import TlsSettings, client_context
+    from conformance.core.tls import TlsSettings, client_context
 
     context = client_context(TlsSettings(verify=False))
     assert not context.options & getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from engine_fakes import config_for, run_text, scenario_file, scripted, small_fixture, steps
 
-from conformance.config import RunConfig
-from conformance.engine import Runner, run_suite
-from conformance.errors import TargetUnreachable
-from conformance.results import Direction, Verdict
-from conformance.scenario import load_scenario_file
+from conformance.core.config import RunConfig
+from conformance.core.errors import TargetUnreachable
+from conformance.core.results import Direction, Verdict
+from conformance.core.scenario import load_scenario_file
+from conformance.pop3.engine import Runner, run_suite
 
 STAT_OK = steps("open: a", "S: +OK", "login", "C: STAT", 'S: "+OK {count} {size:int}"')
 # LIST 1 is not used by the pre-scenario verification, so it can be broken alone
@@ -252,9 +252,9 @@ def test_timeout_autologout_skips_when_the_targets_timer_is_unknown(tmp_path: Pa
 def test_timeout_autologout_waits_for_the_configured_timer_plus_grace(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import conformance.engine
+    import conformance.pop3.engine
 
-    monkeypatch.setattr(conformance.engine, "AUTOLOGOUT_GRACE_SECONDS", 0.5)
+    monkeypatch.setattr(conformance.pop3.engine, "AUTOLOGOUT_GRACE_SECONDS", 0.5)
     body = steps("open: a", "S: +OK", "login", "expect_close:", "  timeout: autologout")
     with scripted() as server:
         result = run_text(tmp_path, server, body, autologout=1)
@@ -265,7 +265,7 @@ def test_timeout_autologout_waits_for_the_configured_timer_plus_grace(
 def test_a_timeout_that_is_neither_a_number_nor_autologout_is_a_loader_error(
     tmp_path: Path,
 ) -> None:
-    from conformance.errors import ScenarioError
+    from conformance.core.errors import ScenarioError
 
     body = steps("open: a", "S: +OK", "  timeout: soon")
     with pytest.raises(ScenarioError, match="positive number of seconds or 'autologout'"):
@@ -307,7 +307,7 @@ def test_a_login_refused_in_use_while_another_session_holds_the_maildrop_is_judg
 
 
 def test_an_explicit_step_timeout_never_shortens_an_authentication_reply() -> None:
-    from conformance.engine import reply_timeout
+    from conformance.pop3.engine import reply_timeout
 
     config = RunConfig(read_timeout=10.0, auth_timeout=45.0)
     assert reply_timeout(5.0, True, config) == 45.0
@@ -318,7 +318,7 @@ def test_an_explicit_step_timeout_never_shortens_an_authentication_reply() -> No
 
 
 def test_scenario_deadlines_grow_with_raised_reply_deadlines() -> None:
-    from conformance.engine import deadline_scale
+    from conformance.pop3.engine import deadline_scale
 
     assert deadline_scale(RunConfig()) == 1.0
     assert deadline_scale(RunConfig(auth_timeout=90.0)) == 3.0

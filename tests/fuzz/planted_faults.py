@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from conformance.fixture import load_fixture
-from reference_server.protocol import (
+from conformance.core.fixture import load_fixture
+from reference_server.pop3.protocol import (
     CRLF,
     CommandError,
     LoginMethod,
@@ -22,8 +22,8 @@ from reference_server.protocol import (
     ok,
     parse_decimal,
 )
-from reference_server.server import Pop3Server, ServerHandle, ServerSettings
-from reference_server.storage import MaildirStore
+from reference_server.pop3.server import Pop3Server, ServerHandle, ServerSettings
+from reference_server.store.maildrop import MaildirStore
 
 
 class CrashOnLongLine(Pop3Session):

@@ -12,10 +12,10 @@ import pytest
 from planted_faults import FAULTS, PlantedFault, provision_spec, start
 
 from conformance.cli import main
-from conformance.fuzz import DEFAULT_ITERATIONS, dump, scenario_document
-from conformance.fuzz_cases import Case, End, Generator, Line, Probe, Start, expectations
-from conformance.patterns import render_segments
-from conformance.scenario import SendStep, load_scenario_file
+from conformance.core.patterns import render_segments
+from conformance.core.scenario import SendStep, load_scenario_file
+from conformance.fuzz.cases import Case, End, Generator, Line, Probe, Start, expectations
+from conformance.fuzz.runner import DEFAULT_ITERATIONS, dump, scenario_document
 
 #: A pinned fault must be found well inside this (measured: 0.3-7 s each).
 FIND_SECONDS = 60.0

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conformance.reports.json_report import write_json
-from conformance.results import (
+from conformance.core.results import (
     Direction,
     Failure,
     RunResult,
@@ -14,6 +13,7 @@ from conformance.results import (
     TranscriptEntry,
     Verdict,
 )
+from conformance.reports.json_report import write_json
 
 SCENARIOS = [
     ("greeting.ok", "RFC 1939 §4 Greeting", "The greeting is +OK", ["POP3-1939-GREET-01"], "MUST"),

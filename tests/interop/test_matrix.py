@@ -15,9 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sample_reports import SCENARIOS, make_run, write_samples
 
-from conformance import matrix
-from conformance.errors import ConfigError
-from conformance.results import Verdict
+from conformance.core.errors import ConfigError
+from conformance.core.results import Verdict
+from conformance.reports import matrix
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.fixture import load_fixture
+from conformance.core.fixture import load_fixture
 from conformance.provision import verify_listing
 from interop.servers import SERVERS, DovecotServer, MailutilsServer, ManagedServer
 

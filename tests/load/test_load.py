@@ -19,18 +19,18 @@ from contextlib import contextmanager
 import pytest
 from faults import EightBitMangled, NoStuffing, QuitRemovesWrong
 
-from conformance.fixture import load_fixture
-from conformance.load import verify_account
-from conformance.loadclient import (
+from conformance.core.fixture import load_fixture
+from conformance.load.client import (
     LoadError,
     is_finding,
     load_accounts,
 )
-from conformance.loadmix import parse_mix
+from conformance.load.mix import parse_mix
+from conformance.load.runner import verify_account
 from conformance.provision import MaildirProvisioner
-from reference_server.protocol import Pop3Session, SessionConfig, UserDirectory
-from reference_server.server import Pop3Server, ServerHandle, ServerSettings
-from reference_server.storage import MaildirStore
+from reference_server.pop3.protocol import Pop3Session, SessionConfig, UserDirectory
+from reference_server.pop3.server import Pop3Server, ServerHandle, ServerSettings
+from reference_server.store.maildrop import MaildirStore
 
 # find_spec, not importorskip: importing Locust monkey-patches this process
 # with gevent, which would break every threaded or asyncio test after it

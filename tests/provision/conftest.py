@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.fixture import Fixture, load_fixture
+from conformance.core.fixture import Fixture, load_fixture
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 if str(REPOSITORY_ROOT) not in sys.path:  # importlib mode: make the repo importable
@@ -68,8 +68,8 @@ def mail_tree(tmp_path: Path) -> Path:
 def pop3_target(mail_tree: Path, fixture: Fixture) -> Iterator[tuple[str, int]]:
     """The reference POP3 server on a free port, serving `mail_tree/{user}`
     with the fixture's accounts."""
-    from reference_server.server import start_server
-    from reference_server.storage import MaildirStore
+    from reference_server.pop3.server import start_server
+    from reference_server.store.maildrop import MaildirStore
 
     users = {a.user: a.password for a in fixture.accounts.values()}
     handle = start_server(store=MaildirStore(str(mail_tree / "{user}")), users=users, port=0)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.errors import ProvisionError
-from conformance.fixture import Fixture
+from conformance.core.errors import ProvisionError
+from conformance.core.fixture import Fixture
 from conformance.provision import (
     CommandProvisioner,
     NoneProvisioner,
@@ -160,9 +160,9 @@ def test_none_does_nothing(fixture: Fixture, tmp_path: Path):
 def test_apop_only_account_is_emptied_and_counted_with_apop(fixture: Fixture, tmp_path: Path):
     """An account with `login: apop` is logged in by APOP while provisioning
     (PASS would be refused for it on a server that follows the fixture)."""
-    from reference_server.protocol import LoginMethod, UserDirectory
-    from reference_server.server import start_server
-    from reference_server.storage import MaildirStore
+    from reference_server.pop3.protocol import LoginMethod, UserDirectory
+    from reference_server.pop3.server import start_server
+    from reference_server.store.maildrop import MaildirStore
 
     account = fixture.account("apop")
     assert account.login == "apop"

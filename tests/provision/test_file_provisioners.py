@@ -11,15 +11,20 @@ from pathlib import Path
 import pytest
 
 from conformance import provision
-from conformance.errors import ProvisionError
-from conformance.fixture import Account, Fixture, FixtureMessage, delivery_seconds
+from conformance.core.errors import ProvisionError
+from conformance.core.fixture import Account, Fixture, FixtureMessage, delivery_seconds
 from conformance.provision import (
     MaildirProvisioner,
     MboxProvisioner,
     make_provisioner,
     mboxrd_entry,
 )
-from reference_server.storage import MaildirStore, MboxStore, mbox_message_content, parse_mbox
+from reference_server.store.maildrop import (
+    MaildirStore,
+    MboxStore,
+    mbox_message_content,
+    parse_mbox,
+)
 
 
 def served(store, account: Account) -> list[bytes]:

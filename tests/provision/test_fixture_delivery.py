@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.fixture import (
+from conformance.core.fixture import (
     DELIVERY_EPOCH,
     FixtureError,
     FixtureMessage,

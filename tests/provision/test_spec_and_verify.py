@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from conformance.errors import ProvisionError
-from conformance.fixture import Fixture
+from conformance.core.errors import ProvisionError
+from conformance.core.fixture import Fixture
 from conformance.provision import (
     CommandProvisioner,
     MaildirProvisioner,

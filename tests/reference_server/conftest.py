@@ -19,7 +19,7 @@ from pop3_testlib import (
     write_maildir,
 )
 
-from reference_server.protocol import LoginMethod, Pop3Session, SessionConfig, UserDirectory
+from reference_server.pop3.protocol import LoginMethod, Pop3Session, SessionConfig, UserDirectory
 
 # The fixture under test, imported here so these tests run even when the
 # package is not installed (the pytest11 entry point then does not exist).
@@ -29,7 +29,7 @@ from reference_server.pytest_plugin import (  # noqa: F401
     pop3_server,
     pop3_server_session,
 )
-from reference_server.storage import MaildirStore, MaildropStore
+from reference_server.store.maildrop import MaildirStore, MaildropStore
 
 
 @pytest.fixture

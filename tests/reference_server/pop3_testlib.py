@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from reference_server.protocol import Pop3Session
+from reference_server.pop3.protocol import Pop3Session
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "s3cret word"

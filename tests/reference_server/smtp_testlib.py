@@ -7,10 +7,10 @@ import base64
 import re
 from pathlib import Path
 
-from reference_server.protocol import UserDirectory
+from reference_server.pop3.protocol import UserDirectory
 from reference_server.smtp.delivery import Deliverer
 from reference_server.smtp.protocol import SmtpConfig, SmtpSession
-from reference_server.storage import MaildirStore
+from reference_server.store.maildrop import MaildirStore
 
 DOMAIN = "example.test"
 PASSWORD = "s3cret word"

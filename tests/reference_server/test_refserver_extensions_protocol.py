@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pop3_testlib import PASSWORD, Conversation, maildir_names, write_maildir
 
-from reference_server.protocol import (
+from reference_server.pop3.protocol import (
     LoginHistory,
     SessionConfig,
     State,

@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pop3_testlib import PASSWORD, LineClient, ServerProcess, maildir_names, write_maildir
 
-from reference_server import cli, storage
-from reference_server.protocol import (
+from reference_server import cli
+from reference_server.pop3.protocol import (
     DelayedReply,
     Pop3Session,
     Response,
@@ -28,8 +28,9 @@ from reference_server.protocol import (
     top_of_message,
     top_pieces,
 )
-from reference_server.server import start_server
-from reference_server.storage import (
+from reference_server.pop3.server import start_server
+from reference_server.store import maildrop as storage
+from reference_server.store.maildrop import (
     JOURNAL_FILE_NAME,
     MaildirMaildrop,
     MaildirStore,

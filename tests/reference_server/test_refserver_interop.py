@@ -20,7 +20,7 @@ import pytest
 from pop3_testlib import write_maildir
 
 from reference_server import UserDirectory, start_server
-from reference_server.server import ServerHandle
+from reference_server.pop3.server import ServerHandle
 
 PASSWORD = "interop-pw"
 

@@ -26,8 +26,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from reference_server.protocol import Pop3Session, Reply, SessionConfig, UserDirectory
-from reference_server.storage import MaildirStore
+from reference_server.pop3.protocol import Pop3Session, Reply, SessionConfig, UserDirectory
+from reference_server.store.maildrop import MaildirStore
 
 BAD_COMMAND_LIMIT = 6
 LINE = st.text(alphabet="ab .>From", max_size=12)

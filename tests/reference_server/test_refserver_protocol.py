@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pop3_testlib import APOP_USER, PASSWORD, Conversation, maildir_names
 
-from reference_server.protocol import (
+from reference_server.pop3.protocol import (
     MAX_COMMAND_LINE_OCTETS,
     Pop3Session,
     Reply,
@@ -19,7 +19,7 @@ from reference_server.protocol import (
     UserDirectory,
     top_of_message,
 )
-from reference_server.storage import MaildropLock, MboxStore
+from reference_server.store.maildrop import MaildropLock, MboxStore
 
 Converse = Callable[..., Conversation]
 

@@ -11,7 +11,7 @@ import pytest
 import scramp  # type: ignore[import-untyped]
 from pop3_testlib import APOP_USER, PASSWORD, Conversation
 
-from reference_server.protocol import MAX_SASL_RESPONSE_OCTETS, SessionConfig, State
+from reference_server.pop3.protocol import MAX_SASL_RESPONSE_OCTETS, SessionConfig, State
 from reference_server.sasl import MAX_PLAIN_FIELD_OCTETS, MECHANISMS, PlainMechanism, Step
 
 Converse = Callable[..., Conversation]

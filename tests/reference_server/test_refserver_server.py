@@ -31,7 +31,7 @@ from reference_server import (
     err,
     start_server,
 )
-from reference_server.server import ServerHandle
+from reference_server.pop3.server import ServerHandle
 
 StartProcess = Callable[..., ServerProcess]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pop3_testlib import write_maildir
 
-from reference_server.storage import (
+from reference_server.store.maildrop import (
     MaildirStore,
     MaildropCorrupt,
     MaildropError,
@@ -229,7 +229,7 @@ def test_lock_holds_against_another_process(tmp_path: Path) -> None:
             textwrap.dedent(f"""
             import sys
             sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
-            from reference_server.storage import MaildirStore
+            from reference_server.store.maildrop import MaildirStore
             drop = MaildirStore({store.path_template!r}).open("u")
             print("locked", flush=True)
             sys.stdin.read()
@@ -266,7 +266,7 @@ def test_base_directory_must_exist(tmp_path: Path) -> None:
 
 
 def test_wire_form_cache_serves_a_replaced_maildir_file_afresh(tmp_path: Path) -> None:
-    from reference_server.storage import WireFormCache
+    from reference_server.store.maildrop import WireFormCache
 
     cache = WireFormCache(max_octets=1024)
     path = tmp_path / "msg"
@@ -279,7 +279,7 @@ def test_wire_form_cache_serves_a_replaced_maildir_file_afresh(tmp_path: Path) -
 
 
 def test_wire_form_cache_stays_within_its_octet_budget(tmp_path: Path) -> None:
-    from reference_server.storage import WireFormCache
+    from reference_server.store.maildrop import WireFormCache
 
     cache = WireFormCache(max_octets=100)
     for i in range(10):

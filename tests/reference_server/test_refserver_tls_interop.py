@@ -27,7 +27,7 @@ from test_refserver_interop import (
 )
 
 from reference_server import UserDirectory, start_server
-from reference_server.server import ServerHandle
+from reference_server.pop3.server import ServerHandle
 from reference_server.tls import server_context
 
 

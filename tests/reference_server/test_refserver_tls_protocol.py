@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from pop3_testlib import APOP_USER, PASSWORD, Conversation
 
-from reference_server.protocol import SessionConfig, State
+from reference_server.pop3.protocol import SessionConfig, State
 
 Converse = Callable[..., Conversation]
 

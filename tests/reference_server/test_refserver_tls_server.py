@@ -28,8 +28,8 @@ from pop3_testlib import (
 
 from reference_server import Pop3Server, Pop3Session, ServerSettings, UserDirectory, start_server
 from reference_server.cli import IMPLICIT_TLS_READY_LINE_PREFIX
-from reference_server.server import ServerHandle
-from reference_server.storage import store_from_spec
+from reference_server.pop3.server import ServerHandle
+from reference_server.store.maildrop import store_from_spec
 from reference_server.tls import server_context
 
 #: How long a test waits to be sure the server sends nothing unasked.

@@ -23,7 +23,7 @@ import trustme
 from pop3_testlib import REPOSITORY_ROOT
 from smtp_testlib import DOMAIN, PASSWORD, stored_messages, strip_trace_headers
 
-from reference_server.protocol import UserDirectory
+from reference_server.pop3.protocol import UserDirectory
 from reference_server.smtp.server import SmtpServerHandle, start_smtp_server
 
 READY_PREFIX = "mailspec-reference-smtp-server listening on "

@@ -1,0 +1,1261 @@
+"""Executes scenarios against a target and turns what happened into
+verdicts (docs/scenario-format.md, *Verdicts*).
+
+`Runner` owns the target for a run: it starts the embedded reference
+server when no host is configured, learns the target's capabilities once,
+re-provisions and verifies mailboxes before each scenario, and runs each
+scenario's steps over raw sessions. `run` never raises for target
+misbehaviour: it returns FAIL/WARN/ERROR results instead."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from conformance.core import schedule
+from conformance.core.config import RunConfig
+from conformance.core.driver import ConnectError, Outcome, deadline_after
+from conformance.core.errors import ConfigError, MailspecError
+from conformance.core.expressions import ExpressionError, Namespace, apop_digest_of
+from conformance.core.fixture import Account, Fixture, FixtureError, load_fixture
+from conformance.core.patterns import BodyContext, Segment, render_segments, status_pattern
+from conformance.core.pools import check_pool_config, embedded_user, templated_accounts
+from conformance.core.results import Failure, RunResult, ScenarioResult, TargetFingerprint, Verdict
+from conformance.core.sasl import PURE_FUNCTIONS as SASL_FUNCTIONS
+from conformance.core.sasl import ScramExchanges
+from conformance.core.scenario import (
+    AliveOrClosedStep,
+    AssertStep,
+    ChallengeStep,
+    CommandStep,
+    DropStep,
+    ExpectCloseStep,
+    ExpectOpenStep,
+    IdleStep,
+    LoginStep,
+    MailboxSameStep,
+    NotAuthenticatedStep,
+    OpenStep,
+    PipelineStep,
+    RecoverStep,
+    ReplyStep,
+    Scenario,
+    SendStep,
+    SkipIfStep,
+    StartTlsStep,
+    Step,
+    command_is_multiline,
+)
+from conformance.core.schedule import ProgressCallback
+from conformance.core.transcript import ClientRedactor, Transcript, show_bytes
+from conformance.core.verdicts import (
+    ScenarioError as _ScenarioError,
+)
+from conformance.core.verdicts import (
+    SkipScenario as _SkipScenario,
+)
+from conformance.core.verdicts import (
+    StopScenario as _StopScenario,
+)
+from conformance.core.verdicts import (
+    deadline_scale,
+    framing_failure,
+    reply_timeout,
+    step_level,
+    verdict_for,
+)
+from conformance.pop3 import framing, transport
+from conformance.pop3.capabilities import (
+    describe_reply,
+    greeting_timestamp,
+    is_in_use,
+    learn_fingerprint,
+)
+from conformance.pop3.framing import FramingFinding
+from conformance.pop3.mailboxes import Mailboxes
+from conformance.pop3.session import Pop3Session as Session
+from conformance.pop3.session import Reply
+from conformance.pop3.verification import VerificationError
+from conformance.provision import NoneProvisioner, Provisioner, make_provisioner
+
+if TYPE_CHECKING:
+    from conformance.embedded import EmbeddedServer
+
+AUTH_COMMANDS = frozenset({"USER", "PASS", "APOP", "AUTH"})  # replies use auth_timeout
+BOGUS_USER = "mailspec-no-such-user"
+#: Slack after the target's autologout before `timeout: autologout` gives up:
+#: timers are checked periodically by many servers (RFC 1939 §3 sets no precision).
+AUTOLOGOUT_GRACE_SECONDS = 60.0
+#: A `login` answered -ERR [IN-USE] while no other session of the scenario
+#: uses the account is retried this long: a server may still be finishing the
+#: previous session (its UPDATE, its process exit) and hold the lock a moment.
+IN_USE_RETRY_SECONDS = 5.0
+IN_USE_RETRY_PAUSE = 0.1
+WRONG_PASSWORD_SUFFIX = "-not-the-password"
+#: RFC 4648 §4 base64, padded; empty allowed (an empty challenge, RFC 5034 §4).
+BASE64_TEXT = re.compile(rb"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+#: How long a farewell `-ERR` line may precede the close it announces.
+FAREWELL_CLOSE_SECONDS = 1.0
+#: Refusals that say "not now" rather than "no" (RFC 2449 §8.1.1, RFC 3206 §4).
+TEMPORARY_REFUSAL = re.compile(rb"^-ERR \[(LOGIN-DELAY|SYS/TEMP)\b", re.IGNORECASE)
+#: Rules of the replies every scenario reads (default requirement, and the
+#: prefix of the scenario's own requirements that take precedence).
+GREETING_LABEL = "connect (the greeting)"
+UNSOLICITED_AFTER_GREETING = "POP3-1939-RESP-01"
+GREETING_RULE = ("POP3-1939-GREET-02", "POP3-1939-GREET-")
+QUIT_REPLY_RULE = ("POP3-1939-UPDATE-03", "POP3-1939-UPDATE-")
+QUIT_CLOSE_RULE = ("POP3-1939-UPDATE-05", "POP3-1939-UPDATE-")
+QUIT_AUTHORIZATION_RULE = ("POP3-1939-QUIT-01", "POP3-1939-QUIT-")
+QUIT_AUTHORIZATION_CLOSE_RULE = ("POP3-1939-QUIT-02", "POP3-1939-QUIT-")
+#: What a failed `login` step breaks: the login rule of the account's method.
+PASS_LOGIN_REQUIREMENT = "POP3-1939-AUTH-PASS-02"
+APOP_LOGIN_REQUIREMENT = "POP3-1939-AUTH-APOP-04"
+
+
+# --------------------------------------------------------------------------
+# Verdicts
+
+
+# --------------------------------------------------------------------------
+# Sessions as the engine sees them
+
+
+@dataclass
+class _PendingCommand:
+    label: str  # "C: RETR 1" (redacted) for messages
+    multiline: bool
+    auth: bool
+    verb: str = ""  # upper-cased keyword ("USER"), "" for greetings and raw sends
+    continuation: bool = False  # AUTH or a SASL response: a "+ …" challenge may answer
+
+
+@dataclass
+class _EngineSession:
+    session: Session
+    account: Account
+    awaiting_greeting: bool = True
+    pending: deque[_PendingCommand] = field(default_factory=deque)
+    replies_unknown: bool = False  # after send:, how many replies are due is unknown
+    gone: bool = False  # closed as or_close allowed: its remaining steps are skipped
+    last_was_multiline: bool = False
+    pending_label: str = ""  # what the reply being read answers, for messages
+    pending_verb: str = ""  # the keyword of that command
+    step_timeout: float = 0.0  # the deadline used for that reply
+    #: The label of the reply after which the server may close the session
+    #: (`or_close`, or a refused PASS/APOP/AUTH: verdict-principles 3, 17).
+    may_close_after: str | None = None
+    #: USER was just answered +OK (so `login` sends only PASS: a second
+    #: USER would be refused by a conforming server).
+    user_accepted: bool = False
+    authenticated: bool = False  # PASS/APOP/AUTH answered +OK: TRANSACTION
+    commands_sent: int = 0  # before the first, unsolicited data breaks the greeting rule
+    auto_stls: bool = False  # --tls stls: STLS right after a positive greeting
+    in_sasl: bool = False  # the last reply was a SASL challenge: lines sent are responses
+
+    @property
+    def quiet_expected(self) -> bool:
+        """True when nothing may arrive: no reply is due."""
+        return not (self.awaiting_greeting or self.pending or self.replies_unknown)
+
+
+# --------------------------------------------------------------------------
+# The run of one scenario
+
+
+class _ScenarioRun:
+    def __init__(
+        self, runner: Runner, scenario: Scenario, transcript: Transcript, pool: _Pool
+    ) -> None:
+        self.runner = runner
+        self.pool = pool
+        self.config = runner.config
+        self.scenario = scenario
+        self.transcript = transcript
+        self.failures: list[Failure] = []
+        self.captures: dict[str, Any] = {}
+        self.sessions: dict[str, _EngineSession] = {}
+        self.scram = ScramExchanges()
+        self.unreachable = False  # an `open` found nobody listening
+        timeout = (scenario.timeout or self.config.scenario_timeout) * deadline_scale(self.config)
+        self.scenario_timeout = timeout
+        self.deadline = deadline_after(timeout)
+
+    # -- driving ---------------------------------------------------------------
+
+    def execute(self) -> tuple[Verdict, str]:
+        try:
+            for step in self.scenario.steps:
+                engine_session = self.sessions.get(step.session)
+                if engine_session is not None and engine_session.gone:
+                    continue
+                self._step(step)
+            self._check_quiet_at_end()
+        except _StopScenario:
+            pass
+        except _SkipScenario as skip:
+            if not self.failures:
+                return Verdict.SKIP, skip.reason
+        except _ScenarioError as error:
+            if not any(f.level == "MUST" or f.kind == "framing" for f in self.failures):
+                return Verdict.ERROR, str(error)
+        finally:
+            self._close_all()
+        verdict = verdict_for(self.failures, self.config.strict, self.config.security)
+        message = self.failures[0].one_line() if self.failures else ""
+        return verdict, message
+
+    def _step(self, step: Step) -> None:
+        if time.monotonic() >= self.deadline:
+            self._stop(
+                step,
+                f"the scenario to finish within {self.scenario_timeout:.1f} s",
+                "the scenario deadline passed before this step",
+                kind="timeout",
+            )
+        if step.until_autologout:
+            step = self._with_autologout_deadline(step)
+        handler = getattr(self, f"_do_{type(step).__name__}")
+        handler(step)
+
+    def _with_autologout_deadline(self, step: Step) -> Step:
+        """`timeout: autologout`: the target's timer plus a grace period."""
+        if self.config.autologout is None:
+            raise _SkipScenario(
+                "the target's autologout timer is unknown: give it as 'autologout:' in the "
+                "target config or with --autologout SECONDS"
+            )
+        return dataclasses.replace(
+            step, timeout=float(self.config.autologout) + AUTOLOGOUT_GRACE_SECONDS
+        )
+
+    # -- failures --------------------------------------------------------------
+
+    def _record(
+        self,
+        step: Step | None,
+        expected: str,
+        actual: str,
+        *,
+        level: str | None,
+        kind: str,
+        requirement: str | None = None,
+    ) -> Failure:
+        failure = Failure(
+            step=step.index if step else None,
+            step_text=step.text if step else "",
+            expected=expected,
+            actual=actual,
+            requirement=requirement or self.requirement_of(step),
+            level=level or self.scenario.level,
+            kind=kind,
+        )
+        self.failures.append(failure)
+        return failure
+
+    def requirement_of(self, step: Step | None) -> str:
+        """The requirement a check belongs to: the step's `requirement:`; for
+        the greeting and QUIT's reply and close, the rule of that reply (one
+        the scenario lists, if any); else the scenario's first requirement."""
+        if step is not None and step.requirement:
+            return step.requirement
+        intrinsic = self._intrinsic_rule(step)
+        if intrinsic is not None:
+            default, prefix = intrinsic
+            listed = [r for r in self.scenario.requirements if r.startswith(prefix)]
+            return listed[0] if listed else default
+        return self.scenario.requirements[0]
+
+    def _intrinsic_rule(self, step: Step | None) -> tuple[str, str] | None:
+        engine_session = self.sessions.get(step.session) if step is not None else None
+        if engine_session is None:
+            return None
+        if isinstance(step, ReplyStep) and engine_session.pending_label == GREETING_LABEL:
+            return GREETING_RULE
+        if isinstance(step, ReplyStep | ExpectCloseStep) and engine_session.pending_verb == "QUIT":
+            after = engine_session.authenticated
+            if isinstance(step, ExpectCloseStep):
+                return QUIT_CLOSE_RULE if after else QUIT_AUTHORIZATION_CLOSE_RULE
+            return QUIT_REPLY_RULE if after else QUIT_AUTHORIZATION_RULE
+        return None
+
+    def _fail(
+        self,
+        step: Step,
+        expected: str,
+        actual: str,
+        *,
+        kind: str = "mismatch",
+        level: str | None = None,
+    ) -> None:
+        """Record a failure; stop unless the step's own level makes it a soft check."""
+        self._record(step, expected, actual, level=level, kind=kind)
+        if level is None or level == self.scenario.level:
+            raise _StopScenario
+
+    def _stop(
+        self,
+        step: Step,
+        expected: str,
+        actual: str,
+        *,
+        kind: str = "mismatch",
+        level: str | None = None,
+        requirement: str | None = None,
+    ) -> NoReturn:
+        """Record a failure (at the scenario's level unless given) and end the scenario."""
+        self._record(step, expected, actual, level=level, kind=kind, requirement=requirement)
+        raise _StopScenario
+
+    def _framing(self, step: Step | None, findings: list[FramingFinding]) -> None:
+        self.failures.extend(framing_failure(step, f) for f in findings)
+
+    # -- names -----------------------------------------------------------------
+
+    def env(self, engine_session: _EngineSession | None) -> dict[str, Any]:
+        account = (
+            engine_session.account if engine_session else self.pool.account(self.scenario.account)
+        )
+        env: dict[str, Any] = dict(self.pool.facts)
+        env.update(user=account.user, password=account.password, count=account.count)
+        env["wrong_password"] = account.password + WRONG_PASSWORD_SUFFIX
+        # whether the target holds exactly the fixture's bytes (verdict-principles 12)
+        env["byte_exact"] = self.runner.provisioner.byte_exact
+        env["__fn_apop_digest__"] = self._apop_digest(engine_session)
+        env.update(SASL_FUNCTIONS)
+        env.update(self.scram.functions(engine_session.session.name if engine_session else "a"))
+        env.update(self.captures)
+        return env
+
+    def _apop_digest(self, default: _EngineSession | None) -> Callable[..., str]:
+        def digest(secret: str, session_name: str | None = None) -> str:
+            target = self.sessions.get(session_name) if session_name else default
+            if target is None:
+                raise ExpressionError(f"apop_digest: no session {session_name!r}")
+            timestamp = greeting_timestamp(target.session.greeting)
+            if timestamp is None:
+                raise ExpressionError(
+                    f"apop_digest: the greeting of session {target.session.name!r} has no timestamp"
+                )
+            return apop_digest_of(timestamp, str(secret))
+
+        return digest
+
+    def _render(self, step: Step, template: tuple[Segment, ...], env: Mapping[str, Any]) -> str:
+        try:
+            return render_segments(template, env)
+        except ExpressionError as exc:
+            raise _ScenarioError(f"step {step.index} ({step.text}): {exc}") from None
+
+    def _session(self, step: Step) -> _EngineSession:
+        return self.sessions[step.session]
+
+    # -- actions ---------------------------------------------------------------
+
+    def _do_OpenStep(self, step: OpenStep) -> None:
+        role = step.account or self.scenario.account
+        account = self.pool.account(role)
+        old = self.sessions.get(step.session)
+        if old is not None:
+            old.session.close()
+        if step.plaintext and self.config.tls == "implicit":
+            raise _SkipScenario(
+                "the run uses implicit TLS: no plaintext session (run with --tls plain or stls)"
+            )
+        try:
+            session = transport.connect(
+                step.session,
+                self.runner.host,
+                self.runner.port,
+                self.transcript,
+                self.config,
+                timeout=min(step.timeout or self.config.read_timeout, self._remaining()),
+            )
+        except ConnectError as exc:
+            self.transcript.event(step.session, str(exc))
+            self.unreachable = True
+            raise _ScenarioError(f"step {step.index} ({step.text}): {exc}") from None
+        auto_stls = self.config.tls == "stls" and not step.plaintext
+        self.sessions[step.session] = _EngineSession(session, account, auto_stls=auto_stls)
+
+    def _do_StartTlsStep(self, step: StartTlsStep) -> None:
+        """The handshake after STLS's +OK (RFC 2595 §4). Commands sent before
+        it and not answered are void: a reply to them inside TLS is the
+        injection finding (POP3-2595-STLS-11), caught by the quiet wait or
+        by the next reply's pattern."""
+        engine_session = self._session(step)
+        session = engine_session.session
+        if session.tls is not None:
+            raise _ScenarioError(f"step {step.index} ({step.text}): the session is already TLS")
+        engine_session.pending.clear()
+        engine_session.replies_unknown = False
+        deadline = min(deadline_after(step.timeout or self.config.read_timeout), self.deadline)
+        try:
+            leftover = session.start_tls(
+                transport.context_for(self.config),
+                transport.server_name(self.config, self.runner.host),
+                deadline,
+            )
+        except transport.TlsError as exc:
+            if step.or_close and exc.peer_ended:
+                self.transcript.event(step.session, f"no TLS ({exc}): or_close allows it")
+                engine_session.gone = True
+                return
+            self._stop(step, "a TLS handshake right after +OK to STLS", str(exc), kind="closed")
+        if leftover:
+            self._stop(
+                step,
+                "nothing in plaintext after +OK to STLS (the handshake starts there)",
+                f"{show_bytes(leftover)} arrived before the handshake",
+            )
+        if step.seconds:
+            quiet = session.wait_quiet(step.seconds, self.deadline)
+            if quiet.outcome is Outcome.DATA:
+                self._stop(
+                    step,
+                    f"nothing inside TLS for {step.seconds:.1f} s before the client speaks",
+                    f"{show_bytes(quiet.data)} arrived: a reply to plaintext sent before the "
+                    "handshake",
+                )
+
+    def _do_CommandStep(self, step: CommandStep) -> None:
+        engine_session = self._session(step)
+        text = self._render(step, step.template, self.env(engine_session))
+        self._send_commands(step, engine_session, [text])
+
+    def _do_PipelineStep(self, step: PipelineStep) -> None:
+        engine_session = self._session(step)
+        env = self.env(engine_session)
+        texts = [self._render(step, t, env) for t in step.templates]
+        self._send_commands(step, engine_session, texts)
+
+    def _send_commands(self, step: Step, engine_session: _EngineSession, texts: list[str]) -> bool:
+        """Send the command lines in one write; False when the session had
+        already ended as an allowed close (nothing is sent then)."""
+        if not self._check_unsolicited(step, engine_session):
+            return False
+        data = b"".join(t.encode("utf-8") + b"\r\n" for t in texts)
+        redactor = ClientRedactor(True)
+        redactor.in_auth_exchange = engine_session.in_sasl
+        for text in texts:
+            shown = redactor.redact(text.encode("utf-8")).decode("utf-8", errors="replace")
+            verb = text.split()[0].upper() if text.split() else ""
+            if engine_session.in_sasl:  # a SASL response line (RFC 5034 §4), not a command
+                engine_session.in_sasl = False
+                pending = _PendingCommand(f"C: {shown}", False, True, "AUTH", continuation=True)
+            else:
+                pending = _PendingCommand(
+                    f"C: {shown}",
+                    command_is_multiline(text),
+                    verb in AUTH_COMMANDS,
+                    verb,
+                    continuation=verb == "AUTH" and len(text.split()) > 1,
+                )
+            engine_session.pending.append(pending)
+        engine_session.commands_sent += len(texts)
+        engine_session.session.send(data)
+        return True
+
+    def _do_SendStep(self, step: SendStep) -> None:
+        engine_session = self._session(step)
+        text = self._render(step, step.template, self.env(engine_session))
+        if not self._check_unsolicited(step, engine_session):
+            return
+        data = text.encode("latin-1")
+        engine_session.replies_unknown = True
+        shown = show_bytes(ClientRedactor(True).redact(data))
+        verb = data.split(None, 1)[0].upper().decode("latin-1") if data.split() else ""
+        engine_session.pending.append(
+            _PendingCommand(f"send: {shown}", False, _is_auth(data), verb)
+        )
+        engine_session.commands_sent += 1
+        engine_session.session.send(data)
+
+    def _do_LoginStep(self, step: LoginStep) -> None:
+        engine_session = self._session(step)
+        account = engine_session.account
+        positive = status_pattern("+OK")
+        # A login that fails is pinned on the login rule of the account's
+        # method, whatever the scenario is about (verdict-principles, pinning).
+        requirement = step.requirement or (
+            APOP_LOGIN_REQUIREMENT if account.login == "apop" else PASS_LOGIN_REQUIREMENT
+        )
+        commands = [f"USER {account.user}", f"PASS {account.password}"]
+        if engine_session.user_accepted:
+            commands = commands[1:]  # the scenario sent USER already (once: a retry sends both)
+        if account.login == "apop":  # the account's one login method (RFC 1939 §13)
+            timestamp = greeting_timestamp(engine_session.session.greeting)
+            if timestamp is None:
+                self._stop(
+                    step,
+                    "a greeting <timestamp> for APOP",
+                    "a greeting without one",
+                    level="MUST",
+                    requirement="POP3-1939-AUTH-APOP-02",
+                )
+            commands = [f"APOP {account.user} {apop_digest_of(timestamp, account.password)}"]
+        retry_until = time.monotonic() + IN_USE_RETRY_SECONDS
+        while True:
+            for text in commands:
+                if not self._send_commands(step, engine_session, [text]):
+                    return
+                reply = self._read(step, engine_session, multiline_override=None)
+                self._framing(step, reply.findings)
+                label = engine_session.pending_label
+                if reply.outcome is not Outcome.COMPLETE or reply.status is None:
+                    if self._closed_as_allowed(engine_session, reply):
+                        return
+                    self._incomplete(step, reply, label, "+OK")
+                status = reply.status
+                if positive.match(status.line, {}).ok:
+                    continue
+                if (
+                    is_in_use(status.line)
+                    and time.monotonic() < retry_until
+                    and engine_session.session.usable
+                    and not self._holds_maildrop_elsewhere(engine_session)
+                ):
+                    # the previous session's server process may still be
+                    # finishing (UPDATE, exit) and holding the lock
+                    self.transcript.event(step.session, "maildrop in use: login retried")
+                    time.sleep(IN_USE_RETRY_PAUSE)
+                    commands = (
+                        [f"USER {account.user}", f"PASS {account.password}"]
+                        if (account.login != "apop")
+                        else commands
+                    )
+                    break
+                if TEMPORARY_REFUSAL.match(status.line):
+                    # RFC 2449 §8 / RFC 3206: a policy or a passing fault, not a
+                    # broken login: the scenario cannot be judged now
+                    raise _ScenarioError(
+                        f"step {step.index} ({step.text}): the target refused the login "
+                        f"temporarily: {describe_reply(reply)} (wait, or raise the target's "
+                        "login delay allowance, and run again)"
+                    )
+                self._stop(
+                    step,
+                    f"+OK to {label}",
+                    describe_reply(reply),
+                    kind="login",
+                    level="MUST",
+                    requirement=requirement,
+                )
+            else:
+                return
+
+    def _holds_maildrop_elsewhere(self, engine_session: _EngineSession) -> bool:
+        """True if another open session of this scenario uses the same account:
+        then an [IN-USE] refusal is the behaviour under test, judged at once."""
+        return any(
+            other is not engine_session
+            and other.account.user == engine_session.account.user
+            and other.session.usable
+            for other in self.sessions.values()
+        )
+
+    def _do_ReplyStep(self, step: ReplyStep) -> None:
+        engine_session = self._session(step)
+        reply = self._read(step, engine_session, multiline_override=step.multiline)
+        label = engine_session.pending_label
+        self._framing(step, reply.findings)
+        if reply.outcome is not Outcome.COMPLETE or reply.status is None:
+            if self._closed_as_allowed(engine_session, reply):
+                return
+            self._incomplete(step, reply, label, step.pattern.source)
+        if step.or_close:
+            engine_session.may_close_after = label
+        status = reply.status
+        env = self.env(engine_session)
+        match = self._guarded(step, lambda: step.pattern.match(status.line, env))
+        if not match.ok:
+            if step.else_skip and status.status == "-ERR" and step.pattern.wants_positive():
+                raise _SkipScenario(f"{step.else_skip} ({label} answered {show_bytes(status.raw)})")
+            self._fail(step, f"{match.expected} after {label}", match.actual, level=step.level)
+            return
+        self.captures.update(match.captures)
+        if reply.body_octets is None:
+            return
+        if step.octets:
+            self.captures[step.octets] = reply.body_octets
+        if step.save:
+            self.captures[step.save] = reply.body
+        env = self.env(engine_session)
+        context = BodyContext(engine_session.account.messages, self.runner.provisioner.byte_exact)
+        body_match = self._guarded(
+            step, lambda: step.body.match(reply.lines, reply.body, env, context)
+        )
+        if not body_match.ok:
+            self._fail(
+                step, f"{body_match.expected} after {label}", body_match.actual, level=step.level
+            )
+            return
+        self.captures.update(body_match.captures)
+
+    def _do_ChallengeStep(self, step: ChallengeStep) -> None:
+        """RFC 5034 §4: a challenge is "+", one space and base64 (possibly
+        empty), nothing else; its base64 text is captured."""
+        engine_session = self._session(step)
+        reply = self._read(step, engine_session, multiline_override=False)
+        label = engine_session.pending_label
+        self._framing(step, reply.findings)
+        if reply.outcome is not Outcome.COMPLETE or reply.status is None:
+            if step.or_close and reply.outcome in (Outcome.CLOSED, Outcome.RESET):
+                engine_session.gone = True
+                engine_session.session.close()
+                return
+            self._incomplete(step, reply, label, "a challenge '+ BASE64'")
+        line = reply.status.line
+        if not reply.status.continuation:
+            self._stop(step, f"a challenge '+ BASE64' after {label}", show_bytes(reply.status.raw))
+        data = line[2:] if line.startswith(b"+ ") else b""
+        if line == b"+" or not BASE64_TEXT.fullmatch(data):
+            self._stop(
+                step,
+                f"'+', one space and base64 only (RFC 5034 §4) after {label}",
+                show_bytes(reply.status.raw),
+            )
+        self.captures[step.name] = data.decode("ascii")
+
+    def _closed_as_allowed(self, engine_session: _EngineSession, reply: Reply) -> bool:
+        """A close (with nothing of a reply) right after a reply that allowed
+        it — `or_close`, a refused PASS/APOP/AUTH — is the allowed branch:
+        the rest of that session's steps are skipped. A close *instead of*
+        the reply is never allowed (silence, verdict-principles)."""
+        after = engine_session.may_close_after
+        if after is None or reply.status is not None or reply.detail:
+            return False
+        if reply.outcome not in (Outcome.CLOSED, Outcome.RESET):
+            return False
+        self.transcript.event(
+            engine_session.session.name,
+            f"the server closed the session after answering {after} "
+            "(an allowed abuse limit): the rest of this session is skipped",
+        )
+        engine_session.gone = True
+        engine_session.session.close()
+        return True
+
+    def _guarded(self, step: Step, compute: Callable[[], Any]) -> Any:
+        try:
+            return compute()
+        except ExpressionError as exc:
+            raise _ScenarioError(f"step {step.index} ({step.text}): {exc}") from None
+
+    def _read(
+        self, step: Step, engine_session: _EngineSession, *, multiline_override: bool | None
+    ) -> Reply:
+        if engine_session.awaiting_greeting:
+            engine_session.awaiting_greeting = False
+            pending = _PendingCommand(GREETING_LABEL, False, False)
+        elif engine_session.pending:
+            pending = engine_session.pending.popleft()
+        else:
+            pending = _PendingCommand("no command (waiting for an unsolicited reply)", False, False)
+        engine_session.pending_label = pending.label
+        engine_session.pending_verb = pending.verb
+        multiline = pending.multiline if multiline_override is None else multiline_override
+        timeout = reply_timeout(step.timeout, pending.auth, self.config)
+        engine_session.step_timeout = timeout
+        deadline = min(deadline_after(timeout), self.deadline)
+        reply = engine_session.session.read_reply(
+            multiline, deadline, continuation=pending.continuation
+        )
+        engine_session.in_sasl = reply.status is not None and reply.status.continuation
+        if reply.status is not None and engine_session.session.greeting is None:
+            engine_session.session.greeting = reply.status.line
+            if engine_session.auto_stls and reply.status.looks_positive:
+                self._auto_stls(step, engine_session)
+        engine_session.last_was_multiline = reply.body_octets is not None
+        if not engine_session.pending:
+            engine_session.replies_unknown = False
+        if reply.status is not None:
+            positive = reply.status.looks_positive
+            engine_session.user_accepted = pending.verb == "USER" and positive
+            if pending.verb in ("PASS", "APOP", "AUTH") and positive:
+                engine_session.authenticated = not reply.status.continuation
+            # a refused login may be followed by a close (verdict-principles 3)
+            refused_login = (
+                pending.verb in ("PASS", "APOP", "AUTH")
+                and not positive
+                and not reply.status.continuation  # a SASL challenge is no refusal
+            )
+            engine_session.may_close_after = pending.label if refused_login else None
+        return reply
+
+    def _auto_stls(self, step: Step, engine_session: _EngineSession) -> None:
+        """--tls stls: the run's STLS right after the greeting; a failure is
+        an ERROR (the suite could not set up the session it needs)."""
+        engine_session.auto_stls = False
+        deadline = min(deadline_after(self.config.read_timeout), self.deadline)
+        try:
+            transport.upgrade(engine_session.session, self.config, self.runner.host, deadline)
+        except transport.StlsFailed as exc:
+            raise _ScenarioError(f"step {step.index} ({step.text}): --tls stls: {exc}") from None
+
+    def _incomplete(self, step: Step, reply: Reply, label: str, wanted: str) -> NoReturn:
+        """A reply did not arrive whole: stall, flood, close or reset.
+
+        Silence is a finding at any scenario level: no reply while the
+        connection stays open, or a close instead of the reply, breaks the
+        step's requirement as a MUST (verdict-principles, "always a finding").
+        A body that stops before its terminator breaks the terminator rule."""
+        engine_session = self._session(step)
+        if reply.outcome is Outcome.TIMEOUT:
+            waited = engine_session.step_timeout
+            if reply.status is not None:
+                finding = framing.finding(
+                    framing.TERMINATOR,
+                    f"the body did not end: no more data within {waited:.1f} s after {label}",
+                )
+                self.failures.append(framing_failure(step, finding))
+                raise _StopScenario
+            if time.monotonic() >= self.deadline:
+                actual = f"scenario deadline of {self.scenario_timeout:.1f} s passed after {label}"
+            else:
+                actual = f"no reply within {waited:.1f} s after {label}"
+            # Bytes with no keyword (an empty line) are not a command: a server
+            # may ignore them, so their silence is judged at the step's level.
+            level = "MUST" if engine_session.pending_verb else step_level(step)
+            self._stop(step, repr(wanted), actual, kind="timeout", level=level)
+        if reply.outcome is Outcome.FLOOD:
+            # a line without an end breaks the CRLF rule; a body without an end, the terminator
+            rule = framing.TERMINATOR if reply.detail.startswith("a body") else framing.LINE_END
+            finding = framing.finding(rule, f"{reply.detail} after {label}")
+            self.failures.append(framing_failure(step, finding))
+            raise _StopScenario
+        how = "reset" if reply.outcome is Outcome.RESET else "closed"
+        partial = f" after sending {reply.detail}" if reply.detail else ""
+        where = "in the middle of the body" if reply.status is not None else "instead of replying"
+        self._stop(
+            step,
+            repr(wanted),
+            f"connection {how} by the server {where}{partial} ({label})",
+            kind="closed",
+            level="MUST",
+        )
+
+    def _do_DropStep(self, step: DropStep) -> None:
+        self._session(step).session.close()
+
+    def _do_IdleStep(self, step: IdleStep) -> None:
+        engine_session = self._session(step)
+        quiet = engine_session.session.wait_quiet(step.seconds, self.deadline)
+        if quiet.outcome is Outcome.DATA:
+            self._unsolicited(step, engine_session, quiet.data, "while idle")
+            raise _StopScenario
+
+    def _do_ExpectOpenStep(self, step: ExpectOpenStep) -> None:
+        engine_session = self._session(step)
+        quiet = engine_session.session.wait_quiet(step.seconds, self.deadline)
+        if quiet.outcome is Outcome.DATA:
+            self._unsolicited(
+                step, engine_session, quiet.data, "while the connection should stay open"
+            )
+            raise _StopScenario
+        if quiet.outcome is not Outcome.TIMEOUT:
+            self._fail(
+                step,
+                f"the connection to stay open for {step.seconds:.1f} s",
+                f"connection {quiet.outcome.value} by the server",
+                kind="closed",
+            )
+
+    def _do_ExpectCloseStep(self, step: ExpectCloseStep) -> None:
+        engine_session = self._session(step)
+        wait = step.timeout or self.config.read_timeout
+        quiet = engine_session.session.wait_quiet(wait, self.deadline)
+        expected = "the server to close the connection, sending nothing more"
+        while step.tls_alert and quiet.outcome is Outcome.DATA and is_tls_alert(quiet.data):
+            self.transcript.event(step.session, "a TLS alert record (tls_alert: allowed)")
+            quiet = engine_session.session.wait_quiet(wait, self.deadline)
+        if quiet.outcome is Outcome.DATA:
+            self._fail(step, expected, f"received {show_bytes(quiet.data)}")
+        elif quiet.outcome is Outcome.TIMEOUT:
+            self._fail(step, expected, f"connection still open after {wait:.1f} s", kind="timeout")
+        session = engine_session.session
+        if step.close_notify and session.tls is not None and session.tls_close_notify is False:
+            self._fail(
+                step,
+                "a TLS close_notify before the TCP close (RFC 8314 §3.4)",
+                "the connection ended without close_notify",
+                kind="closed",
+            )
+        engine_session.session.close()
+
+    def _do_AssertStep(self, step: AssertStep) -> None:
+        env = self.env(self.sessions.get(step.session))
+        value = self._guarded(step, lambda: step.expression.evaluate(env))
+        if not value:
+            self._fail(
+                step,
+                f"{step.expression.text} to hold",
+                f"it is {value!r} with {step.expression.describe_names(env)}",
+                kind="assert",
+                level=step.level,
+            )
+
+    def _do_SkipIfStep(self, step: SkipIfStep) -> None:
+        env = self.env(self.sessions.get(step.session))
+        if self._guarded(step, lambda: step.expression.evaluate(env)):
+            raise _SkipScenario(f"{step.reason} ({step.expression.text})")
+
+    # -- robustness oracles ------------------------------------------------------
+
+    def _do_AliveOrClosedStep(self, step: AliveOrClosedStep) -> None:
+        """Closed by the server (after whatever it answered) passes; an open
+        session must answer a NOOP with exactly one status line."""
+        engine_session = self._session(step)
+        if not engine_session.session.usable:
+            self.transcript.event(step.session, "alive_or_closed: the server closed it")
+            return
+        if not self._check_unsolicited(step, engine_session):
+            return  # an allowed close after a farewell -ERR
+        if engine_session.session.wait_quiet(0.0, self.deadline).outcome in (
+            Outcome.CLOSED,
+            Outcome.RESET,
+        ):
+            self.transcript.event(step.session, "alive_or_closed: the server closed it")
+            return
+        engine_session.may_close_after = None
+        self._send_commands(step, engine_session, ["NOOP"])
+        reply = self._read(step, engine_session, multiline_override=False)
+        self._framing(step, reply.findings)
+        if reply.status is None and reply.outcome in (Outcome.CLOSED, Outcome.RESET):
+            self.transcript.event(step.session, "alive_or_closed: the server closed it")
+            engine_session.gone = True
+            return
+        if reply.outcome is not Outcome.COMPLETE or reply.status is None:
+            self._incomplete(step, reply, engine_session.pending_label, "+OK or -ERR")
+
+    def _do_RecoverStep(self, step: RecoverStep) -> None:
+        """A new connection is greeted with +OK within the read deadline."""
+        name = f"recover-{step.index}"
+        try:
+            session = transport.connect(  # implicit TLS too; a greeting needs no STLS
+                name,
+                self.runner.host,
+                self.runner.port,
+                self.transcript,
+                self.config,
+                timeout=min(step.timeout or self.config.read_timeout, self._remaining()),
+            )
+        except ConnectError as exc:
+            self._fail(step, "a new connection to be accepted and greeted", str(exc), kind="closed")
+            return
+        try:
+            wait = step.timeout or self.config.read_timeout
+            greeting = session.read_reply(False, min(deadline_after(wait), self.deadline))
+            if greeting.status is None or not greeting.status.looks_positive:
+                self._fail(
+                    step, "a new connection to be greeted with +OK", describe_reply(greeting)
+                )
+        finally:
+            session.send(b"QUIT\r\n")
+            session.close()
+
+    def _do_MailboxSameStep(self, step: MailboxSameStep) -> None:
+        account = self.pool.account(self.scenario.account)
+        try:
+            problem = self.pool.mailboxes.differs(account, self.transcript)
+        except VerificationError as exc:
+            raise _ScenarioError(
+                f"step {step.index} (mailbox_same) could not look: {exc}"
+            ) from None
+        if problem:
+            self._fail(
+                step,
+                f"account {account.role} ({account.user}) as set-up saw it",
+                problem,
+                kind="maildrop",
+            )
+
+    def _do_NotAuthenticatedStep(self, step: NotAuthenticatedStep) -> None:
+        """STAT is refused (still AUTHORIZATION), or the server closed."""
+        engine_session = self._session(step)
+        if not engine_session.session.usable or not self._send_commands(
+            step, engine_session, ["STAT"]
+        ):
+            return
+        reply = self._read(step, engine_session, multiline_override=False)
+        self._framing(step, reply.findings)
+        if reply.status is None and reply.outcome in (Outcome.CLOSED, Outcome.RESET):
+            engine_session.gone = True
+            return
+        if reply.outcome is not Outcome.COMPLETE or reply.status is None:
+            self._incomplete(step, reply, engine_session.pending_label, "-ERR")
+        if reply.status.looks_positive:
+            self._fail(
+                step,
+                "-ERR to STAT (the session is not authenticated)",
+                describe_reply(reply),
+            )
+
+    # -- unsolicited data ------------------------------------------------------
+
+    def _check_unsolicited(self, step: Step, engine_session: _EngineSession) -> bool:
+        """Before sending: report bytes nobody asked for. False when the
+        session turned out to have ended as an allowed close."""
+        if not engine_session.quiet_expected:
+            return True
+        data = engine_session.session.drain_unsolicited()
+        if data and self._farewell_then_close(engine_session, data):
+            return False
+        if data:
+            self._unsolicited(step, engine_session, data, f"before {step.text}")
+        return True
+
+    def _farewell_then_close(self, engine_session: _EngineSession, data: bytes) -> bool:
+        """One more `-ERR` line and a close, after a reply that allowed a
+        close, is an allowed abuse limit too (verdict-principles 3)."""
+        if engine_session.may_close_after is None or not data.startswith(b"-ERR"):
+            return False
+        if data.count(b"\n") != 1 or not data.endswith(b"\r\n"):
+            return False
+        quiet = engine_session.session.wait_quiet(FAREWELL_CLOSE_SECONDS, self.deadline)
+        if quiet.outcome not in (Outcome.CLOSED, Outcome.RESET):
+            if quiet.data:
+                data += quiet.data
+            return False
+        self.transcript.event(
+            engine_session.session.name,
+            f"the server sent {show_bytes(data)} and closed after answering "
+            f"{engine_session.may_close_after} (an allowed abuse limit): "
+            "the rest of this session is skipped",
+        )
+        engine_session.gone = True
+        engine_session.session.close()
+        return True
+
+    def _unsolicited(
+        self, step: Step | None, engine_session: _EngineSession, data: bytes, when: str
+    ) -> None:
+        if engine_session.last_was_multiline and data.startswith(b".\r\n"):
+            rule, detail = (
+                framing.TERMINATOR,
+                f"a second '.' line after the body: {show_bytes(data)}",
+            )
+        else:
+            rule, detail = (
+                framing.UNSOLICITED,
+                f"{show_bytes(data)} arrived {when} with no command pending",
+            )
+        failure = framing_failure(step, framing.finding(rule, detail))
+        if rule is framing.UNSOLICITED and engine_session.commands_sent:
+            # past the greeting, stray data breaks the one-reply-per-command rule
+            failure = dataclasses.replace(failure, requirement=UNSOLICITED_AFTER_GREETING)
+        self.failures.append(failure)
+
+    def _check_quiet_at_end(self) -> None:
+        for engine_session in self.sessions.values():
+            if engine_session.gone or not engine_session.session.usable:
+                continue
+            if engine_session.quiet_expected:
+                data = engine_session.session.drain_unsolicited()
+                if data and not self._farewell_then_close(engine_session, data):
+                    self._unsolicited(None, engine_session, data, "at the end of the scenario")
+
+    def _remaining(self) -> float:
+        return max(self.deadline - time.monotonic(), 0.01)
+
+    def _close_all(self) -> None:
+        for engine_session in self.sessions.values():
+            engine_session.session.close()
+
+
+#: RFC 8446 §5.1 / RFC 5246 §6.2.1: a record header of content type alert
+#: (21) and major version 3; no POP3 reply starts so.
+TLS_ALERT_HEADER = b"\x15\x03"
+
+
+def is_tls_alert(data: bytes) -> bool:
+    """Bytes that start a TLS alert record (not POP3 text)."""
+    return len(data) >= 5 and data.startswith(TLS_ALERT_HEADER)
+
+
+def _is_auth(data: bytes) -> bool:
+    verb = data.split(None, 1)[0].upper() if data.split() else b""
+    return verb.decode("latin-1") in AUTH_COMMANDS
+
+
+# --------------------------------------------------------------------------
+# Runner
+
+#: After this many scenarios in a row could not even connect, the target is
+#: taken as gone: the rest of the run is not attempted (exit 3 in seconds).
+UNREACHABLE_AFTER = 3
+
+
+@dataclass
+class _Pool:
+    """One set of the fixture's accounts (conformance.core.pools) and its state."""
+
+    fixture: Fixture
+    facts: dict[str, Any]
+    mailboxes: Mailboxes = field(init=False)
+
+    def account(self, role: str) -> Account:
+        try:
+            return self.fixture.account(role)
+        except FixtureError as exc:
+            raise _ScenarioError(str(exc)) from None
+
+
+class Runner:
+    """Runs scenarios against one target (the embedded server by default).
+
+    With `pools` > 1 it holds that many disjoint account sets and `run` may
+    be called from that many threads at once, each with its own pool."""
+
+    fingerprint: TargetFingerprint
+
+    def __init__(
+        self,
+        config: RunConfig,
+        *,
+        fixture: Fixture | None = None,
+        write_main: bool = True,
+        pools: int = 1,
+    ) -> None:
+        self.config = config
+        self._write_main = write_main  # False: `mailspec verify` writes nothing
+        try:
+            base = fixture if fixture is not None else load_fixture(config.fixture_dir)
+        except FixtureError as exc:
+            raise ConfigError(str(exc)) from None
+        embedded = config.host is None
+        if not embedded:
+            check_pool_config(pools, config.accounts)
+        fixtures = [
+            with_credentials(base, templated_accounts(config.accounts, n))
+            if not embedded
+            else _renamed(with_credentials(base, config.accounts), n)
+            for n in range(1, pools + 1)
+        ]
+        self.pools = [_Pool(f, _fact_names(f)) for f in fixtures]
+        self.fixture = fixtures[0]
+        self.host = config.host or "127.0.0.1"
+        self.port = config.port
+        self.provisioner: Provisioner = NoneProvisioner()
+        self._embedded: EmbeddedServer | None = None
+        self.mailboxes: Mailboxes | None = None  # pool 1's
+        #: scenarios in a row that could not connect, and the first of them
+        self.unreachable_streak = 0
+        self.unreachable_since: str | None = None
+        self._streak_lock = threading.Lock()
+        self._unreachable = threading.local()  # set by the scenario run on this thread
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def __enter__(self) -> Runner:
+        try:
+            if self.config.host is None:
+                from conformance.embedded import EmbeddedServer
+
+                embedded = EmbeddedServer(
+                    self.fixture, self.config, more=[p.fixture for p in self.pools[1:]]
+                )
+                self._embedded = embedded
+                self.host, self.port = embedded.start()
+                assert embedded.provisioner is not None
+                self.provisioner = embedded.provisioner
+            else:
+                self.provisioner = external_provisioner(
+                    self.config.provision, (self.host, self.port)
+                )
+            for pool in self.pools:
+                pool.mailboxes = Mailboxes(
+                    self.host, self.port, self.config, self.provisioner, pool.fixture.accounts
+                )
+            self.mailboxes = self.pools[0].mailboxes
+            main = self.account("main")
+            if self.mailboxes.can_restore and self._write_main:
+                self.mailboxes.reset(main)
+            self.fingerprint = learn_fingerprint(
+                self.host, self.port, self.config, main, embedded=self._embedded is not None
+            )
+            if self.fingerprint.capabilities and isinstance(self.config.capabilities, str):
+                self.mailboxes.mark_logged_in(main.role)  # the probe logged in with it
+            if "TOP" not in self.fingerprint.capabilities:
+                self.mailboxes.methods.drop("top", "the target does not offer TOP")
+            if "UIDL" not in self.fingerprint.capabilities:
+                self.mailboxes.methods.drop("uidl", "the target does not offer UIDL")
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.provisioner.close()
+        if self._embedded is not None:
+            self._embedded.stop()
+            self._embedded = None
+
+    @property
+    def target_gone(self) -> bool:
+        return self.unreachable_streak >= UNREACHABLE_AFTER
+
+    # -- fixture facts ---------------------------------------------------------
+
+    def account(self, role: str) -> Account:
+        return self.pools[0].account(role)
+
+    def fact_names(self) -> dict[str, Any]:
+        """Names every scenario sees (`accounts`, `bogus_user`); callers copy it."""
+        return self.pools[0].facts
+
+    # -- running ---------------------------------------------------------------
+
+    def run(self, scenario: Scenario, pool: int = 0) -> ScenarioResult:
+        started = time.monotonic()
+        transcript = Transcript()
+        result = ScenarioResult(
+            scenario_id=scenario.id,
+            title=scenario.title,
+            section=scenario.section,
+            requirements=list(scenario.requirements),
+            level=scenario.level,
+            verdict=Verdict.PASS,
+            source=scenario.source,
+        )
+        self._unreachable.flag = False
+        try:
+            result.verdict, result.message = self._run(
+                scenario, transcript, result, self.pools[pool]
+            )
+        except _ScenarioError as error:
+            result.verdict, result.message = Verdict.ERROR, str(error)
+        except MailspecError as error:
+            result.verdict, result.message = Verdict.ERROR, str(error)
+        except OSError as error:  # the local machine, not the target: cannot judge
+            result.verdict, result.message = Verdict.ERROR, f"local I/O error: {error}"
+        with self._streak_lock:
+            if self._unreachable.flag:
+                self.unreachable_streak += 1
+                self.unreachable_since = self.unreachable_since or scenario.id
+            elif result.verdict is not Verdict.SKIP:
+                self.unreachable_streak, self.unreachable_since = 0, None
+        result.transcript = transcript.entries
+        result.duration = round(time.monotonic() - started, 6)
+        return result
+
+    def _run(
+        self, scenario: Scenario, transcript: Transcript, result: ScenarioResult, pool: _Pool
+    ) -> tuple[Verdict, str]:
+        if scenario.slow and not self.config.slow:
+            return Verdict.SKIP, "slow scenario (minutes): run with --slow"
+        missing = [n for n in scenario.needs if n not in self.fingerprint.capabilities]
+        if missing:
+            return (
+                Verdict.SKIP,
+                f"target lacks {missing[0]} ({self._capability_source(missing[0])})",
+            )
+        prepared = pool.mailboxes.prepare(scenario, transcript)
+        if prepared.unreachable:
+            self._unreachable.flag = True
+        if prepared.error:
+            return Verdict.ERROR, prepared.error
+        if prepared.skip:
+            return Verdict.SKIP, prepared.skip
+        transcript.event("*", f"scenario {scenario.id} starts")
+        run = _ScenarioRun(self, scenario, transcript, pool)
+        verdict, message = run.execute()
+        self._unreachable.flag = run.unreachable
+        result.failures = run.failures
+        changed = pool.mailboxes.after(scenario, run.failures, transcript)
+        if verdict is Verdict.SKIP and changed is not None:
+            # a SKIP stays a SKIP; the account is re-provisioned all the same
+            transcript.event("*", f"after the SKIP: {changed.actual}")
+            changed = None
+        if changed is not None and not any(f.kind == "maildrop" for f in run.failures):
+            result.failures.append(changed)
+            verdict = verdict_for(result.failures, self.config.strict, self.config.security)
+            message = message or changed.one_line()
+        return verdict, message
+
+    def _capability_source(self, name: str) -> str:
+        if isinstance(self.config.capabilities, list):
+            return "not in the configured capabilities"
+        if name == "CAPA":
+            return "CAPA was refused"
+        if name == "APOP":
+            return "the greeting has no <timestamp>"
+        if name == "LAST":
+            return "LAST was refused"
+        if name == "IMPLICIT-TLS":
+            return "the run does not use --tls implicit"
+        if name == "STLS" and self.config.tls == "implicit":
+            return "the run uses implicit TLS: no plaintext session to offer it"
+        if (
+            self.fingerprint.capa_authorization is None
+            and self.fingerprint.capa_transaction is None
+        ):
+            return "no CAPA, and the probe did not find it"
+        return "not advertised by CAPA"
+
+
+def _fact_names(fixture: Fixture) -> dict[str, Any]:
+    """Names every scenario sees: `accounts.ROLE.*` and `bogus_user`."""
+    accounts = {
+        role: Namespace(
+            f"accounts.{role}",
+            {"user": a.user, "password": a.password, "count": a.count, "size": a.size},
+        )
+        for role, a in fixture.accounts.items()
+    }
+    users = {a.user for a in fixture.accounts.values()}
+    bogus = BOGUS_USER
+    while bogus in users:
+        bogus += "-x"
+    return {"accounts": Namespace("accounts", accounts), "bogus_user": bogus}
+
+
+def _renamed(fixture: Fixture, pool: int) -> Fixture:
+    """The embedded server's pool `pool`: the same accounts, own user names."""
+    if pool == 1:
+        return fixture
+    accounts = {
+        role: dataclasses.replace(a, user=embedded_user(a.user, pool))
+        for role, a in fixture.accounts.items()
+    }
+    return Fixture(fixture.source, accounts)
+
+
+def with_credentials(fixture: Fixture, overrides: Mapping[str, Mapping[str, str]]) -> Fixture:
+    """The fixture with the configured user names/passwords of its roles."""
+    accounts = dict(fixture.accounts)
+    for role, values in overrides.items():
+        if role not in accounts:
+            raise ConfigError(
+                f"accounts.{role}: the fixture has no such role ({', '.join(accounts)})"
+            )
+        changes = {k: v for k, v in values.items() if k in ("user", "password", "login")}
+        accounts[role] = dataclasses.replace(accounts[role], **changes)  # type: ignore[arg-type]
+    return Fixture(fixture.source, accounts)
+
+
+def external_provisioner(spec: str, target: tuple[str, int]) -> Provisioner:
+    """`reference` only makes sense for the embedded server: an external
+    target with it is verified only."""
+    if spec == "reference":
+        return NoneProvisioner()
+    return make_provisioner(spec, target=target)
+
+
+def run_suite(
+    scenarios: list[Scenario],
+    config: RunConfig,
+    *,
+    progress: ProgressCallback | None = None,
+    fixture: Fixture | None = None,
+    jobs: int | None = 1,
+) -> RunResult:
+    """The POP3 suite: `conformance.core.schedule.run_suite` with this Runner."""
+    return schedule.run_suite(
+        Runner, scenarios, config, progress=progress, fixture=fixture, jobs=jobs
+    )

@@ -1,0 +1,294 @@
+"""A sans-I/O, incremental reader of POP3 replies.
+
+Feed it the bytes as they arrive (`feed`, `feed_eof`); ask for events
+(`next_event`): the status line, each body line (unstuffed), the end of the
+body, and framing findings. It never buffers more than `max_line_octets`
+of an unfinished line nor accepts more than `max_body_octets` of body: past
+either bound it reports a `Flood` and stops.
+
+Octets are counted as RFC 1939 §11 counts a message: unstuffed, every line
+ending counted as CRLF, without the terminating line."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from conformance.core.transcript import show_bytes
+from conformance.pop3 import framing
+from conformance.pop3.framing import FramingFinding
+
+CR, LF = 0x0D, 0x0A
+CRLF = b"\r\n"
+TERMINATION_OCTET = b"."  # RFC 1939 §3
+STATUS_POSITIVE, STATUS_NEGATIVE = b"+OK", b"-ERR"  # RFC 1939 §3
+CONTINUATION = b"+"  # RFC 5034 §4: a SASL server challenge is "+" SP base64
+MAX_STATUS_LINE_OCTETS = 512  # RFC 1939 §3 / RFC 2449 §4, CRLF included
+
+
+@dataclass(frozen=True)
+class StatusLine:
+    raw: bytes  # with its line end as received
+    line: bytes  # without the line end
+    status: str | None  # "+OK" | "-ERR" | "+" (a SASL challenge) | None when malformed
+
+    @property
+    def positive(self) -> bool:
+        return self.status == "+OK"
+
+    @property
+    def continuation(self) -> bool:
+        return self.status == "+"
+
+    @property
+    def looks_positive(self) -> bool:
+        """`+OK` in any case: what a lenient client takes as positive (and so
+        reads a body after). The strict form is `positive`."""
+        return self.line[:3].upper() == STATUS_POSITIVE
+
+
+@dataclass(frozen=True)
+class BodyLine:
+    raw: bytes  # as received, stuffing and line end included
+    data: bytes  # unstuffed, without the line end
+
+
+@dataclass(frozen=True)
+class BodyEnd:
+    octets: int  # RFC 1939 §11 size of the body
+
+
+@dataclass(frozen=True)
+class Flood:
+    """A bound was crossed; the reader accepts nothing more."""
+
+    what: str
+
+
+@dataclass(frozen=True)
+class ConnectionEnded:
+    """EOF arrived while a reply was incomplete."""
+
+    partial: bytes  # an unfinished line, if any
+
+
+Event = StatusLine | BodyLine | BodyEnd | Flood | ConnectionEnded | FramingFinding
+
+
+class State(enum.Enum):
+    IDLE = "idle"  # no reply expected: bytes that arrive are unsolicited
+    STATUS = "status"
+    BODY = "body"
+    DONE = "done"  # reply complete; call begin_reply for the next one
+    BROKEN = "broken"  # flood or EOF: nothing more will be parsed
+
+
+class ReplyReader:
+    def __init__(self, max_line_octets: int = 65_536, max_body_octets: int = 64 << 20) -> None:
+        self.max_line_octets = max_line_octets
+        self.max_body_octets = max_body_octets
+        self._buffer = bytearray()
+        self._start = 0  # consumed prefix of _buffer
+        self._scan_from = 0  # where to continue looking for LF
+        self._state = State.IDLE
+        self._multiline_if_positive = False
+        self._continuation_allowed = False
+        self._body_octets = 0
+        self._eof = False
+        self._pending: list[Event] = []
+
+    # -- feeding -------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        if self._eof:
+            raise RuntimeError("feed() after feed_eof()")
+        if self._state is not State.BROKEN:
+            self._buffer += data
+
+    def feed_eof(self) -> None:
+        self._eof = True
+
+    @property
+    def buffered(self) -> bytes:
+        """Bytes received but not yet part of any reply."""
+        return bytes(self._buffer[self._start :])
+
+    def take_buffered(self) -> bytes:
+        data = self.buffered
+        self._discard_all()
+        return data
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def at_eof(self) -> bool:
+        return self._eof
+
+    # -- replies -------------------------------------------------------------
+
+    def begin_reply(self, multiline_if_positive: bool, *, continuation: bool = False) -> None:
+        """The next bytes are a reply; a positive one carries a body when
+        `multiline_if_positive`. With `continuation` (inside an AUTH
+        exchange) a line starting "+ " or a lone "+" is a SASL challenge,
+        status "+", not a malformed status."""
+        if self._state is State.BROKEN:
+            return
+        self._state = State.STATUS
+        self._multiline_if_positive = multiline_if_positive
+        self._continuation_allowed = continuation
+        self._body_octets = 0
+
+    def next_event(self) -> Event | None:
+        """The next event, or None when more bytes are needed (or the reader
+        is idle/done/broken)."""
+        if self._pending:
+            return self._pending.pop(0)
+        if self._state not in (State.STATUS, State.BODY):
+            return None
+        taken = self._take_line()
+        if taken is None:
+            return self._pending.pop(0) if self._pending else None
+        raw, line = taken
+        if self._state is State.STATUS:
+            self._on_status_line(raw, line)
+        else:
+            self._on_body_line(raw, line)
+        return self._pending.pop(0) if self._pending else None
+
+    # -- internals -----------------------------------------------------------
+
+    def _take_line(self) -> tuple[bytes, bytes] | None:
+        buffer = self._buffer
+        newline = buffer.find(b"\n", self._scan_from)
+        if newline < 0:
+            unfinished = len(buffer) - self._start
+            if unfinished > self.max_line_octets:
+                self._break(Flood(f"a line longer than {self.max_line_octets} octets without LF"))
+            elif self._eof:
+                self._on_eof_inside_reply(bytes(buffer[self._start :]))
+            else:
+                self._scan_from = len(buffer)
+            return None
+        raw = bytes(buffer[self._start : newline + 1])
+        self._start = newline + 1
+        self._scan_from = self._start
+        self._compact()
+        if len(raw) - 2 > self.max_line_octets:
+            self._break(Flood(f"a line longer than {self.max_line_octets} octets"))
+            return None
+        line = raw[:-2] if raw.endswith(CRLF) else raw[:-1]
+        self._check_line_end(raw, line)
+        return raw, line
+
+    def _compact(self) -> None:
+        if self._start > 65_536 and self._start * 2 > len(self._buffer):
+            del self._buffer[: self._start]
+            self._scan_from -= self._start
+            self._start = 0
+
+    def _discard_all(self) -> None:
+        self._buffer.clear()
+        self._start = self._scan_from = 0
+
+    def _check_line_end(self, raw: bytes, line: bytes) -> None:
+        if not raw.endswith(CRLF):
+            self._pending.append(
+                framing.finding(framing.LINE_END, f"line ends in a bare LF: {show_bytes(raw)}")
+            )
+        if b"\r" in line:
+            self._pending.append(
+                framing.finding(framing.LINE_END, f"bare CR inside a line: {show_bytes(raw)}")
+            )
+
+    def _on_status_line(self, raw: bytes, line: bytes) -> None:
+        status = status_of(line)
+        if status is None and self._continuation_allowed and is_continuation(line):
+            # RFC 5034 §4: challenges may be longer than a status line
+            self._pending.append(StatusLine(raw, line, CONTINUATION.decode()))
+            self._state = State.DONE
+            return
+        if status is None:
+            self._pending.append(
+                framing.finding(
+                    framing.STATUS,
+                    f"status line does not start with '+OK' or '-ERR' followed by SP or CRLF: "
+                    f"{show_bytes(raw)}",
+                )
+            )
+        if len(line) + 2 > MAX_STATUS_LINE_OCTETS:
+            self._pending.append(
+                framing.finding(
+                    framing.STATUS_LENGTH,
+                    f"status line is {len(line) + 2} octets with CRLF "
+                    f"(limit {MAX_STATUS_LINE_OCTETS})",
+                )
+            )
+        status_line = StatusLine(raw, line, status)
+        self._pending.append(status_line)
+        if status_line.looks_positive and self._multiline_if_positive:
+            self._state = State.BODY
+        else:
+            self._state = State.DONE
+
+    def _on_body_line(self, raw: bytes, line: bytes) -> None:
+        if line == TERMINATION_OCTET:
+            self._pending.append(BodyEnd(self._body_octets))
+            self._state = State.DONE
+            return
+        data = line
+        if line.startswith(TERMINATION_OCTET):
+            data = line[1:]
+            if not line.startswith(b".."):
+                self._pending.append(
+                    framing.finding(
+                        framing.STUFFING,
+                        f"body line starts with '.' but is not stuffed: {show_bytes(raw)}",
+                    )
+                )
+        self._body_octets += len(data) + 2
+        if self._body_octets > self.max_body_octets:
+            self._break(Flood(f"a body larger than {self.max_body_octets} octets"))
+            return
+        self._pending.append(BodyLine(raw, data))
+
+    def _on_eof_inside_reply(self, partial: bytes) -> None:
+        if self._state is State.BODY:
+            self._pending.append(
+                framing.finding(
+                    framing.TERMINATOR,
+                    "connection closed before the terminating '.' CRLF line"
+                    + (f" (unfinished line {show_bytes(partial)})" if partial else ""),
+                )
+            )
+        elif partial:
+            self._pending.append(
+                framing.finding(
+                    framing.LINE_END,
+                    f"connection closed inside a line without CRLF: {show_bytes(partial)}",
+                )
+            )
+        self._pending.append(ConnectionEnded(partial))
+        self._state = State.BROKEN
+        self._discard_all()
+
+    def _break(self, flood: Flood) -> None:
+        self._pending.append(flood)
+        self._state = State.BROKEN
+        self._discard_all()
+
+
+def is_continuation(line: bytes) -> bool:
+    """A SASL challenge line: "+" alone or "+" SP and data (RFC 5034 §4; the
+    shape of the data is judged by the scenario, not here)."""
+    return line == CONTINUATION or line.startswith(CONTINUATION + b" ")
+
+
+def status_of(line: bytes) -> str | None:
+    """ "+OK"/"-ERR" when the line starts with exactly that followed by SP or
+    end of line (RFC 1939 §3), else None."""
+    for indicator in (STATUS_POSITIVE, STATUS_NEGATIVE):
+        if line == indicator or line.startswith(indicator + b" "):
+            return indicator.decode()
+    return None

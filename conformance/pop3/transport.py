@@ -1,0 +1,93 @@
+"""Sessions as the run's TLS mode wants them (`--tls plain|stls|implicit`).
+
+`implicit` (RFC 8314 §3.1): every session does the TLS handshake right after
+connect, before the greeting. `stls` (RFC 2595 §4): every session that is not
+opened `plaintext: true` sends STLS right after a positive greeting and does
+the handshake after its `+OK`, so logins only ever travel inside TLS. The
+probe, the verification and the engine all open sessions through here."""
+
+from __future__ import annotations
+
+import ssl
+from functools import lru_cache
+
+from conformance.core.config import RunConfig
+from conformance.core.driver import Outcome
+from conformance.core.errors import ConfigError
+from conformance.core.tls import TlsError, TlsSettings, client_context
+from conformance.pop3.session import Pop3Session as Session
+
+__all__ = ["StlsFailed", "TlsError", "connect", "context_for", "server_name", "upgrade"]
+from conformance.core.transcript import Transcript, show_bytes
+
+STLS_COMMAND = b"STLS\r\n"
+
+
+class StlsFailed(Exception):
+    """The run's own STLS did not work (refused, or the handshake failed):
+    one line naming what happened."""
+
+
+@lru_cache(maxsize=8)
+def _context(settings: TlsSettings) -> ssl.SSLContext:
+    return client_context(settings)
+
+
+def context_for(config: RunConfig) -> ssl.SSLContext:
+    """The run's client context, built once; ConfigError for an unreadable
+    CA or client certificate (names the file)."""
+    try:
+        return _context(config.tls_settings())
+    except TlsError as exc:
+        raise ConfigError(f"tls: {exc}") from None
+
+
+def server_name(config: RunConfig, host: str) -> str:
+    return config.tls_server_name or host
+
+
+def connect(
+    name: str,
+    host: str,
+    port: int,
+    transcript: Transcript,
+    config: RunConfig,
+    *,
+    timeout: float,
+) -> Session:
+    """A new session; implicit TLS is done here. ConnectError on failure."""
+    tls = (context_for(config), server_name(config, host)) if config.tls == "implicit" else None
+    return Session.connect(
+        name,
+        host,
+        port,
+        transcript,
+        timeout=timeout,
+        max_line_octets=config.max_line_octets,
+        max_body_octets=config.max_body_octets,
+        redact=config.redact,
+        tls=tls,
+    )
+
+
+def upgrade(session: Session, config: RunConfig, host: str, deadline: float) -> None:
+    """The run's STLS on a session whose greeting was read: STLS, a
+    positive reply, then the handshake. StlsFailed names what went wrong;
+    the session is closed then."""
+    session.transcript.event(session.name, "STLS: the run uses --tls stls")
+    session.send(STLS_COMMAND)
+    reply = session.read_reply(False, deadline)
+    if reply.outcome is not Outcome.COMPLETE or reply.status is None:
+        session.close()
+        raise StlsFailed(f"STLS got no reply ({reply.outcome.value})")
+    if not reply.status.looks_positive:
+        session.close()
+        raise StlsFailed(f"STLS answered {show_bytes(reply.status.raw)}")
+    try:
+        leftover = session.start_tls(context_for(config), server_name(config, host), deadline)
+    except TlsError as exc:
+        raise StlsFailed(str(exc)) from None
+    if leftover:
+        session.transcript.event(
+            session.name, f"plaintext after +OK to STLS, discarded: {show_bytes(leftover)}"
+        )
