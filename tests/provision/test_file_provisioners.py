@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance import provision
+from conformance.provision import files as provision_files
 from conformance.core.errors import ProvisionError
 from conformance.core.fixture import Account, Fixture, FixtureMessage, delivery_seconds
 from conformance.provision import (
@@ -255,7 +255,7 @@ def test_mbox_replace_is_atomic(tmp_path: Path, fixture: Fixture, monkeypatch):
             observed["src_dir"] = Path(src).parent
         return real_replace(src, dst)
 
-    monkeypatch.setattr(provision.os, "replace", spying_replace)
+    monkeypatch.setattr(provision_files.os, "replace", spying_replace)
     make_provisioner(f"mbox:{tmp_path}/{{user}}").reset(account)
     assert observed["dst"] == old
     assert observed["src"] == expected
@@ -273,7 +273,7 @@ def test_mbox_failed_write_leaves_old_mbox_and_no_temp(
     def failing_replace(src, dst):
         raise OSError(28, "No space left on device", str(dst))
 
-    monkeypatch.setattr(provision.os, "replace", failing_replace)
+    monkeypatch.setattr(provision_files.os, "replace", failing_replace)
     with pytest.raises(ProvisionError, match="No space left"):
         make_provisioner(f"mbox:{tmp_path}/{{user}}").reset(account)
     assert path.read_bytes() == b""
