@@ -22,12 +22,14 @@ from typing import Any
 
 from conformance import __version__
 from conformance.core.config import (
+    PROTOCOLS,
     TLS_MODES,
     RunConfig,
     check_provision,
     finalize,
     load_config,
     parse_target_url,
+    url_protocol,
 )
 from conformance.core.errors import ConfigError, MailspecError
 
@@ -42,11 +44,13 @@ DEFAULT_HTML = Path("reports") / "report.html"
 # --------------------------------------------------------------------------
 
 
-def _target_arg(text: str) -> tuple[str, int, str | None]:
+def _target_arg(text: str) -> tuple[str, int, str | None, str | None]:
+    """(host, port, TLS mode the scheme implies, protocol the scheme names)."""
     try:
-        return parse_target_url(text)
+        host, port, mode = parse_target_url(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    return host, port, mode, url_protocol(text)
 
 
 def _seconds_arg(text: str) -> float:
@@ -114,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     def scenario_opts(p: argparse.ArgumentParser) -> None:
         p.add_argument(
+            "--protocol",
+            choices=PROTOCOLS,
+            help="the corpus to run or list: pop3 (default) or smtp; a target URL's "
+            "scheme names it too",
+        )
+        p.add_argument(
             "--select",
             action="append",
             default=[],
@@ -134,14 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--target",
         type=_target_arg,
         metavar="HOST:PORT|URL",
-        help="the POP3 server to test: HOST:PORT, pop3://HOST[:110] or pop3s://HOST[:995] "
-        "(implies --tls implicit); default: start the bundled reference server; "
-        "overrides the config file's target",
+        help="the server to test: HOST:PORT, pop3://HOST[:110], pop3s://HOST[:995], "
+        "smtp://HOST[:25], submission://HOST[:587] or smtps://HOST[:465] (the s-schemes imply "
+        "--tls implicit, the scheme names the protocol); default: start the bundled "
+        "reference server; overrides the config file's target",
     )
     run.add_argument(
         "--tls",
         choices=TLS_MODES,
-        help="plain, stls (STLS before every login) or implicit (TLS on connect, pop3s)",
+        help="plain, stls (POP3 STLS before every login; SMTP STARTTLS for the probe) or "
+        "implicit (TLS on connect: pop3s, smtps)",
     )
     run.add_argument(
         "--tls-ca", type=_pem_arg, metavar="FILE", help="trust the CA certificates in FILE (PEM)"
@@ -296,13 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------
 
 
-def load_corpus(extra: Sequence[Path]) -> list[Any]:
-    """Bundled scenarios plus the user's directories (a directory given twice,
-    or the bundled one given explicitly, is loaded once)."""
-    try:
-        from conformance.core.scenario import bundled_scenario_dir, load_scenarios
-    except ModuleNotFoundError as exc:  # pragma: no cover - during development only
-        raise MailspecError(f"scenario loader not available: {exc}") from None
+def load_corpus(extra: Sequence[Path], protocol: str = "pop3") -> list[Any]:
+    """Bundled scenarios of `protocol` plus the user's directories (a
+    directory given twice, or the bundled one given explicitly, is loaded
+    once)."""
+    from conformance.core.scenario import bundled_scenario_dir
+    from conformance.protocols import load_protocol_scenarios
+
     paths: list[Path] = []
     seen: set[Path] = set()
     for p in [bundled_scenario_dir(), *extra]:
@@ -310,7 +322,7 @@ def load_corpus(extra: Sequence[Path]) -> list[Any]:
         if key not in seen:
             seen.add(key)
             paths.append(Path(p))
-    return list(load_scenarios(paths))
+    return list(load_protocol_scenarios(paths, protocol))
 
 
 def matches(scenario: Any, patterns: Sequence[str]) -> bool:
@@ -337,9 +349,17 @@ def select(scenarios: list[Any], patterns: Sequence[str]) -> list[Any]:
 def build_config(args: argparse.Namespace) -> RunConfig:
     cfg = load_config(args.config) if args.config else RunConfig()
     if args.target:
-        cfg.host, cfg.port, implied = args.target
+        cfg.host, cfg.port, implied, named = args.target
         if implied is not None:
             cfg.tls = implied  # type: ignore[assignment]
+        if named is not None:
+            cfg.protocol = named
+    if getattr(args, "protocol", None):
+        if args.target and args.target[3] not in (None, args.protocol):
+            raise ConfigError(
+                f"--protocol {args.protocol} contradicts --target's scheme ({args.target[3]})"
+            )
+        cfg.protocol = args.protocol
     if args.tls:
         cfg.tls = args.tls
     if args.tls_ca:
@@ -391,7 +411,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = build_config(args)
     outputs = report_outputs(args)
-    corpus = load_corpus(args.scenarios)
+    corpus = load_corpus(args.scenarios, cfg.protocol)
     scenarios = select(corpus, args.select)
     skipped_slow = 0
     if not cfg.slow:
@@ -408,7 +428,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.update_expectations.exists():
             previous = xp.load_expectations(args.update_expectations)
 
-    from conformance.pop3.engine import run_suite
+    from conformance.protocols import run_suite
 
     console = Console(verbose=args.verbose)
     where = "embedded reference server" if cfg.host is None else cfg.address
@@ -497,7 +517,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config) if args.config else RunConfig()
     if args.target:
-        cfg.host, cfg.port, implied = args.target
+        cfg.host, cfg.port, implied, _protocol = args.target
         if implied is not None:
             cfg.tls = implied  # type: ignore[assignment]
     if args.provision:
@@ -599,7 +619,7 @@ def write_html_report(run: Any, path: Path) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     from conformance.reports.text import requirement_line
 
-    scenarios = select(load_corpus(args.scenarios), args.select)
+    scenarios = select(load_corpus(args.scenarios, args.protocol or "pop3"), args.select)
     sections: dict[str, list[Any]] = {}
     for s in scenarios:
         sections.setdefault(s.section, []).append(s)
@@ -627,7 +647,9 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     from conformance.core.catalogue import load_catalogue
     from conformance.reports.coverage import compute_coverage, render_text
 
-    cov = compute_coverage(load_catalogue(), load_corpus(args.scenarios), args.protocol)
+    cov = compute_coverage(
+        load_catalogue(), load_corpus(args.scenarios, args.protocol), args.protocol
+    )
     if args.json:
         print(json.dumps(cov.to_dict(), indent=2, ensure_ascii=False))
     else:

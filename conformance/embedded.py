@@ -1,6 +1,7 @@
-"""The embedded default target: the bundled reference POP3 server, started
-as its own process (`python -m reference_server`) over a temporary Maildir
-store written from the fixture.
+"""The embedded default target: the bundled reference POP3 server (or, for
+`--protocol smtp`, the reference SMTP server), started as its own process
+(`python -m reference_server` / `python -m reference_server.smtp`) over a
+temporary Maildir store written from the fixture.
 
 The suite never imports the server it checks: this module only locates the
 package (importlib.util.find_spec) so the child process can import it."""
@@ -28,6 +29,11 @@ REFERENCE_DEFAULT_AUTOLOGOUT = 600  # seconds; what the server uses without --au
 SERVER_MODULE = "reference_server"
 READY_LINE_PREFIX = b"mailspec-reference-server listening on "
 IMPLICIT_READY_LINE_PREFIX = b"mailspec-reference-server listening (implicit TLS) on "
+SMTP_SERVER_MODULE = "reference_server.smtp"
+SMTP_READY_LINE_PREFIX = b"mailspec-reference-smtp-server listening on "
+SMTPS_READY_SUFFIX = b" (smtps)"
+#: The embedded SMTP server's domain: recipients are user@EMBEDDED_SMTP_DOMAIN.
+EMBEDDED_SMTP_DOMAIN = "example.test"
 #: The name the embedded server's certificate is issued for: the suite
 #: connects to this address and verifies the name like any other target.
 EMBEDDED_HOST = "127.0.0.1"
@@ -48,6 +54,8 @@ class EmbeddedServer:
         self.workdir: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.provisioner: MaildirProvisioner | None = None
+        #: the store's Maildir path template (`{user}`), for delivery inspection
+        self.maildir_template: str | None = None
         self._stderr_path: Path | None = None
 
     def start(self) -> tuple[str, int]:
@@ -55,6 +63,7 @@ class EmbeddedServer:
         package_root = locate_server_package()
         self.workdir = Path(tempfile.mkdtemp(prefix="mailspec-embedded-"))
         template = str(self.workdir / "maildirs" / "{user}")
+        self.maildir_template = template
         self.provisioner = MaildirProvisioner(template)
         accounts = [a for f in (self.fixture, *self.more) for a in f.accounts.values()]
         for account in accounts:
@@ -69,20 +78,10 @@ class EmbeddedServer:
         )
         users_file.chmod(0o600)
         self._stderr_path = self.workdir / "server.log"
-        command = [
-            sys.executable, "-m", SERVER_MODULE,
-            "--listen", f"{EMBEDDED_HOST}:0",
-            "--store", f"maildir:{template}",
-            "--users", str(users_file),
-            "--apop",
-            "--log-level", "WARNING",
-        ]  # fmt: skip
-        if self.config.tls != "plain":
-            command += self._tls_arguments()
-        if self.config.autologout is not None:
-            command += ["--autologout", str(self.config.autologout)]
-        else:  # the reference server's default timer is the RFC 1939 §3 minimum
-            self.config.autologout = REFERENCE_DEFAULT_AUTOLOGOUT
+        if self.config.protocol == "smtp":
+            command = self._smtp_command(template, users_file)
+        else:
+            command = self._pop3_command(template, users_file)
         environment = dict(os.environ)
         environment["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(package_root), environment.get("PYTHONPATH", "")) if p
@@ -97,6 +96,36 @@ class EmbeddedServer:
                 cwd=self.workdir,
             )
         return self._await_ready_line()
+
+    def _pop3_command(self, template: str, users_file: Path) -> list[str]:
+        command = [
+            sys.executable, "-m", SERVER_MODULE,
+            "--listen", f"{EMBEDDED_HOST}:0",
+            "--store", f"maildir:{template}",
+            "--users", str(users_file),
+            "--apop",
+            "--log-level", "WARNING",
+        ]  # fmt: skip
+        if self.config.tls != "plain":
+            command += self._tls_arguments()
+        if self.config.autologout is not None:
+            command += ["--autologout", str(self.config.autologout)]
+        else:  # the reference server's default timer is the RFC 1939 §3 minimum
+            self.config.autologout = REFERENCE_DEFAULT_AUTOLOGOUT
+        return command
+
+    def _smtp_command(self, template: str, users_file: Path) -> list[str]:
+        command = [
+            sys.executable, "-m", SMTP_SERVER_MODULE,
+            "--listen", f"{EMBEDDED_HOST}:0",
+            "--store", f"maildir:{template}",
+            "--users", str(users_file),
+            "--domain", self.config.smtp_domain or EMBEDDED_SMTP_DOMAIN,
+            "--log-level", "WARNING",
+        ]  # fmt: skip
+        if self.config.tls != "plain":
+            command += self._tls_arguments()
+        return command
 
     def _tls_arguments(self) -> list[str]:
         """A certificate from a CA made for this run only (trustme); the
@@ -117,12 +146,15 @@ class EmbeddedServer:
             self.config.tls_ca = str(ca_file)
         arguments = ["--tls-cert", str(cert_file), "--tls-key", str(key_file)]
         if self.config.tls == "implicit":
-            arguments += ["--implicit-tls-listen", f"{EMBEDDED_HOST}:0"]
+            flag = "--smtps-listen" if self.config.protocol == "smtp" else "--implicit-tls-listen"
+            arguments += [flag, f"{EMBEDDED_HOST}:0"]
         return arguments
 
     def _await_ready_line(self) -> tuple[str, int]:
         """(host, port) of the listener the run uses: the plain one, or the
         implicit-TLS one under `--tls implicit`."""
+        if self.config.protocol == "smtp":
+            return self._await_smtp_ready_line()
         wanted = IMPLICIT_READY_LINE_PREFIX if self.config.tls == "implicit" else READY_LINE_PREFIX
         received = b""
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
@@ -136,6 +168,27 @@ class EmbeddedServer:
             if not line.startswith(READY_LINE_PREFIX):
                 self._fail(f"unexpected output line {line!r}")
         host, _, port = line[len(wanted) :].decode().rpartition(":")
+        if not port.isdigit():
+            self._fail(f"cannot read HOST:PORT from {line!r}")
+        return host.strip("[]"), int(port)
+
+    def _await_smtp_ready_line(self) -> tuple[str, int]:
+        """The SMTP server prints one ready line per listener; the smtps one
+        ends in " (smtps)"."""
+        implicit = self.config.tls == "implicit"
+        received = b""
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while True:
+            while b"\n" not in received:
+                received += self._read_stdout(deadline, received)
+            raw, _, received = received.partition(b"\n")
+            line = raw.strip()
+            if not line.startswith(SMTP_READY_LINE_PREFIX):
+                self._fail(f"unexpected output line {line!r}")
+            if line.endswith(SMTPS_READY_SUFFIX) == implicit:
+                break
+        address = line[len(SMTP_READY_LINE_PREFIX) :].removesuffix(SMTPS_READY_SUFFIX)
+        host, _, port = address.decode().rpartition(":")
         if not port.isdigit():
             self._fail(f"cannot read HOST:PORT from {line!r}")
         return host.strip("[]"), int(port)

@@ -20,10 +20,23 @@ from conformance.core.tls import TlsSettings
 TlsMode = Literal["plain", "stls", "implicit"]
 TLS_MODES: tuple[TlsMode, ...] = ("plain", "stls", "implicit")
 TLS_KEYS = ("mode", "ca", "verify", "server_name", "client_cert")
-#: Default ports of the URL schemes (RFC 1939 §3: 110; RFC 8314 §3.1 / §7: 995).
+Protocol = Literal["pop3", "smtp"]
+PROTOCOLS: tuple[Protocol, ...] = ("pop3", "smtp")
+#: Default ports of the URL schemes (RFC 1939 §3: 110; RFC 8314 §3.1 / §7:
+#: 995 and 465; RFC 5321 §4.5.4.2: 25; RFC 6409 §3.1: 587, submission).
 URL_SCHEMES: dict[str, tuple[int, TlsMode | None]] = {
     "pop3": (110, None),
     "pop3s": (995, "implicit"),
+    "smtp": (25, None),
+    "submission": (587, None),
+    "smtps": (465, "implicit"),
+}
+URL_PROTOCOLS: dict[str, Protocol] = {
+    "pop3": "pop3",
+    "pop3s": "pop3",
+    "smtp": "smtp",
+    "submission": "smtp",
+    "smtps": "smtp",
 }
 
 DEFAULT_READ_TIMEOUT = 10.0  # seconds for an ordinary reply
@@ -57,6 +70,14 @@ class RunConfig:
     pool: int = 1  # account pools the target offers (`{n}` in user names)
     slow: bool = False  # include scenarios marked slow
     redact: bool = True  # hide PASS/APOP/AUTH arguments in transcripts
+    protocol: Protocol = "pop3"  # the corpus run: pop3 or smtp (`--protocol`, target URL)
+    #: SMTP: the target's local domain (recipients are user@domain); None:
+    #: example.test for the embedded server, the target's host name otherwise
+    smtp_domain: str | None = None
+    #: SMTP delivery inspection: auto (the embedded server's store, none for a
+    #: target), none, or maildir:/path/{user}/Maildir (conformance.smtp.delivery)
+    smtp_delivery: str = "auto"
+    smtp_delivery_wait: float = 10.0  # seconds a queued delivery may take
 
     @property
     def address(self) -> str:
@@ -101,19 +122,29 @@ _URL_RE = re.compile(
 )
 
 
+def url_protocol(text: str) -> Protocol | None:
+    """The protocol a target URL's scheme names (None for HOST:PORT)."""
+    if not isinstance(text, str) or "://" not in text:
+        return None
+    return URL_PROTOCOLS.get(text.split("://", 1)[0].lower())
+
+
 def parse_target_url(text: str) -> tuple[str, int, TlsMode | None]:
-    """`pop3://host[:110]`, `pop3s://host[:995]` or `HOST:PORT` -> (host,
-    port, the TLS mode the scheme implies or None). ValueError names the
-    problem."""
+    """`pop3://host[:110]`, `pop3s://host[:995]`, `smtp://host[:25]`,
+    `submission://host[:587]`, `smtps://host[:465]` or `HOST:PORT` ->
+    (host, port, the TLS mode the scheme implies or None). ValueError
+    names the problem."""
     if not isinstance(text, str) or "://" not in text:
         host, port = parse_target(text)
         return host, port, None
     m = _URL_RE.match(text.strip())
     if not m:
-        raise ValueError(f"expected pop3://HOST[:PORT] or pop3s://HOST[:PORT], got {text!r}")
+        raise ValueError(f"expected SCHEME://HOST[:PORT] ({', '.join(URL_SCHEMES)}), got {text!r}")
     scheme = m["scheme"].lower()
     if scheme not in URL_SCHEMES:
-        raise ValueError(f"unknown scheme {m['scheme']!r} in {text!r} (known: pop3, pop3s)")
+        raise ValueError(
+            f"unknown scheme {m['scheme']!r} in {text!r} (known: {', '.join(URL_SCHEMES)})"
+        )
     default_port, mode = URL_SCHEMES[scheme]
     port = int(m["port"]) if m["port"] else default_port
     if not 0 < port < 65536:
@@ -147,6 +178,7 @@ TOP_KEYS = {
     "pool",
     "capabilities",
     "timeouts",
+    "smtp",
 }
 TIMEOUT_KEYS = {"read": "read_timeout", "auth": "auth_timeout", "scenario": "scenario_timeout"}
 ACCOUNT_KEYS = {"user", "password"}
@@ -248,6 +280,12 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
             raise doc.error(("target",), str(exc)) from None
         if implied is not None:
             cfg.tls = implied
+        named = url_protocol(data["target"])
+        if named is not None:
+            cfg.protocol = named
+
+    if "smtp" in data:
+        _load_smtp(doc, data["smtp"], cfg)
 
     if "tls" in data:
         _load_tls(doc, data["tls"], cfg, path.parent)
@@ -339,6 +377,30 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
                 out[role]["login"] = entry["login"]
         cfg.accounts = out
     return cfg
+
+
+SMTP_KEYS = ("domain", "delivery", "delivery_wait")
+
+
+def _load_smtp(doc: _Doc, smtp: object, cfg: RunConfig) -> None:
+    if not isinstance(smtp, dict):
+        raise doc.error(("smtp",), "expected a mapping with domain, delivery, delivery_wait")
+    for key, value in smtp.items():
+        if key not in SMTP_KEYS:
+            raise doc.error(("smtp", str(key)), f"unknown key (known: {', '.join(SMTP_KEYS)})")
+        if key == "delivery_wait":
+            cfg.smtp_delivery_wait = float(_number(doc, ("smtp", key), value, integer=False))
+            continue
+        if not isinstance(value, str) or not value:
+            raise doc.error(("smtp", key), f"expected a non-empty string, got {value!r}")
+        if key == "domain":
+            cfg.smtp_domain = value
+        else:
+            if value not in ("auto", "none") and not value.startswith("maildir:"):
+                raise doc.error(
+                    ("smtp", key), "expected auto, none or maildir:/path/{user}/Maildir"
+                )
+            cfg.smtp_delivery = value
 
 
 def _tls_mode(value: object) -> TlsMode:

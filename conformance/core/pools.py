@@ -15,9 +15,11 @@ it uses — however many — are its own for as long as it runs.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 from conformance.core.errors import ConfigError
+from conformance.core.fixture import Fixture
 
 POOL_PLACEHOLDER = "{n}"
 #: `--jobs` without a number against the embedded server: enough to overlap
@@ -65,3 +67,16 @@ def jobs_for(requested: int | None, *, embedded: bool, pool: int) -> int:
             "in the user names, or fewer jobs"
         )
     return requested or pool
+
+
+def with_credentials(fixture: Fixture, overrides: Mapping[str, Mapping[str, str]]) -> Fixture:
+    """The fixture with the configured user names/passwords of its roles."""
+    accounts = dict(fixture.accounts)
+    for role, values in overrides.items():
+        if role not in accounts:
+            raise ConfigError(
+                f"accounts.{role}: the fixture has no such role ({', '.join(accounts)})"
+            )
+        changes = {k: v for k, v in values.items() if k in ("user", "password", "login")}
+        accounts[role] = dataclasses.replace(accounts[role], **changes)  # type: ignore[arg-type]
+    return Fixture(fixture.source, accounts)

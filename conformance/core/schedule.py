@@ -59,7 +59,7 @@ def run_suite(
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     started = time.monotonic()
     count = jobs_for(jobs, embedded=config.host is None, pool=config.pool)
-    count = max(1, min(count, len(scenarios)))
+    count = max(1, min(count, len(scenarios), getattr(runner_class, "max_pools", count)))
     with runner_class(config, fixture=fixture, pools=count) as runner:
         results, incomplete = _Schedule(runner, scenarios, count, progress).run()
         fingerprint = runner.fingerprint

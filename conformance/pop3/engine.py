@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -24,14 +24,19 @@ from conformance.core.driver import ConnectError, Outcome, deadline_after
 from conformance.core.errors import ConfigError, MailspecError
 from conformance.core.expressions import ExpressionError, Namespace, apop_digest_of
 from conformance.core.fixture import Account, Fixture, FixtureError, load_fixture
-from conformance.core.patterns import BodyContext, Segment, render_segments, status_pattern
-from conformance.core.pools import check_pool_config, embedded_user, templated_accounts
-from conformance.core.results import Failure, RunResult, ScenarioResult, TargetFingerprint, Verdict
+from conformance.core.patterns import BodyContext, status_pattern
+from conformance.core.pools import (
+    check_pool_config,
+    embedded_user,
+    templated_accounts,
+    with_credentials,
+)
+from conformance.core.results import RunResult, ScenarioResult, TargetFingerprint, Verdict
+from conformance.core.run import ScenarioRunBase
 from conformance.core.sasl import PURE_FUNCTIONS as SASL_FUNCTIONS
 from conformance.core.sasl import ScramExchanges
 from conformance.core.scenario import (
     AliveOrClosedStep,
-    AssertStep,
     ChallengeStep,
     CommandStep,
     DropStep,
@@ -47,7 +52,6 @@ from conformance.core.scenario import (
     ReplyStep,
     Scenario,
     SendStep,
-    SkipIfStep,
     StartTlsStep,
     Step,
     command_is_multiline,
@@ -64,7 +68,6 @@ from conformance.core.verdicts import (
     StopScenario as _StopScenario,
 )
 from conformance.core.verdicts import (
-    deadline_scale,
     framing_failure,
     reply_timeout,
     step_level,
@@ -77,7 +80,6 @@ from conformance.pop3.capabilities import (
     is_in_use,
     learn_fingerprint,
 )
-from conformance.pop3.framing import FramingFinding
 from conformance.pop3.mailboxes import Mailboxes
 from conformance.pop3.session import Pop3Session as Session
 from conformance.pop3.session import Reply
@@ -168,60 +170,26 @@ class _EngineSession:
 # The run of one scenario
 
 
-class _ScenarioRun:
+class _ScenarioRun(ScenarioRunBase):
+    """A POP3 scenario's steps (the protocol-neutral part is ScenarioRunBase)."""
+
     def __init__(
         self, runner: Runner, scenario: Scenario, transcript: Transcript, pool: _Pool
     ) -> None:
+        super().__init__(runner.config, scenario, transcript)
         self.runner = runner
         self.pool = pool
-        self.config = runner.config
-        self.scenario = scenario
-        self.transcript = transcript
-        self.failures: list[Failure] = []
-        self.captures: dict[str, Any] = {}
         self.sessions: dict[str, _EngineSession] = {}
         self.scram = ScramExchanges()
-        self.unreachable = False  # an `open` found nobody listening
-        timeout = (scenario.timeout or self.config.scenario_timeout) * deadline_scale(self.config)
-        self.scenario_timeout = timeout
-        self.deadline = deadline_after(timeout)
 
     # -- driving ---------------------------------------------------------------
 
-    def execute(self) -> tuple[Verdict, str]:
-        try:
-            for step in self.scenario.steps:
-                engine_session = self.sessions.get(step.session)
-                if engine_session is not None and engine_session.gone:
-                    continue
-                self._step(step)
-            self._check_quiet_at_end()
-        except _StopScenario:
-            pass
-        except _SkipScenario as skip:
-            if not self.failures:
-                return Verdict.SKIP, skip.reason
-        except _ScenarioError as error:
-            if not any(f.level == "MUST" or f.kind == "framing" for f in self.failures):
-                return Verdict.ERROR, str(error)
-        finally:
-            self._close_all()
-        verdict = verdict_for(self.failures, self.config.strict, self.config.security)
-        message = self.failures[0].one_line() if self.failures else ""
-        return verdict, message
+    def _skips(self, step: Step) -> bool:
+        engine_session = self.sessions.get(step.session)
+        return engine_session is not None and engine_session.gone
 
-    def _step(self, step: Step) -> None:
-        if time.monotonic() >= self.deadline:
-            self._stop(
-                step,
-                f"the scenario to finish within {self.scenario_timeout:.1f} s",
-                "the scenario deadline passed before this step",
-                kind="timeout",
-            )
-        if step.until_autologout:
-            step = self._with_autologout_deadline(step)
-        handler = getattr(self, f"_do_{type(step).__name__}")
-        handler(step)
+    def _prepare(self, step: Step) -> Step:
+        return self._with_autologout_deadline(step) if step.until_autologout else step
 
     def _with_autologout_deadline(self, step: Step) -> Step:
         """`timeout: autologout`: the target's timer plus a grace period."""
@@ -236,41 +204,6 @@ class _ScenarioRun:
 
     # -- failures --------------------------------------------------------------
 
-    def _record(
-        self,
-        step: Step | None,
-        expected: str,
-        actual: str,
-        *,
-        level: str | None,
-        kind: str,
-        requirement: str | None = None,
-    ) -> Failure:
-        failure = Failure(
-            step=step.index if step else None,
-            step_text=step.text if step else "",
-            expected=expected,
-            actual=actual,
-            requirement=requirement or self.requirement_of(step),
-            level=level or self.scenario.level,
-            kind=kind,
-        )
-        self.failures.append(failure)
-        return failure
-
-    def requirement_of(self, step: Step | None) -> str:
-        """The requirement a check belongs to: the step's `requirement:`; for
-        the greeting and QUIT's reply and close, the rule of that reply (one
-        the scenario lists, if any); else the scenario's first requirement."""
-        if step is not None and step.requirement:
-            return step.requirement
-        intrinsic = self._intrinsic_rule(step)
-        if intrinsic is not None:
-            default, prefix = intrinsic
-            listed = [r for r in self.scenario.requirements if r.startswith(prefix)]
-            return listed[0] if listed else default
-        return self.scenario.requirements[0]
-
     def _intrinsic_rule(self, step: Step | None) -> tuple[str, str] | None:
         engine_session = self.sessions.get(step.session) if step is not None else None
         if engine_session is None:
@@ -284,40 +217,12 @@ class _ScenarioRun:
             return QUIT_REPLY_RULE if after else QUIT_AUTHORIZATION_RULE
         return None
 
-    def _fail(
-        self,
-        step: Step,
-        expected: str,
-        actual: str,
-        *,
-        kind: str = "mismatch",
-        level: str | None = None,
-    ) -> None:
-        """Record a failure; stop unless the step's own level makes it a soft check."""
-        self._record(step, expected, actual, level=level, kind=kind)
-        if level is None or level == self.scenario.level:
-            raise _StopScenario
-
-    def _stop(
-        self,
-        step: Step,
-        expected: str,
-        actual: str,
-        *,
-        kind: str = "mismatch",
-        level: str | None = None,
-        requirement: str | None = None,
-    ) -> NoReturn:
-        """Record a failure (at the scenario's level unless given) and end the scenario."""
-        self._record(step, expected, actual, level=level, kind=kind, requirement=requirement)
-        raise _StopScenario
-
-    def _framing(self, step: Step | None, findings: list[FramingFinding]) -> None:
-        self.failures.extend(framing_failure(step, f) for f in findings)
-
     # -- names -----------------------------------------------------------------
 
-    def env(self, engine_session: _EngineSession | None) -> dict[str, Any]:
+    def env(self, session_name: str | None) -> dict[str, Any]:
+        return self._env_for(self.sessions.get(session_name) if session_name else None)
+
+    def _env_for(self, engine_session: _EngineSession | None) -> dict[str, Any]:
         account = (
             engine_session.account if engine_session else self.pool.account(self.scenario.account)
         )
@@ -345,12 +250,6 @@ class _ScenarioRun:
             return apop_digest_of(timestamp, str(secret))
 
         return digest
-
-    def _render(self, step: Step, template: tuple[Segment, ...], env: Mapping[str, Any]) -> str:
-        try:
-            return render_segments(template, env)
-        except ExpressionError as exc:
-            raise _ScenarioError(f"step {step.index} ({step.text}): {exc}") from None
 
     def _session(self, step: Step) -> _EngineSession:
         return self.sessions[step.session]
@@ -425,12 +324,12 @@ class _ScenarioRun:
 
     def _do_CommandStep(self, step: CommandStep) -> None:
         engine_session = self._session(step)
-        text = self._render(step, step.template, self.env(engine_session))
+        text = self._render(step, step.template, self._env_for(engine_session))
         self._send_commands(step, engine_session, [text])
 
     def _do_PipelineStep(self, step: PipelineStep) -> None:
         engine_session = self._session(step)
-        env = self.env(engine_session)
+        env = self._env_for(engine_session)
         texts = [self._render(step, t, env) for t in step.templates]
         self._send_commands(step, engine_session, texts)
 
@@ -463,7 +362,7 @@ class _ScenarioRun:
 
     def _do_SendStep(self, step: SendStep) -> None:
         engine_session = self._session(step)
-        text = self._render(step, step.template, self.env(engine_session))
+        text = self._render(step, step.template, self._env_for(engine_session))
         if not self._check_unsolicited(step, engine_session):
             return
         data = text.encode("latin-1")
@@ -571,7 +470,7 @@ class _ScenarioRun:
         if step.or_close:
             engine_session.may_close_after = label
         status = reply.status
-        env = self.env(engine_session)
+        env = self._env_for(engine_session)
         match = self._guarded(step, lambda: step.pattern.match(status.line, env))
         if not match.ok:
             if step.else_skip and status.status == "-ERR" and step.pattern.wants_positive():
@@ -585,7 +484,7 @@ class _ScenarioRun:
             self.captures[step.octets] = reply.body_octets
         if step.save:
             self.captures[step.save] = reply.body
-        env = self.env(engine_session)
+        env = self._env_for(engine_session)
         context = BodyContext(engine_session.account.messages, self.runner.provisioner.byte_exact)
         body_match = self._guarded(
             step, lambda: step.body.match(reply.lines, reply.body, env, context)
@@ -640,12 +539,6 @@ class _ScenarioRun:
         engine_session.gone = True
         engine_session.session.close()
         return True
-
-    def _guarded(self, step: Step, compute: Callable[[], Any]) -> Any:
-        try:
-            return compute()
-        except ExpressionError as exc:
-            raise _ScenarioError(f"step {step.index} ({step.text}): {exc}") from None
 
     def _read(
         self, step: Step, engine_session: _EngineSession, *, multiline_override: bool | None
@@ -787,23 +680,6 @@ class _ScenarioRun:
                 kind="closed",
             )
         engine_session.session.close()
-
-    def _do_AssertStep(self, step: AssertStep) -> None:
-        env = self.env(self.sessions.get(step.session))
-        value = self._guarded(step, lambda: step.expression.evaluate(env))
-        if not value:
-            self._fail(
-                step,
-                f"{step.expression.text} to hold",
-                f"it is {value!r} with {step.expression.describe_names(env)}",
-                kind="assert",
-                level=step.level,
-            )
-
-    def _do_SkipIfStep(self, step: SkipIfStep) -> None:
-        env = self.env(self.sessions.get(step.session))
-        if self._guarded(step, lambda: step.expression.evaluate(env)):
-            raise _SkipScenario(f"{step.reason} ({step.expression.text})")
 
     # -- robustness oracles ------------------------------------------------------
 
@@ -959,9 +835,6 @@ class _ScenarioRun:
                 data = engine_session.session.drain_unsolicited()
                 if data and not self._farewell_then_close(engine_session, data):
                     self._unsolicited(None, engine_session, data, "at the end of the scenario")
-
-    def _remaining(self) -> float:
-        return max(self.deadline - time.monotonic(), 0.01)
 
     def _close_all(self) -> None:
         for engine_session in self.sessions.values():
@@ -1223,19 +1096,6 @@ def _renamed(fixture: Fixture, pool: int) -> Fixture:
         role: dataclasses.replace(a, user=embedded_user(a.user, pool))
         for role, a in fixture.accounts.items()
     }
-    return Fixture(fixture.source, accounts)
-
-
-def with_credentials(fixture: Fixture, overrides: Mapping[str, Mapping[str, str]]) -> Fixture:
-    """The fixture with the configured user names/passwords of its roles."""
-    accounts = dict(fixture.accounts)
-    for role, values in overrides.items():
-        if role not in accounts:
-            raise ConfigError(
-                f"accounts.{role}: the fixture has no such role ({', '.join(accounts)})"
-            )
-        changes = {k: v for k, v in values.items() if k in ("user", "password", "login")}
-        accounts[role] = dataclasses.replace(accounts[role], **changes)  # type: ignore[arg-type]
     return Fixture(fixture.source, accounts)
 
 

@@ -8,13 +8,10 @@ probe, the verification and the engine all open sessions through here."""
 
 from __future__ import annotations
 
-import ssl
-from functools import lru_cache
-
+from conformance.core.client_tls import context_for, server_name
 from conformance.core.config import RunConfig
 from conformance.core.driver import Outcome
-from conformance.core.errors import ConfigError
-from conformance.core.tls import TlsError, TlsSettings, client_context
+from conformance.core.tls import TlsError
 from conformance.pop3.session import Pop3Session as Session
 
 __all__ = ["StlsFailed", "TlsError", "connect", "context_for", "server_name", "upgrade"]
@@ -26,24 +23,6 @@ STLS_COMMAND = b"STLS\r\n"
 class StlsFailed(Exception):
     """The run's own STLS did not work (refused, or the handshake failed):
     one line naming what happened."""
-
-
-@lru_cache(maxsize=8)
-def _context(settings: TlsSettings) -> ssl.SSLContext:
-    return client_context(settings)
-
-
-def context_for(config: RunConfig) -> ssl.SSLContext:
-    """The run's client context, built once; ConfigError for an unreadable
-    CA or client certificate (names the file)."""
-    try:
-        return _context(config.tls_settings())
-    except TlsError as exc:
-        raise ConfigError(f"tls: {exc}") from None
-
-
-def server_name(config: RunConfig, host: str) -> str:
-    return config.tls_server_name or host
 
 
 def connect(

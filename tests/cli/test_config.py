@@ -126,7 +126,7 @@ def test_tls_mapping_in_the_config_file(tmp_path: Path) -> None:
 
 def test_the_apop_role_is_configurable_with_its_login_method(tmp_path: Path) -> None:
     from conformance.core.fixture import load_fixture
-    from conformance.pop3.engine import with_credentials
+    from conformance.core.pools import with_credentials
 
     text = "accounts:\n  apop: {user: dora, password: apop-secret, login: apop}\n"
     cfg = load_config(_file(tmp_path, text))

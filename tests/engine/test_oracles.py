@@ -17,7 +17,7 @@ from engine_fakes import (
 )
 
 from conformance.core.results import Failure, Verdict
-from conformance.pop3.engine import verdict_for
+from conformance.core.verdicts import verdict_for
 
 OK = b"+OK ready <1.2@test>\r\n"
 BAD_COMMAND = steps("open: a", "S: +OK", "C: XYZZY", "S: -ERR", "  or_close: true")

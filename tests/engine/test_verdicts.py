@@ -307,7 +307,7 @@ def test_a_login_refused_in_use_while_another_session_holds_the_maildrop_is_judg
 
 
 def test_an_explicit_step_timeout_never_shortens_an_authentication_reply() -> None:
-    from conformance.pop3.engine import reply_timeout
+    from conformance.core.verdicts import reply_timeout
 
     config = RunConfig(read_timeout=10.0, auth_timeout=45.0)
     assert reply_timeout(5.0, True, config) == 45.0
@@ -318,7 +318,7 @@ def test_an_explicit_step_timeout_never_shortens_an_authentication_reply() -> No
 
 
 def test_scenario_deadlines_grow_with_raised_reply_deadlines() -> None:
-    from conformance.pop3.engine import deadline_scale
+    from conformance.core.verdicts import deadline_scale
 
     assert deadline_scale(RunConfig()) == 1.0
     assert deadline_scale(RunConfig(auth_timeout=90.0)) == 3.0

@@ -1,0 +1,106 @@
+"""Delivery inspection: what an SMTP scenario left in a recipient's maildrop.
+
+The suite reads the target's store the way a POP3 server would: a Maildir
+(`new/` and `cur/`) found from a template with `{user}`. Before a scenario
+runs, the names already there are remembered; afterwards only files that
+appeared since then are the scenario's, so an operator's mailbox is never
+emptied or rewritten. Delivery may lag the 250 (a queue): the inspector
+polls until the expected count arrived or the wait is over.
+
+Spellings (config `smtp: delivery:` / `--delivery`):
+
+    maildir:/srv/mail/{user}/Maildir   inspect that Maildir
+    none                               no inspection: `delivered:` steps SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from conformance.core.errors import ConfigError
+
+USER_PLACEHOLDER = "{user}"
+POLL_SECONDS = 0.05
+#: The stored message keeps the client's bytes apart from trace fields the
+#: server prepends (RFC 5321 §4.4): these are skipped before comparing.
+TRACE_FIELDS = (b"return-path:", b"received:")
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    name: str
+    data: bytes
+
+    def trace_and_rest(self) -> tuple[list[bytes], bytes]:
+        """The trace header fields on top (each with its folded lines) and
+        the bytes after them: the message as the client sent it."""
+        fields: list[bytes] = []
+        rest = self.data
+        while True:
+            line_end = rest.find(b"\n")
+            if line_end < 0 or not rest.lower().startswith(TRACE_FIELDS):
+                return fields, rest
+            end = line_end + 1
+            while rest[end : end + 1] in (b" ", b"\t"):  # folded continuation
+                next_end = rest.find(b"\n", end)
+                end = len(rest) if next_end < 0 else next_end + 1
+            fields.append(rest[:end])
+            rest = rest[end:]
+
+
+class MaildirInspector:
+    """New messages in `template`'s Maildir (`{user}` replaced)."""
+
+    def __init__(self, template: str) -> None:
+        if USER_PLACEHOLDER not in template:
+            raise ConfigError(f"delivery maildir:{template}: the path needs {USER_PLACEHOLDER}")
+        self.template = template
+
+    def _dirs(self, user: str) -> list[Path]:
+        root = Path(self.template.replace(USER_PLACEHOLDER, user))
+        return [root / "new", root / "cur"]
+
+    def names(self, user: str) -> set[str]:
+        found: set[str] = set()
+        for directory in self._dirs(user):
+            try:
+                found.update(p.name for p in directory.iterdir() if not p.name.startswith("."))
+            except FileNotFoundError:
+                continue
+        return found
+
+    def new_messages(
+        self, user: str, before: set[str], *, want: int, wait: float
+    ) -> list[StoredMessage]:
+        """Messages that appeared since `before`: waits up to `wait` seconds
+        for `want` of them (and with want 0 the whole wait, for stragglers)."""
+        deadline = time.monotonic() + wait
+        while True:
+            fresh = sorted(self.names(user) - before)
+            if (want and len(fresh) >= want) or time.monotonic() >= deadline:
+                break
+            time.sleep(POLL_SECONDS)
+        messages = []
+        for name in fresh:
+            for directory in self._dirs(user):
+                path = directory / name
+                try:
+                    messages.append(StoredMessage(name, path.read_bytes()))
+                    break
+                except FileNotFoundError:
+                    continue  # moved from new/ to cur/ meanwhile: the next directory
+        return messages
+
+
+def make_inspector(spec: str) -> MaildirInspector | None:
+    """None for `none`; ConfigError names a spelling it does not know."""
+    if spec == "none":
+        return None
+    kind, _, rest = spec.partition(":")
+    if kind == "maildir" and rest:
+        return MaildirInspector(rest)
+    raise ConfigError(
+        f"delivery {spec!r}: expected maildir:/path/{USER_PLACEHOLDER}/Maildir or none"
+    )

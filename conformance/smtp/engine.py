@@ -1,0 +1,699 @@
+"""Runs SMTP scenarios against a target (the embedded reference SMTP server
+by default) and judges every reply (docs/scenario-format-smtp.md).
+
+Standing oracles, on every reply whatever the scenario asks:
+
+* framing (conformance.smtp.framing): reply grammar, one code per reply,
+  512-octet lines, CRLF; a bare code is a SHOULD (SMTP-5321-REPLY-03);
+* exactly one reply per command: bytes that no command asked for are a
+  finding (SMTP-5321-SEQ-03);
+* the code set (conformance.smtp.codes): a positive code outside the
+  command's set breaks the command's own rule (MUST), an unlisted refusal
+  is a SHOULD (SMTP-5321-REPLY-05). Checked when the step's own
+  expectation held, so one wrong reply is reported once.
+
+A step's own expectation that fails stops the scenario: the dialogue is no
+longer the one the scenario describes. A 421 is always an allowed answer
+(RFC 5321 §3.8: the server is shutting the channel) when the step allows
+the server to close (`or_close`); otherwise it fails the step like any
+other code the step did not list.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from conformance.core.client_tls import context_for, server_name
+from conformance.core.config import RunConfig
+from conformance.core.driver import ConnectError, Outcome, deadline_after
+from conformance.core.errors import ConfigError, MailspecError
+from conformance.core.expressions import Namespace
+from conformance.core.fixture import Account, Fixture, FixtureError, load_fixture
+from conformance.core.pools import check_pool_config, templated_accounts, with_credentials
+from conformance.core.results import Failure, ScenarioResult, TargetFingerprint, Verdict
+from conformance.core.run import ScenarioRunBase
+from conformance.core.scenario import (
+    CommandStep,
+    DropStep,
+    ExpectCloseStep,
+    ExpectOpenStep,
+    IdleStep,
+    OpenStep,
+    PipelineStep,
+    Scenario,
+    SendStep,
+    StartTlsStep,
+    Step,
+)
+from conformance.core.tls import TlsError
+from conformance.core.transcript import Transcript, show_bytes
+from conformance.core.verdicts import ScenarioError, SkipScenario, StopScenario
+from conformance.smtp import codes as code_table
+from conformance.smtp.capabilities import CLIENT_NAME, open_session, probe
+from conformance.smtp.delivery import MaildirInspector, StoredMessage, make_inspector
+from conformance.smtp.reader import Reply, unsolicited
+from conformance.smtp.scenario import (
+    DataStep,
+    DeliveredStep,
+    EndIfStep,
+    SmtpReplyStep,
+)
+from conformance.smtp.session import SmtpRead, SmtpSession
+
+if TYPE_CHECKING:
+    from conformance.embedded import EmbeddedServer
+
+GREETING_LABEL = "connect (the greeting)"
+END_OF_DATA_LABEL = "the end of data"
+#: RFC 5321 §3.1, §4.3.2 CONNECTION ESTABLISHMENT: S: 220 E: 554 (421: §3.8)
+GREETING_CODES = frozenset({220, 554, 421})
+GREETING_RULE = ("SMTP-5321-GREET-01", "SMTP-5321-GREET-")
+END_OF_DATA_RULE = ("SMTP-5321-DATA-03", "SMTP-5321-DATA-")
+QUIT_RULE = ("SMTP-5321-QUIT-01", "SMTP-5321-QUIT-")
+BARE_CODE_RULE = "SMTP-5321-REPLY-03"
+CODE_SET_RULE = "SMTP-5321-REPLY-05"
+ONE_REPLY_RULE = "SMTP-5321-SEQ-03"
+SERVICE_CLOSING = 421
+#: Addresses scenarios use (RFC 2606 reserved names: never a real mailbox).
+SENDER = "mailspec-sender@sender.mailspec.test"
+RELAY_RECIPIENT = "mailspec-relay-probe@relay.mailspec.invalid"
+BOGUS_LOCAL_PART = "mailspec-no-such-user"
+EMBEDDED_DOMAIN = "example.test"
+#: How long a `count: 0` delivery check waits for a queued delivery that
+#: should not come (the embedded server delivers before its 250).
+NOTHING_DELIVERED_WAIT = 2.0
+UNREACHABLE_AFTER = 3
+GREETING_TIMEOUT = 30.0  # RFC 5321 §4.5.3.2.1 lets a client wait 5 minutes; postscreen delays
+
+
+@dataclass
+class _Pending:
+    label: str  # "C: MAIL FROM:<…>" for messages
+    verb: str = ""  # upper-cased command keyword; "" for the greeting, data, raw bytes
+    kind: str = "command"  # command | greeting | data | raw
+
+
+@dataclass
+class _Connection:
+    session: SmtpSession
+    account: Account
+    pending: deque[_Pending] = field(default_factory=deque)
+    replies_unknown: bool = False  # after send:, which replies are due is unknown
+    gone: bool = False  # closed as or_close allowed: its remaining steps are skipped
+    last_code: int | None = None
+
+    @property
+    def quiet_expected(self) -> bool:
+        return not (self.pending or self.replies_unknown)
+
+
+class _SmtpScenarioRun(ScenarioRunBase):
+    def __init__(self, runner: SmtpRunner, scenario: Scenario, transcript: Transcript) -> None:
+        super().__init__(runner.config, scenario, transcript)
+        self.runner = runner
+        self.connections: dict[str, _Connection] = {}
+        self.before: dict[str, set[str]] = {}
+        if runner.inspector is not None:
+            for step in scenario.steps:
+                if isinstance(step, DeliveredStep) and step.role not in self.before:
+                    user = runner.account(step.role).user
+                    self.before[step.role] = runner.inspector.names(user)
+
+    # -- hooks -------------------------------------------------------------------
+
+    def env(self, session_name: str | None) -> dict[str, Any]:
+        connection = self.connections.get(session_name) if session_name else None
+        account = connection.account if connection else self.runner.account(self.scenario.account)
+        env = dict(self.runner.facts)
+        env.update(
+            user=account.user,
+            password=account.password,
+            rcpt=self.runner.address_of(account),
+        )
+        env.update(self.captures)
+        return env
+
+    def _skips(self, step: Step) -> bool:
+        connection = self.connections.get(step.session)
+        return connection is not None and connection.gone
+
+    def _intrinsic_rule(self, step: Step | None) -> tuple[str, str] | None:
+        connection = self.connections.get(step.session) if step is not None else None
+        if connection is None or not connection.pending:
+            return None
+        pending = connection.pending[0]
+        if isinstance(step, SmtpReplyStep):
+            if pending.kind == "greeting":
+                return GREETING_RULE
+            if pending.kind == "data":
+                return END_OF_DATA_RULE
+        if isinstance(step, SmtpReplyStep | ExpectCloseStep) and pending.verb == "QUIT":
+            return QUIT_RULE
+        return None
+
+    def _check_quiet_at_end(self) -> None:
+        for connection in self.connections.values():
+            if connection.gone or not connection.session.usable:
+                continue
+            if connection.quiet_expected:
+                data = connection.session.drain_unsolicited()
+                if data:
+                    self._unsolicited(None, data, "at the end of the scenario")
+
+    def _close_all(self) -> None:
+        for connection in self.connections.values():
+            connection.session.close()
+
+    def _connection(self, step: Step) -> _Connection:
+        return self.connections[step.session]
+
+    # -- connecting ----------------------------------------------------------------
+
+    def _do_OpenStep(self, step: OpenStep) -> None:
+        if step.plaintext and self.config.tls == "implicit":
+            raise SkipScenario("the run uses implicit TLS: no plaintext session")
+        account = self.runner.account(step.account or self.scenario.account)
+        try:
+            session = open_session(
+                step.session,
+                self.runner.host,
+                self.runner.port,
+                self.transcript,
+                self.config,
+                min(self.config.read_timeout, self._remaining()),
+            )
+        except ConnectError as exc:
+            self.unreachable = True
+            raise ScenarioError(f"step {step.index} ({step.text}): {exc}") from None
+        connection = _Connection(session, account)
+        connection.pending.append(_Pending(GREETING_LABEL, kind="greeting"))
+        self.connections[step.session] = connection
+
+    def _do_StartTlsStep(self, step: StartTlsStep) -> None:
+        """The client side of STARTTLS (RFC 3207 §4): the handshake right
+        after the 220 was read. Plaintext after the 220 is a finding."""
+        connection = self._connection(step)
+        if connection.last_code != 220:
+            raise ScenarioError(
+                f"step {step.index} ({step.text}): 'starttls' needs the 220 of STARTTLS first"
+            )
+        try:
+            leftover = connection.session.start_tls(
+                context_for(self.config),
+                server_name(self.config, self.runner.host),
+                deadline_after(min(self.config.read_timeout, self._remaining())),
+            )
+        except TlsError as exc:
+            if step.or_close and connection.session.closed_by_server:
+                connection.gone = True
+                return
+            self._stop(step, "a TLS handshake after 220", str(exc), kind="tls")
+        if leftover:
+            self._unsolicited(step, leftover, "in plaintext after the 220 to STARTTLS")
+        if step.seconds:
+            quiet = connection.session.wait_quiet(step.seconds, self.deadline)
+            if quiet.outcome is Outcome.DATA:
+                self._unsolicited(step, quiet.data, "inside TLS before any command")
+
+    # -- sending -------------------------------------------------------------------
+
+    def _do_CommandStep(self, step: CommandStep) -> None:
+        connection = self._connection(step)
+        line = self._render(step, step.template, self.env(step.session))
+        self._send(step, connection, [line])
+
+    def _do_PipelineStep(self, step: PipelineStep) -> None:
+        connection = self._connection(step)
+        env = self.env(step.session)
+        self._send(step, connection, [self._render(step, t, env) for t in step.templates])
+
+    def _send(self, step: Step, connection: _Connection, lines: list[str]) -> None:
+        self._check_unsolicited(step, connection)
+        connection.session.send(b"".join(line.encode("utf-8") + b"\r\n" for line in lines))
+        for line in lines:
+            verb = line.split(" ", 1)[0].upper() if line else ""
+            connection.pending.append(
+                _Pending(
+                    connection.session.redactor.redact(line.encode("utf-8", "replace")).decode(
+                        "utf-8", "replace"
+                    ),
+                    verb,
+                )
+            )
+
+    def _do_SendStep(self, step: SendStep) -> None:
+        connection = self._connection(step)
+        data = self._render(step, step.template, self.env(step.session)).encode("latin-1")
+        self._check_unsolicited(step, connection)
+        connection.session.send(data)
+        connection.pending.clear()
+        connection.replies_unknown = True
+
+    def _do_DataStep(self, step: DataStep) -> None:
+        """The message text (RFC 5321 §4.5.2: a line starting with '.' gets
+        one more), then the end-of-data line."""
+        connection = self._connection(step)
+        env = self.env(step.session)
+        out = []
+        for template in step.lines:
+            line = self._render(step, template, env).encode("utf-8")
+            out.append((b"." + line if line.startswith(b".") else line) + b"\r\n")
+        out.append(b".\r\n")
+        self._check_unsolicited(step, connection)
+        connection.session.send(b"".join(out))
+        connection.pending.append(_Pending(END_OF_DATA_LABEL, kind="data"))
+
+    # -- replies -------------------------------------------------------------------
+
+    def _do_SmtpReplyStep(self, step: SmtpReplyStep) -> None:
+        connection = self._connection(step)
+        pending = (
+            connection.pending.popleft()
+            if connection.pending
+            else _Pending("the bytes sent", kind="raw")
+        )
+        timeout = step.timeout or (
+            max(GREETING_TIMEOUT, self.config.read_timeout)
+            if pending.kind == "greeting"
+            else self.config.read_timeout
+        )
+        deadline = min(deadline_after(timeout), self.deadline)
+        read = connection.session.read_reply(deadline)
+        self._framing(step, read.findings)
+        if read.outcome is not Outcome.COMPLETE or read.reply is None:
+            self._no_reply(step, connection, pending, read, timeout)
+            return
+        reply = read.reply
+        connection.last_code = reply.code
+        if reply.bare_code:
+            self._record(
+                step,
+                "a space after the reply code even without text (RFC 5321 §4.2.1)",
+                show_bytes(reply.lines[-1].raw),
+                level="SHOULD",
+                kind="mismatch",
+                requirement=BARE_CODE_RULE,
+            )
+        self._save(step, reply)
+        wanted = step.codes.describe()
+        if step.codes.matches(reply.code):
+            self._code_set_oracle(step, pending, reply)
+            return
+        if reply.code == SERVICE_CLOSING and step.or_close:
+            self._expect_gone(step, connection)
+            return
+        if step.non_strict.matches(reply.code):
+            self._record(
+                step,
+                f"{wanted} to {pending.label}",
+                f"{show_bytes(reply.raw[:200])} (tolerated: a deployed server may answer so)",
+                level="SHOULD",
+                kind="non-strict",
+            )
+            return
+        self._stop(
+            step,
+            f"{wanted} to {pending.label}",
+            show_bytes(reply.raw[:300]),
+            level=step.level,
+        )
+
+    def _save(self, step: SmtpReplyStep, reply: Reply) -> None:
+        if step.save:
+            self.captures[step.save] = [t.decode("utf-8", "replace") for t in reply.texts]
+        if step.save_code:
+            self.captures[step.save_code] = reply.code
+        if step.text_re is not None:
+            text = "\n".join(t.decode("utf-8", "replace") for t in reply.texts)
+            if not step.text_re.search(text):
+                self._stop(
+                    step,
+                    f"reply text matching /{step.text_re.pattern}/",
+                    show_bytes(reply.raw[:300]),
+                    level=step.level,
+                )
+
+    def _code_set_oracle(self, step: SmtpReplyStep, pending: _Pending, reply: Reply) -> None:
+        code = reply.code
+        assert code is not None
+        if pending.kind == "greeting":
+            allowed, rule = GREETING_CODES, GREETING_RULE[0]
+        elif pending.kind == "data":
+            allowed = code_table.END_OF_DATA | code_table.ANY_COMMAND
+            rule = END_OF_DATA_RULE[0]
+        else:
+            row = code_table.codes_for(pending.verb)
+            if row is None:
+                return
+            allowed, rule = row.allowed(), row.requirement
+        if code in allowed:
+            return
+        positive = code_table.is_positive(code)
+        self._record(
+            step,
+            f"a code RFC 5321 §4.3.2 lists for {pending.label} "
+            f"({', '.join(map(str, sorted(allowed)))})",
+            f"{code}: {show_bytes(reply.raw[:200])}",
+            level="MUST" if positive else "SHOULD",
+            kind="code-set",
+            requirement=rule if positive else CODE_SET_RULE,
+        )
+
+    def _no_reply(
+        self,
+        step: SmtpReplyStep,
+        connection: _Connection,
+        pending: _Pending,
+        read: SmtpRead,
+        timeout: float,
+    ) -> None:
+        if read.outcome in (Outcome.CLOSED, Outcome.RESET) and step.or_close:
+            connection.gone = True
+            self.transcript.event(step.session, "closed as the step allows (or_close)")
+            return
+        wanted = f"{step.codes.describe()} to {pending.label}"
+        if read.outcome is Outcome.TIMEOUT:
+            self._stop(
+                step, wanted, f"no reply within {timeout:.1f} s", kind="timeout", level="MUST"
+            )
+        if read.outcome is Outcome.FLOOD:
+            self._stop(step, wanted, f"a flood: {read.detail}", kind="flood", level="MUST")
+        partial = f" (a partial line: {read.detail})" if read.detail else ""
+        self._stop(
+            step,
+            wanted,
+            f"the connection was {read.outcome.value} before the reply{partial}",
+            kind="closed",
+            level="MUST",
+        )
+
+    def _expect_gone(self, step: Step, connection: _Connection) -> None:
+        """A 421 the step allows: the server must then close (RFC 5321 §3.8)."""
+        quiet = connection.session.wait_quiet(min(5.0, self._remaining()), self.deadline)
+        if quiet.outcome in (Outcome.CLOSED, Outcome.RESET):
+            connection.gone = True
+            return
+        self._stop(
+            step,
+            "the connection closed after 421 (RFC 5321 §3.8)",
+            "it stayed open" if quiet.outcome is Outcome.TIMEOUT else show_bytes(quiet.data[:200]),
+            level="SHOULD",
+            requirement="SMTP-5321-CLOSE-03",
+        )
+
+    # -- unsolicited data ------------------------------------------------------------
+
+    def _check_unsolicited(self, step: Step, connection: _Connection) -> None:
+        if not connection.quiet_expected or not connection.session.usable:
+            return
+        data = connection.session.drain_unsolicited()
+        if data:
+            self._unsolicited(step, data, "before this command")
+
+    def _unsolicited(self, step: Step | None, data: bytes, where: str) -> None:
+        finding = unsolicited(data)
+        self.failures.append(
+            Failure(
+                step=step.index if step else None,
+                step_text=step.text if step else "",
+                expected=f"nothing {where}: one reply per command (RFC 5321 §4.2)",
+                actual=finding.detail,
+                requirement=ONE_REPLY_RULE,
+                level="MUST",
+                kind="framing",
+            )
+        )
+
+    # -- closing and waiting ----------------------------------------------------------
+
+    def _do_DropStep(self, step: DropStep) -> None:
+        self._connection(step).session.close()
+        self.connections.pop(step.session, None)
+
+    def _do_IdleStep(self, step: IdleStep) -> None:
+        connection = self._connection(step)
+        quiet = connection.session.wait_quiet(step.seconds, self.deadline)
+        if quiet.outcome is Outcome.DATA:
+            self._unsolicited(step, quiet.data, f"during {step.seconds:g} s idle")
+
+    def _do_ExpectOpenStep(self, step: ExpectOpenStep) -> None:
+        connection = self._connection(step)
+        quiet = connection.session.wait_quiet(step.seconds, self.deadline)
+        if quiet.outcome in (Outcome.CLOSED, Outcome.RESET):
+            self._stop(
+                step, f"the connection open for {step.seconds:g} s", f"it was {quiet.outcome.value}"
+            )
+        if quiet.outcome is Outcome.DATA:
+            self._unsolicited(step, quiet.data, f"during {step.seconds:g} s")
+
+    def _do_ExpectCloseStep(self, step: ExpectCloseStep) -> None:
+        connection = self._connection(step)
+        timeout = step.timeout or self.config.read_timeout
+        quiet = connection.session.wait_quiet(timeout, self.deadline)
+        if quiet.outcome is Outcome.DATA:
+            self._unsolicited(step, quiet.data, "before the close")
+            quiet = connection.session.wait_quiet(timeout, self.deadline)
+        if quiet.outcome not in (Outcome.CLOSED, Outcome.RESET):
+            self._stop(
+                step,
+                "the server to close the connection",
+                f"still open after {timeout:.1f} s",
+                kind="timeout",
+            )
+        if step.close_notify and connection.session.tls is not None:
+            if connection.session.tls_close_notify is False:
+                self._record(
+                    step,
+                    "TLS closed with close_notify",
+                    "TCP closed without close_notify",
+                    level=None,
+                    kind="tls",
+                )
+        connection.gone = True
+
+    # -- delivery -------------------------------------------------------------------
+
+    def _do_DeliveredStep(self, step: DeliveredStep) -> None:
+        inspector = self.runner.inspector
+        if inspector is None:
+            raise SkipScenario(
+                "no delivery inspection for this target (configure smtp: delivery: "
+                "maildir:/path/{user}/Maildir)"
+            )
+        user = self.runner.account(step.role).user
+        wait = self.config.smtp_delivery_wait if step.count else self._nothing_wait()
+        messages = inspector.new_messages(
+            user,
+            self.before.get(step.role, set()),
+            want=step.count,
+            wait=min(wait, self._remaining()),
+        )
+        self.transcript.event(
+            "*",
+            f"delivery: {len(messages)} new message(s) for {user}"
+            + "".join(f"\n  {m.name}: {len(m.data)} octets" for m in messages),
+        )
+        if len(messages) != step.count:
+            self._stop(
+                step,
+                f"{step.count} message(s) delivered to {user}",
+                f"{len(messages)} arrived within {wait:.1f} s",
+                kind="delivery",
+            )
+        if step.count == 1:
+            self._judge_stored(step, messages[0])
+
+    def _nothing_wait(self) -> float:
+        return 0.0 if self.runner.embedded else NOTHING_DELIVERED_WAIT
+
+    def _judge_stored(self, step: DeliveredStep, message: StoredMessage) -> None:
+        trace, rest = message.trace_and_rest()
+        if step.trace:
+            names = [f.split(b":", 1)[0].lower() for f in trace]
+            for wanted in (b"return-path", b"received"):
+                if wanted not in names:
+                    self._record(
+                        step,
+                        f"a {wanted.decode().title()}: field on top of the stored message "
+                        "(RFC 5321 §4.4)",
+                        f"the message starts {show_bytes(message.data[:120])}",
+                        level=None,
+                        kind="delivery",
+                    )
+        text = rest.decode("utf-8", "replace")
+        for needle in step.contains:
+            if needle not in text:
+                self._record(
+                    step,
+                    f"the stored message to contain {needle!r}",
+                    f"it does not: {show_bytes(rest[:200])}",
+                    level=None,
+                    kind="delivery",
+                )
+        if step.body is not None:
+            separator = rest.find(b"\r\n\r\n")
+            lf_only = separator < 0
+            if lf_only:
+                separator = rest.find(b"\n\n")
+            if separator < 0:
+                self._stop(step, "a header and a body", show_bytes(rest[:200]), kind="delivery")
+            eol = b"\n" if lf_only else b"\r\n"
+            body = rest[separator + 2 * len(eol) :]
+            wanted = b"".join(line.encode("utf-8") + eol for line in step.body)
+            if body != wanted:
+                self._record(
+                    step,
+                    f"the stored body, byte for byte: {show_bytes(wanted[:200])}",
+                    show_bytes(body[:200]),
+                    level=None,
+                    kind="delivery",
+                )
+
+    def _do_EndIfStep(self, step: EndIfStep) -> None:
+        env = self.env(step.session)
+        if self._guarded(step, lambda: step.expression.evaluate(env)):
+            self.transcript.event("*", f"the scenario ends here: {step.reason}")
+            for connection in self.connections.values():
+                connection.pending.clear()
+                connection.replies_unknown = True  # what remains is not checked
+            raise StopScenario
+
+
+class SmtpRunner:
+    """Runs SMTP scenarios against one target; one account pool (deliveries
+    into shared maildrops would mix if scenarios ran at once)."""
+
+    fingerprint: TargetFingerprint
+    max_pools = 1
+
+    def __init__(
+        self,
+        config: RunConfig,
+        *,
+        fixture: Fixture | None = None,
+        write_main: bool = True,
+        pools: int = 1,
+    ) -> None:
+        self.config = config
+        try:
+            base = fixture if fixture is not None else load_fixture(config.fixture_dir)
+        except FixtureError as exc:
+            raise ConfigError(str(exc)) from None
+        self.embedded = config.host is None
+        if not self.embedded:
+            check_pool_config(1, config.accounts)
+            accounts = templated_accounts(config.accounts, 1)
+        else:
+            accounts = config.accounts
+        self.fixture = with_credentials(base, accounts)
+        self.host = config.host or "127.0.0.1"
+        self.port = config.port
+        self.domain = config.smtp_domain or (EMBEDDED_DOMAIN if self.embedded else self.host)
+        self.inspector: MaildirInspector | None = None
+        self._embedded: EmbeddedServer | None = None
+        self.facts: dict[str, Any] = {}
+        self.unreachable_streak = 0
+        self.unreachable_since: str | None = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> SmtpRunner:
+        try:
+            if self.embedded:
+                from conformance.embedded import EmbeddedServer
+
+                embedded = EmbeddedServer(self.fixture, self.config)
+                self._embedded = embedded
+                self.host, self.port = embedded.start()
+                assert embedded.maildir_template is not None
+                spec = self.config.smtp_delivery
+                self.inspector = make_inspector(
+                    f"maildir:{embedded.maildir_template}" if spec == "auto" else spec
+                )
+            else:
+                spec = self.config.smtp_delivery
+                self.inspector = make_inspector("none" if spec == "auto" else spec)
+            self.facts = self._facts()
+            self.fingerprint = probe(self.host, self.port, self.config, embedded=self.embedded)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._embedded is not None:
+            self._embedded.stop()
+            self._embedded = None
+
+    @property
+    def target_gone(self) -> bool:
+        return self.unreachable_streak >= UNREACHABLE_AFTER
+
+    def account(self, role: str) -> Account:
+        try:
+            return self.fixture.account(role)
+        except FixtureError as exc:
+            raise ScenarioError(str(exc)) from None
+
+    def address_of(self, account: Account) -> str:
+        return f"{account.user}@{self.domain}"
+
+    def _facts(self) -> dict[str, Any]:
+        accounts = {
+            role: Namespace(
+                f"accounts.{role}",
+                {"user": a.user, "password": a.password, "address": self.address_of(a)},
+            )
+            for role, a in self.fixture.accounts.items()
+        }
+        other = self.fixture.accounts.get("spare1") or next(iter(self.fixture.accounts.values()))
+        return {
+            "domain": self.domain,
+            "other_rcpt": self.address_of(other),
+            "sender": SENDER,
+            "bogus_rcpt": f"{BOGUS_LOCAL_PART}@{self.domain}",
+            "relay_rcpt": RELAY_RECIPIENT,
+            "client": CLIENT_NAME,
+            "accounts": Namespace("accounts", accounts),
+        }
+
+    def run(self, scenario: Scenario, pool: int = 0) -> ScenarioResult:
+        started = time.monotonic()
+        transcript = Transcript()
+        result = ScenarioResult(
+            scenario_id=scenario.id,
+            title=scenario.title,
+            section=scenario.section,
+            requirements=list(scenario.requirements),
+            level=scenario.level,
+            verdict=Verdict.PASS,
+            source=scenario.source,
+        )
+        unreachable = False
+        try:
+            missing = [n for n in scenario.needs if n not in self.fingerprint.capabilities]
+            if missing:
+                result.verdict = Verdict.SKIP
+                result.message = f"target lacks {missing[0]} (not advertised by EHLO)"
+            else:
+                transcript.event("*", f"scenario {scenario.id} starts")
+                run = _SmtpScenarioRun(self, scenario, transcript)
+                result.verdict, result.message = run.execute()
+                result.failures = run.failures
+                unreachable = run.unreachable
+        except (ScenarioError, MailspecError) as error:
+            result.verdict, result.message = Verdict.ERROR, str(error)
+        except OSError as error:
+            result.verdict, result.message = Verdict.ERROR, f"local I/O error: {error}"
+        with self._lock:
+            if unreachable:
+                self.unreachable_streak += 1
+                self.unreachable_since = self.unreachable_since or scenario.id
+            elif result.verdict is not Verdict.SKIP:
+                self.unreachable_streak, self.unreachable_since = 0, None
+        result.transcript = transcript.entries
+        result.duration = round(time.monotonic() - started, 6)
+        return result
