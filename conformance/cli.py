@@ -53,6 +53,14 @@ def _target_arg(text: str) -> tuple[str, int, str | None, str | None]:
     return host, port, mode, url_protocol(text)
 
 
+def _delivery_arg(text: str) -> str:
+    if text in ("auto", "none") or (text.startswith("maildir:") and len(text) > len("maildir:")):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"expected maildir:/path/{{user}}/Maildir, maildir:/path or none, got {text!r}"
+    )
+
+
 def _seconds_arg(text: str) -> float:
     try:
         value = float(text)
@@ -223,6 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
         "mbox:TEMPLATE, smtp:HOST:PORT or command:'...' (TEMPLATE holds {user})",
     )
     run.add_argument(
+        "--smtp-domain",
+        metavar="DOMAIN",
+        help="SMTP: the target's local domain; recipients are USER@DOMAIN "
+        "(default example.test for the embedded server, the target's host otherwise)",
+    )
+    run.add_argument(
+        "--delivery",
+        type=_delivery_arg,
+        metavar="SPEC",
+        help="SMTP: where delivered messages can be inspected: maildir:/path/{user}/Maildir, "
+        "maildir:/path (one catch-all Maildir) or none (delivered: steps SKIP)",
+    )
+    run.add_argument(
         "--no-redact", action="store_true", help="keep PASS/APOP/AUTH arguments in transcripts"
     )
     run.add_argument(
@@ -382,6 +403,10 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         cfg.autologout = args.autologout
     if args.no_redact:
         cfg.redact = False
+    if args.smtp_domain:
+        cfg.smtp_domain = args.smtp_domain
+    if args.delivery:
+        cfg.smtp_delivery = args.delivery
     return finalize(cfg)
 
 

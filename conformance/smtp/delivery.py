@@ -10,6 +10,8 @@ polls until the expected count arrived or the wait is over.
 Spellings (config `smtp: delivery:` / `--delivery`):
 
     maildir:/srv/mail/{user}/Maildir   inspect that Maildir
+    maildir:/srv/catch-all             one Maildir for every recipient (a catch-all,
+                                       e.g. aiosmtpd's Mailbox handler)
     none                               no inspection: `delivered:` steps SKIP
 """
 
@@ -54,9 +56,7 @@ class MaildirInspector:
     """New messages in `template`'s Maildir (`{user}` replaced)."""
 
     def __init__(self, template: str) -> None:
-        if USER_PLACEHOLDER not in template:
-            raise ConfigError(f"delivery maildir:{template}: the path needs {USER_PLACEHOLDER}")
-        self.template = template
+        self.template = template  # without {user}: one catch-all Maildir
 
     def _dirs(self, user: str) -> list[Path]:
         root = Path(self.template.replace(USER_PLACEHOLDER, user))
@@ -102,5 +102,6 @@ def make_inspector(spec: str) -> MaildirInspector | None:
     if kind == "maildir" and rest:
         return MaildirInspector(rest)
     raise ConfigError(
-        f"delivery {spec!r}: expected maildir:/path/{USER_PLACEHOLDER}/Maildir or none"
+        f"delivery {spec!r}: expected maildir:/path/{USER_PLACEHOLDER}/Maildir, "
+        "maildir:/path (one Maildir for all) or none"
     )

@@ -27,6 +27,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from conformance.core.catalogue import load_catalogue
 from conformance.core.client_tls import context_for, server_name
 from conformance.core.config import RunConfig
 from conformance.core.driver import ConnectError, Outcome, deadline_after
@@ -37,6 +38,7 @@ from conformance.core.pools import check_pool_config, templated_accounts, with_c
 from conformance.core.results import Failure, ScenarioResult, TargetFingerprint, Verdict
 from conformance.core.run import ScenarioRunBase
 from conformance.core.scenario import (
+    CATALOGUE_LEVEL_TO_SCENARIO_LEVEL,
     CommandStep,
     DropStep,
     ExpectCloseStep,
@@ -300,9 +302,17 @@ class _SmtpScenarioRun(ScenarioRunBase):
             )
         self._save(step, reply)
         wanted = step.codes.describe()
+        outside = self._code_set_oracle(step, pending, reply)
         if step.codes.matches(reply.code):
-            self._code_set_oracle(step, pending, reply)
+            if outside is not None:
+                self.failures.append(outside)
             return
+        if (
+            outside is not None
+            and outside.level == "MUST"
+            and (step.level or self.scenario.level) != "MUST"
+        ):
+            self.failures.append(outside)  # the step's own check is softer than the rule
         if reply.code == SERVICE_CLOSING and step.or_close:
             self._expect_gone(step, connection)
             return
@@ -337,7 +347,11 @@ class _SmtpScenarioRun(ScenarioRunBase):
                     level=step.level,
                 )
 
-    def _code_set_oracle(self, step: SmtpReplyStep, pending: _Pending, reply: Reply) -> None:
+    def _code_set_oracle(
+        self, step: SmtpReplyStep, pending: _Pending, reply: Reply
+    ) -> Failure | None:
+        """The failure of a code outside the command's set (not recorded
+        here), at the level of the requirement it breaks."""
         code = reply.code
         assert code is not None
         if pending.kind == "greeting":
@@ -348,19 +362,21 @@ class _SmtpScenarioRun(ScenarioRunBase):
         else:
             row = code_table.codes_for(pending.verb)
             if row is None:
-                return
+                return None
             allowed, rule = row.allowed(), row.requirement
         if code in allowed:
-            return
+            return None
         positive = code_table.is_positive(code)
-        self._record(
-            step,
-            f"a code RFC 5321 §4.3.2 lists for {pending.label} "
+        requirement = rule if positive else CODE_SET_RULE
+        return Failure(
+            step=step.index,
+            step_text=step.text,
+            expected=f"a code RFC 5321 §4.3.2 lists for {pending.label} "
             f"({', '.join(map(str, sorted(allowed)))})",
-            f"{code}: {show_bytes(reply.raw[:200])}",
-            level="MUST" if positive else "SHOULD",
+            actual=f"{code}: {show_bytes(reply.raw[:200])}",
+            requirement=requirement,
+            level=self.runner.level_of(requirement),
             kind="code-set",
-            requirement=rule if positive else CODE_SET_RULE,
         )
 
     def _no_reply(
@@ -594,6 +610,7 @@ class SmtpRunner:
         self.port = config.port
         self.domain = config.smtp_domain or (EMBEDDED_DOMAIN if self.embedded else self.host)
         self.inspector: MaildirInspector | None = None
+        self.catalogue = load_catalogue()
         self._embedded: EmbeddedServer | None = None
         self.facts: dict[str, Any] = {}
         self.unreachable_streak = 0
@@ -637,6 +654,11 @@ class SmtpRunner:
             return self.fixture.account(role)
         except FixtureError as exc:
             raise ScenarioError(str(exc)) from None
+
+    def level_of(self, requirement: str) -> str:
+        """The scenario level a catalogue requirement is judged at."""
+        entry = self.catalogue.get(requirement)
+        return CATALOGUE_LEVEL_TO_SCENARIO_LEVEL[entry.level] if entry else "SHOULD"
 
     def address_of(self, account: Account) -> str:
         return f"{account.user}@{self.domain}"

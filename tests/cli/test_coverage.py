@@ -62,7 +62,9 @@ def test_cli_coverage_counts_user_scenarios(cli, tmp_path: Path) -> None:
         if before["uncovered"]:
             break
     target = before["uncovered"][0]
+    greeting = "+OK" if protocol == "pop3" else "220"
     (tmp_path / "extra.yaml").write_text(
+        f"protocol: {protocol}\n"
         "section: extra\n"
         "scenarios:\n"
         "  - id: extra.covers-one\n"
@@ -71,7 +73,7 @@ def test_cli_coverage_counts_user_scenarios(cli, tmp_path: Path) -> None:
         "    level: MUST\n"
         "    steps:\n"
         "      - open: a\n"
-        "      - S: +OK\n",
+        f"      - S: {greeting!r}\n",
         encoding="utf-8",
     )
     after = json.loads(

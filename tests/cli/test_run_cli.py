@@ -4,8 +4,6 @@ exit codes, default report paths, selection, expectations, redaction."""
 from __future__ import annotations
 
 import json
-import sys
-import types
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -67,9 +65,9 @@ class FakeEngine:
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeEngine:
     fake = FakeEngine()
-    module = types.ModuleType("conformance.pop3.engine")
-    module.run_suite = fake.run_suite  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "conformance.pop3.engine", module)
+    import conformance.protocols
+
+    monkeypatch.setattr(conformance.protocols, "run_suite", fake.run_suite)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NO_COLOR", "1")
     return fake

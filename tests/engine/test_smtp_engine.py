@@ -1,0 +1,283 @@
+"""The SMTP engine's verdict rules, each shown failing on a scripted server
+that breaks it: the seed's "220 to everything" server, code sets (MUST for
+a positive code, SHOULD for an unlisted refusal), one reply per command,
+bare codes, silence, closes, `non_strict`, `end_if`, and the `S:` syntax
+errors a scenario author gets."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from conformance.core.config import RunConfig
+from conformance.core.errors import ScenarioError, TargetUnreachable
+from conformance.core.results import ScenarioResult, Verdict
+from conformance.protocols import load_protocol_scenarios, run_suite
+
+Script = Callable[[bytes], bytes | None]  # command line -> reply bytes (None: stay silent)
+CLOSE = b"<close>"  # a script's answer that closes the connection instead
+
+
+def conformant(line: bytes) -> bytes | None:
+    verb = line.split(b" ", 1)[0].upper()
+    return {
+        b"EHLO": b"250-fake.test hello\r\n250 8BITMIME\r\n",
+        b"HELO": b"250 fake.test\r\n",
+        b"MAIL": b"250 ok\r\n",
+        b"RCPT": b"250 ok\r\n",
+        b"DATA": b"354 go ahead\r\n",
+        b"NOOP": b"250 ok\r\n",
+        b"RSET": b"250 ok\r\n",
+        b"QUIT": b"221 fake.test bye\r\n",
+        b"HELP": b"214 help\r\n",
+    }.get(verb, b"500 unknown\r\n")
+
+
+def answering(prefix: bytes, answer: bytes | None) -> Script:
+    """The conformant script, except that commands starting with `prefix`
+    get `answer`."""
+
+    def script(line: bytes) -> bytes | None:
+        return answer if line.startswith(prefix) else conformant(line)
+
+    return script
+
+
+@contextmanager
+def scripted(script: Script, greeting: bytes = b"220 fake.test ready\r\n") -> Iterator[int]:
+    """A loopback server answering each command line with `script`; the
+    mail data after 354 is read up to CRLF.CRLF and answered 250."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            conn.sendall(greeting)
+            buffer, in_data = b"", False
+            while not stop.is_set():
+                try:
+                    chunk = conn.recv(65536)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                buffer += chunk
+                while True:
+                    if in_data:
+                        end = buffer.find(b"\r\n.\r\n")
+                        if end < 0:
+                            break
+                        buffer, in_data = buffer[end + 5 :], False
+                        conn.sendall(b"250 queued\r\n")
+                        continue
+                    line, sep, rest = buffer.partition(b"\r\n")
+                    if not sep:
+                        break
+                    buffer = rest
+                    answer = script(line)
+                    if answer == CLOSE:
+                        return
+                    if answer:
+                        conn.sendall(answer)
+                    if answer and answer.startswith(b"354"):
+                        in_data = True
+                        buffer = b"\r\n" + buffer  # the data may end at once
+                    if line.upper() == b"QUIT":
+                        return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        listener.close()
+
+
+def run_text(tmp_path: Path, port: int, steps: str, **scenario: str) -> ScenarioResult:
+    header = {
+        "id": "t.case",
+        "title": "case",
+        "requirements": "[SMTP-5321-MAIL-01, SMTP-5321-QUIT-01]",
+        "level": "MUST",
+        **scenario,
+    }
+    text = "protocol: smtp\nsection: test\nscenarios:\n  - " + "\n    ".join(
+        f"{k}: {v}" for k, v in header.items()
+    )
+    text += "\n    steps:\n" + "".join(f"      {line}\n" for line in steps.strip().splitlines())
+    path = tmp_path / "case.yaml"
+    path.write_text(text, encoding="utf-8")
+    scenarios = load_protocol_scenarios([path], "smtp")
+    config = RunConfig(host="127.0.0.1", port=port, protocol="smtp", smtp_delivery="none")
+    config.read_timeout = 0.5
+    return run_suite(scenarios, config).results[0]
+
+
+TRANSACTION = """
+- open
+- S: 220
+- C: "EHLO {client}"
+- S: 250
+- C: "MAIL FROM:<{sender}>"
+- S: 250
+  requirement: SMTP-5321-MAIL-01
+- C: QUIT
+- S: 221
+"""
+
+
+def test_a_conformant_server_passes(tmp_path: Path) -> None:
+    with scripted(conformant) as port:
+        result = run_text(tmp_path, port, TRANSACTION)
+    assert result.verdict is Verdict.PASS, result.message
+
+
+def test_the_seed_server_answering_220_to_mail_fails_on_the_mail_requirement(
+    tmp_path: Path,
+) -> None:
+    with scripted(
+        lambda line: b"250 ok\r\n" if line.startswith(b"EHLO") else b"220 ok\r\n"
+    ) as port:
+        result = run_text(tmp_path, port, TRANSACTION)
+    assert result.verdict is Verdict.FAIL
+    assert result.failures[0].requirement == "SMTP-5321-MAIL-01"
+    assert "220 ok" in result.failures[0].actual
+
+
+def test_a_positive_code_outside_the_commands_set_fails_even_where_the_step_allows_it(
+    tmp_path: Path,
+) -> None:
+    steps = TRANSACTION.replace("- S: 250\n  requirement: SMTP-5321-MAIL-01", "- S: 2xx")
+    script = answering(b"MAIL", b"220 ok\r\n")
+    with scripted(script) as port:
+        result = run_text(tmp_path, port, steps)
+    assert result.verdict is Verdict.FAIL
+    assert [(f.kind, f.requirement, f.level) for f in result.failures] == [
+        ("code-set", "SMTP-5321-MAIL-01", "MUST")
+    ]
+
+
+def test_an_unlisted_refusal_code_is_a_should_of_the_code_table(tmp_path: Path) -> None:
+    steps = TRANSACTION.replace("- S: 250\n  requirement: SMTP-5321-MAIL-01", "- S: 5xx")
+    script = answering(b"MAIL", b"554 no\r\n")
+    with scripted(script) as port:
+        result = run_text(tmp_path, port, steps)
+    assert result.verdict is Verdict.WARN
+    assert result.failures[0].requirement == "SMTP-5321-REPLY-05"
+
+
+def test_two_replies_to_one_command_are_a_framing_failure(tmp_path: Path) -> None:
+    script = answering(b"MAIL", b"250 ok\r\n250 again\r\n")
+    with scripted(script) as port:
+        result = run_text(tmp_path, port, TRANSACTION)
+    assert result.verdict is Verdict.FAIL
+    assert any(f.requirement == "SMTP-5321-SEQ-03" for f in result.failures)
+
+
+def test_a_bare_code_is_a_should(tmp_path: Path) -> None:
+    script = answering(b"MAIL", b"250\r\n")
+    with scripted(script) as port:
+        result = run_text(tmp_path, port, TRANSACTION)
+    assert result.verdict is Verdict.WARN
+    assert result.failures[0].requirement == "SMTP-5321-REPLY-03"
+
+
+def test_silence_is_a_must_failure_naming_the_command(tmp_path: Path) -> None:
+    script = answering(b"MAIL", None)
+    with scripted(script) as port:
+        result = run_text(tmp_path, port, TRANSACTION)
+    assert result.verdict is Verdict.FAIL
+    assert result.failures[0].kind == "timeout"
+    assert "MAIL FROM:<" in result.failures[0].expected
+
+
+def test_a_mixed_code_multiline_reply_is_a_framing_failure(tmp_path: Path) -> None:
+    script = answering(b"EHLO", b"250-fake.test\r\n251 8BITMIME\r\n")
+    with scripted(script) as port:
+        result = run_text(tmp_path, port, TRANSACTION)
+    assert result.verdict is Verdict.FAIL
+    assert result.failures[0].kind == "framing"
+
+
+def test_a_non_strict_code_warns(tmp_path: Path) -> None:
+    steps = TRANSACTION.replace(
+        "- S: 250\n  requirement: SMTP-5321-MAIL-01", "- S: 503\n  non_strict: [250]"
+    )
+    with scripted(conformant) as port:
+        result = run_text(tmp_path, port, steps)
+    assert result.verdict is Verdict.WARN
+    assert result.failures[0].kind == "non-strict"
+
+
+def test_end_if_ends_the_scenario_on_what_it_saw(tmp_path: Path) -> None:
+    steps = """
+- open
+- S: 220
+- C: "MAIL FROM:<{sender}>"
+- S: [250, 503]
+  save_code: mail
+- end_if: "mail == 503"
+  reason: refused
+- C: "RCPT TO:<{rcpt}>"
+- S: 250
+"""
+
+    def script(line: bytes) -> bytes | None:
+        if line.startswith(b"MAIL"):
+            return b"503 say hello\r\n"
+        return b"550 no\r\n" if line.startswith(b"RCPT") else conformant(line)
+
+    with scripted(script) as port:
+        result = run_text(tmp_path, port, steps)
+    assert result.verdict is Verdict.PASS, result.message
+
+
+def test_a_closed_connection_instead_of_a_reply_fails_unless_or_close(tmp_path: Path) -> None:
+    script = answering(b"MAIL", CLOSE)
+    with scripted(script) as port:
+        closes = run_text(tmp_path, port, TRANSACTION)
+        allowed = run_text(
+            tmp_path, port, TRANSACTION.replace("requirement: SMTP-5321-MAIL-01", "or_close: true")
+        )
+    assert closes.verdict is Verdict.FAIL
+    assert closes.failures[0].kind == "closed"
+    assert allowed.verdict is Verdict.PASS, allowed.message
+
+
+def test_a_server_that_never_greets_cannot_be_probed(tmp_path: Path) -> None:
+    with scripted(conformant, greeting=b"") as port, pytest.raises(TargetUnreachable):
+        run_text(tmp_path, port, TRANSACTION)
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ("- S: 2x5", "is not a reply code"),
+        ("- S: []", "empty list of codes"),
+        ("- S: 250\n  text: '('", "bad regular expression"),
+        ("- data: hello", "takes a list of message lines"),
+        ("- delivered: {to: nobody}", "unknown account role"),
+        ("- login", "unknown step 'login'"),
+    ],
+)
+def test_a_malformed_smtp_step_names_file_line_and_problem(
+    tmp_path: Path, step: str, message: str
+) -> None:
+    with pytest.raises(ScenarioError, match=message) as caught:
+        run_text(tmp_path, 1, "- open\n" + step)
+    assert "case.yaml:" in str(caught.value)
