@@ -3,9 +3,12 @@
 scenario: the check that a refactoring changed no verdict.
 
     python scripts/compare-verdicts.py BEFORE.json AFTER.json
+    python scripts/compare-verdicts.py --write-golden REPORT.json GOLDEN.json
 
-Prints each scenario whose verdict differs (and those only in one report);
-exit 0 when every verdict is identical, 1 otherwise."""
+Either side may also be a golden file ({scenario id: verdict}, as
+tests/interop/golden/ holds). Prints each scenario whose verdict differs
+(and those only in one report); exit 0 when every verdict is identical,
+1 otherwise. --write-golden records a report's verdicts as a golden file."""
 
 from __future__ import annotations
 
@@ -16,10 +19,17 @@ from pathlib import Path
 
 def verdicts(path: Path) -> dict[str, str]:
     data = json.loads(path.read_text(encoding="utf-8"))
+    if "results" not in data:  # a golden file
+        return dict(data)
     return {r["id"]: r["verdict"] for r in data["results"]}
 
 
 def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[0] == "--write-golden":
+        golden = dict(sorted(verdicts(Path(argv[1])).items()))
+        Path(argv[2]).write_text(json.dumps(golden, indent=1) + "\n", encoding="utf-8")
+        print(f"{argv[2]}: {len(golden)} verdicts")
+        return 0
     if len(argv) != 2:
         print(__doc__.strip(), file=sys.stderr)
         return 2

@@ -127,6 +127,23 @@ def run_suite_against(cls: type[ManagedServer], tmp_path: Path) -> tuple[dict, s
     return json.loads(report.read_text()), done.stdout
 
 
+GOLDEN = REPO / "tests" / "interop" / "golden"
+
+
+def changed_verdicts(data: dict, name: str) -> list[str]:
+    """Scenarios whose verdict differs from the recorded one (golden/NAME.json,
+    recorded before the layout move of issue 11 and kept since). A change
+    of the corpus or the engine that moves a verdict must say so: re-record
+    with `python scripts/compare-verdicts.py --write-golden REPORT GOLDEN`."""
+    golden = json.loads((GOLDEN / f"{name}.json").read_text("utf-8"))
+    now = {r["id"]: r["verdict"] for r in data["results"]}
+    return [
+        f"{sid}: {golden.get(sid, '(new)')} -> {now.get(sid, '(gone)')}"
+        for sid in sorted(golden.keys() | now.keys())
+        if golden.get(sid) != now.get(sid)
+    ]
+
+
 def harness_errors(data: dict) -> list[str]:
     """ERROR verdicts: every one is a harness problem (provisioning,
     verification, an unreachable server), never the server's verdict."""
@@ -145,6 +162,7 @@ def test_suite_against_dovecot(tmp_path: Path):
     # the bulk of the suite passes against a mature server
     counts = data["counts"]
     assert counts["PASS"] > counts["FAIL"] * 5, counts
+    assert changed_verdicts(data, "dovecot") == [], out[-2000:]
 
 
 @pytest.mark.timeout(240)
@@ -158,6 +176,7 @@ def test_suite_against_mailutils(tmp_path: Path):
     assert harness_errors(data) == [], out[-2000:]
     in_use = [r["id"] for r in results if r["verdict"] == "FAIL" and "[IN-USE]" in r["message"]]
     assert in_use == [], in_use
+    assert changed_verdicts(data, "mailutils") == [], out[-2000:]
 
 
 def run_suite_tls(server: DovecotServer, tmp_path: Path, mode: str, *select: str) -> dict:
