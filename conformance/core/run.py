@@ -18,16 +18,18 @@ list and how a failure is pinned, and the verdict:
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 from conformance.core.config import RunConfig
 from conformance.core.driver import deadline_after
+from conformance.core.errors import MailspecError
 from conformance.core.expressions import ExpressionError
 from conformance.core.framing import FramingFinding
 from conformance.core.patterns import Segment, render_segments
-from conformance.core.results import Failure, Verdict
+from conformance.core.results import Failure, ScenarioResult, Verdict
 from conformance.core.scenario import AssertStep, Scenario, SkipIfStep, Step
 from conformance.core.transcript import Transcript
 from conformance.core.verdicts import (
@@ -213,3 +215,66 @@ class ScenarioRunBase:
         env = self.env(step.session)
         if self._guarded(step, lambda: step.expression.evaluate(env)):
             raise SkipScenario(f"{step.reason} ({step.expression.text})")
+
+
+#: Scenarios in a row that could not even connect before the target is
+#: taken as gone: the rest of the run is not attempted (exit 3 in seconds).
+UNREACHABLE_AFTER = 3
+
+
+class TargetRunner:
+    """What every protocol's runner shares: one scenario's result (an ERROR
+    for whatever stopped it from being judged), its transcript and duration,
+    and the streak of scenarios that found nobody listening.
+
+    A protocol's runner implements `_judge(scenario, transcript, result,
+    pool)` -> (verdict, message), setting `result.failures`, and calls
+    `_mark_unreachable()` when its run could not connect. `run` may be
+    called from several threads at once, one per account pool."""
+
+    def __init__(self) -> None:
+        self.unreachable_streak = 0
+        self.unreachable_since: str | None = None
+        self._streak_lock = threading.Lock()
+        self._unreachable = threading.local()  # set by the scenario run on this thread
+
+    @property
+    def target_gone(self) -> bool:
+        return self.unreachable_streak >= UNREACHABLE_AFTER
+
+    def _mark_unreachable(self, flag: bool = True) -> None:
+        self._unreachable.flag = flag
+
+    def _judge(
+        self, scenario: Scenario, transcript: Transcript, result: ScenarioResult, pool: int
+    ) -> tuple[Verdict, str]:
+        raise NotImplementedError
+
+    def run(self, scenario: Scenario, pool: int = 0) -> ScenarioResult:
+        started = time.monotonic()
+        transcript = Transcript()
+        result = ScenarioResult(
+            scenario_id=scenario.id,
+            title=scenario.title,
+            section=scenario.section,
+            requirements=list(scenario.requirements),
+            level=scenario.level,
+            verdict=Verdict.PASS,
+            source=scenario.source,
+        )
+        self._unreachable.flag = False
+        try:
+            result.verdict, result.message = self._judge(scenario, transcript, result, pool)
+        except (ScenarioError, MailspecError) as error:
+            result.verdict, result.message = Verdict.ERROR, str(error)
+        except OSError as error:  # the local machine, not the target: cannot judge
+            result.verdict, result.message = Verdict.ERROR, f"local I/O error: {error}"
+        with self._streak_lock:
+            if self._unreachable.flag:
+                self.unreachable_streak += 1
+                self.unreachable_since = self.unreachable_since or scenario.id
+            elif result.verdict is not Verdict.SKIP:
+                self.unreachable_streak, self.unreachable_since = 0, None
+        result.transcript = transcript.entries
+        result.duration = round(time.monotonic() - started, 6)
+        return result

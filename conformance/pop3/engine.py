@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from conformance.core import schedule
 from conformance.core.config import RunConfig
 from conformance.core.driver import ConnectError, Outcome, deadline_after
-from conformance.core.errors import ConfigError, MailspecError
+from conformance.core.errors import ConfigError
 from conformance.core.expressions import ExpressionError, Namespace, apop_digest_of
 from conformance.core.fixture import Account, Fixture, FixtureError, load_fixture
 from conformance.core.patterns import BodyContext, status_pattern
@@ -32,7 +31,7 @@ from conformance.core.pools import (
     with_credentials,
 )
 from conformance.core.results import RunResult, ScenarioResult, TargetFingerprint, Verdict
-from conformance.core.run import ScenarioRunBase
+from conformance.core.run import ScenarioRunBase, TargetRunner
 from conformance.core.sasl import PURE_FUNCTIONS as SASL_FUNCTIONS
 from conformance.core.sasl import ScramExchanges
 from conformance.core.scenario import (
@@ -859,10 +858,6 @@ def _is_auth(data: bytes) -> bool:
 # --------------------------------------------------------------------------
 # Runner
 
-#: After this many scenarios in a row could not even connect, the target is
-#: taken as gone: the rest of the run is not attempted (exit 3 in seconds).
-UNREACHABLE_AFTER = 3
-
 
 @dataclass
 class _Pool:
@@ -879,7 +874,7 @@ class _Pool:
             raise _ScenarioError(str(exc)) from None
 
 
-class Runner:
+class Runner(TargetRunner):
     """Runs scenarios against one target (the embedded server by default).
 
     With `pools` > 1 it holds that many disjoint account sets and `run` may
@@ -895,6 +890,7 @@ class Runner:
         write_main: bool = True,
         pools: int = 1,
     ) -> None:
+        super().__init__()
         self.config = config
         self._write_main = write_main  # False: `mailspec verify` writes nothing
         try:
@@ -917,11 +913,6 @@ class Runner:
         self.provisioner: Provisioner = NoneProvisioner()
         self._embedded: EmbeddedServer | None = None
         self.mailboxes: Mailboxes | None = None  # pool 1's
-        #: scenarios in a row that could not connect, and the first of them
-        self.unreachable_streak = 0
-        self.unreachable_since: str | None = None
-        self._streak_lock = threading.Lock()
-        self._unreachable = threading.local()  # set by the scenario run on this thread
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -969,10 +960,6 @@ class Runner:
             self._embedded.stop()
             self._embedded = None
 
-    @property
-    def target_gone(self) -> bool:
-        return self.unreachable_streak >= UNREACHABLE_AFTER
-
     # -- fixture facts ---------------------------------------------------------
 
     def account(self, role: str) -> Account:
@@ -984,42 +971,10 @@ class Runner:
 
     # -- running ---------------------------------------------------------------
 
-    def run(self, scenario: Scenario, pool: int = 0) -> ScenarioResult:
-        started = time.monotonic()
-        transcript = Transcript()
-        result = ScenarioResult(
-            scenario_id=scenario.id,
-            title=scenario.title,
-            section=scenario.section,
-            requirements=list(scenario.requirements),
-            level=scenario.level,
-            verdict=Verdict.PASS,
-            source=scenario.source,
-        )
-        self._unreachable.flag = False
-        try:
-            result.verdict, result.message = self._run(
-                scenario, transcript, result, self.pools[pool]
-            )
-        except _ScenarioError as error:
-            result.verdict, result.message = Verdict.ERROR, str(error)
-        except MailspecError as error:
-            result.verdict, result.message = Verdict.ERROR, str(error)
-        except OSError as error:  # the local machine, not the target: cannot judge
-            result.verdict, result.message = Verdict.ERROR, f"local I/O error: {error}"
-        with self._streak_lock:
-            if self._unreachable.flag:
-                self.unreachable_streak += 1
-                self.unreachable_since = self.unreachable_since or scenario.id
-            elif result.verdict is not Verdict.SKIP:
-                self.unreachable_streak, self.unreachable_since = 0, None
-        result.transcript = transcript.entries
-        result.duration = round(time.monotonic() - started, 6)
-        return result
-
-    def _run(
-        self, scenario: Scenario, transcript: Transcript, result: ScenarioResult, pool: _Pool
+    def _judge(
+        self, scenario: Scenario, transcript: Transcript, result: ScenarioResult, index: int
     ) -> tuple[Verdict, str]:
+        pool = self.pools[index]
         if scenario.slow and not self.config.slow:
             return Verdict.SKIP, "slow scenario (minutes): run with --slow"
         missing = [n for n in scenario.needs if n not in self.fingerprint.capabilities]
@@ -1030,7 +985,7 @@ class Runner:
             )
         prepared = pool.mailboxes.prepare(scenario, transcript)
         if prepared.unreachable:
-            self._unreachable.flag = True
+            self._mark_unreachable()
         if prepared.error:
             return Verdict.ERROR, prepared.error
         if prepared.skip:
@@ -1038,7 +993,7 @@ class Runner:
         transcript.event("*", f"scenario {scenario.id} starts")
         run = _ScenarioRun(self, scenario, transcript, pool)
         verdict, message = run.execute()
-        self._unreachable.flag = run.unreachable
+        self._mark_unreachable(run.unreachable)
         result.failures = run.failures
         changed = pool.mailboxes.after(scenario, run.failures, transcript)
         if verdict is Verdict.SKIP and changed is not None:

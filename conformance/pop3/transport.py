@@ -8,6 +8,7 @@ probe, the verification and the engine all open sessions through here."""
 
 from __future__ import annotations
 
+from conformance.core import client_tls
 from conformance.core.client_tls import context_for, server_name
 from conformance.core.config import RunConfig
 from conformance.core.driver import Outcome
@@ -34,19 +35,8 @@ def connect(
     *,
     timeout: float,
 ) -> Session:
-    """A new session; implicit TLS is done here. ConnectError on failure."""
-    tls = (context_for(config), server_name(config, host)) if config.tls == "implicit" else None
-    return Session.connect(
-        name,
-        host,
-        port,
-        transcript,
-        timeout=timeout,
-        max_line_octets=config.max_line_octets,
-        max_body_octets=config.max_body_octets,
-        redact=config.redact,
-        tls=tls,
-    )
+    """A new POP3 session; implicit TLS is done here. ConnectError on failure."""
+    return client_tls.connect(Session, name, host, port, transcript, config, timeout=timeout)
 
 
 def upgrade(session: Session, config: RunConfig, host: str, deadline: float) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from conformance.core import client_tls
 from conformance.core import tls as core_tls
 from conformance.core.client_tls import context_for, server_name
 from conformance.core.config import RunConfig
@@ -45,20 +46,7 @@ def open_session(
     name: str, host: str, port: int, transcript: Transcript, config: RunConfig, timeout: float
 ) -> SmtpSession:
     """A new SMTP session; implicit TLS (smtps, RFC 8314 §3.1) is done here."""
-    tls = None
-    if config.tls == "implicit":
-        tls = (context_for(config), server_name(config, host))
-    return SmtpSession.connect(
-        name,
-        host,
-        port,
-        transcript,
-        timeout=timeout,
-        max_line_octets=config.max_line_octets,
-        max_body_octets=config.max_body_octets,
-        redact=config.redact,
-        tls=tls,
-    )
+    return client_tls.connect(SmtpSession, name, host, port, transcript, config, timeout=timeout)
 
 
 def probe(host: str, port: int, config: RunConfig, *, embedded: bool) -> TargetFingerprint:

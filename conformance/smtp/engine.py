@@ -21,8 +21,6 @@ other code the step did not list.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,12 +29,12 @@ from conformance.core.catalogue import load_catalogue
 from conformance.core.client_tls import context_for, server_name
 from conformance.core.config import RunConfig
 from conformance.core.driver import ConnectError, Outcome, deadline_after
-from conformance.core.errors import ConfigError, MailspecError
+from conformance.core.errors import ConfigError
 from conformance.core.expressions import Namespace
 from conformance.core.fixture import Account, Fixture, FixtureError, load_fixture
 from conformance.core.pools import check_pool_config, templated_accounts, with_credentials
 from conformance.core.results import Failure, ScenarioResult, TargetFingerprint, Verdict
-from conformance.core.run import ScenarioRunBase
+from conformance.core.run import ScenarioRunBase, TargetRunner
 from conformance.core.scenario import (
     CATALOGUE_LEVEL_TO_SCENARIO_LEVEL,
     CommandStep,
@@ -88,7 +86,6 @@ EMBEDDED_DOMAIN = "example.test"
 #: How long a `count: 0` delivery check waits for a queued delivery that
 #: should not come (the embedded server delivers before its 250).
 NOTHING_DELIVERED_WAIT = 2.0
-UNREACHABLE_AFTER = 3
 GREETING_TIMEOUT = 30.0  # RFC 5321 §4.5.3.2.1 lets a client wait 5 minutes; postscreen delays
 
 
@@ -579,7 +576,7 @@ class _SmtpScenarioRun(ScenarioRunBase):
             raise StopScenario
 
 
-class SmtpRunner:
+class SmtpRunner(TargetRunner):
     """Runs SMTP scenarios against one target; one account pool (deliveries
     into shared maildrops would mix if scenarios ran at once)."""
 
@@ -594,6 +591,7 @@ class SmtpRunner:
         write_main: bool = True,
         pools: int = 1,
     ) -> None:
+        super().__init__()
         self.config = config
         try:
             base = fixture if fixture is not None else load_fixture(config.fixture_dir)
@@ -613,9 +611,6 @@ class SmtpRunner:
         self.catalogue = load_catalogue()
         self._embedded: EmbeddedServer | None = None
         self.facts: dict[str, Any] = {}
-        self.unreachable_streak = 0
-        self.unreachable_since: str | None = None
-        self._lock = threading.Lock()
 
     def __enter__(self) -> SmtpRunner:
         try:
@@ -644,10 +639,6 @@ class SmtpRunner:
         if self._embedded is not None:
             self._embedded.stop()
             self._embedded = None
-
-    @property
-    def target_gone(self) -> bool:
-        return self.unreachable_streak >= UNREACHABLE_AFTER
 
     def account(self, role: str) -> Account:
         try:
@@ -682,40 +673,15 @@ class SmtpRunner:
             "accounts": Namespace("accounts", accounts),
         }
 
-    def run(self, scenario: Scenario, pool: int = 0) -> ScenarioResult:
-        started = time.monotonic()
-        transcript = Transcript()
-        result = ScenarioResult(
-            scenario_id=scenario.id,
-            title=scenario.title,
-            section=scenario.section,
-            requirements=list(scenario.requirements),
-            level=scenario.level,
-            verdict=Verdict.PASS,
-            source=scenario.source,
-        )
-        unreachable = False
-        try:
-            missing = [n for n in scenario.needs if n not in self.fingerprint.capabilities]
-            if missing:
-                result.verdict = Verdict.SKIP
-                result.message = f"target lacks {missing[0]} (not advertised by EHLO)"
-            else:
-                transcript.event("*", f"scenario {scenario.id} starts")
-                run = _SmtpScenarioRun(self, scenario, transcript)
-                result.verdict, result.message = run.execute()
-                result.failures = run.failures
-                unreachable = run.unreachable
-        except (ScenarioError, MailspecError) as error:
-            result.verdict, result.message = Verdict.ERROR, str(error)
-        except OSError as error:
-            result.verdict, result.message = Verdict.ERROR, f"local I/O error: {error}"
-        with self._lock:
-            if unreachable:
-                self.unreachable_streak += 1
-                self.unreachable_since = self.unreachable_since or scenario.id
-            elif result.verdict is not Verdict.SKIP:
-                self.unreachable_streak, self.unreachable_since = 0, None
-        result.transcript = transcript.entries
-        result.duration = round(time.monotonic() - started, 6)
-        return result
+    def _judge(
+        self, scenario: Scenario, transcript: Transcript, result: ScenarioResult, pool: int
+    ) -> tuple[Verdict, str]:
+        missing = [n for n in scenario.needs if n not in self.fingerprint.capabilities]
+        if missing:
+            return Verdict.SKIP, f"target lacks {missing[0]} (not advertised by EHLO)"
+        transcript.event("*", f"scenario {scenario.id} starts")
+        run = _SmtpScenarioRun(self, scenario, transcript)
+        verdict, message = run.execute()
+        result.failures = run.failures
+        self._mark_unreachable(run.unreachable)
+        return verdict, message
