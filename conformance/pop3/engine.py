@@ -10,10 +10,7 @@ misbehaviour: it returns FAIL/WARN/ERROR results instead."""
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -21,9 +18,9 @@ from conformance.core import schedule
 from conformance.core.config import RunConfig
 from conformance.core.driver import ConnectError, Outcome, deadline_after
 from conformance.core.errors import ConfigError
-from conformance.core.expressions import ExpressionError, Namespace, apop_digest_of
+from conformance.core.expressions import Namespace
 from conformance.core.fixture import Account, Fixture, FixtureError, load_fixture
-from conformance.core.patterns import BodyContext, status_pattern
+from conformance.core.patterns import BodyContext
 from conformance.core.pools import (
     check_pool_config,
     embedded_user,
@@ -35,23 +32,16 @@ from conformance.core.run import ScenarioRunBase, TargetRunner
 from conformance.core.sasl import PURE_FUNCTIONS as SASL_FUNCTIONS
 from conformance.core.sasl import ScramExchanges
 from conformance.core.scenario import (
-    AliveOrClosedStep,
-    ChallengeStep,
     CommandStep,
     DropStep,
     ExpectCloseStep,
     ExpectOpenStep,
     IdleStep,
-    LoginStep,
-    MailboxSameStep,
-    NotAuthenticatedStep,
     OpenStep,
     PipelineStep,
-    RecoverStep,
     ReplyStep,
     Scenario,
     SendStep,
-    StartTlsStep,
     Step,
     command_is_multiline,
 )
@@ -73,103 +63,39 @@ from conformance.core.verdicts import (
     verdict_for,
 )
 from conformance.pop3 import framing, transport
+from conformance.pop3.auth_steps import AuthSteps
 from conformance.pop3.capabilities import (
-    describe_reply,
-    greeting_timestamp,
-    is_in_use,
     learn_fingerprint,
 )
+from conformance.pop3.engine_state import (
+    AUTH_COMMANDS,
+    AUTOLOGOUT_GRACE_SECONDS,
+    BOGUS_USER,
+    FAREWELL_CLOSE_SECONDS,
+    GREETING_LABEL,
+    GREETING_RULE,
+    QUIT_AUTHORIZATION_CLOSE_RULE,
+    QUIT_AUTHORIZATION_RULE,
+    QUIT_CLOSE_RULE,
+    QUIT_REPLY_RULE,
+    UNSOLICITED_AFTER_GREETING,
+    WRONG_PASSWORD_SUFFIX,
+    _EngineSession,
+    _PendingCommand,
+)
 from conformance.pop3.mailboxes import Mailboxes
-from conformance.pop3.session import Pop3Session as Session
+from conformance.pop3.oracle_steps import OracleSteps
 from conformance.pop3.session import Reply
-from conformance.pop3.verification import VerificationError
 from conformance.provision import NoneProvisioner, Provisioner, make_provisioner
 
 if TYPE_CHECKING:
     from conformance.embedded import EmbeddedServer
 
-AUTH_COMMANDS = frozenset({"USER", "PASS", "APOP", "AUTH"})  # replies use auth_timeout
-BOGUS_USER = "mailspec-no-such-user"
-#: Slack after the target's autologout before `timeout: autologout` gives up:
-#: timers are checked periodically by many servers (RFC 1939 §3 sets no precision).
-AUTOLOGOUT_GRACE_SECONDS = 60.0
-#: A `login` answered -ERR [IN-USE] while no other session of the scenario
-#: uses the account is retried this long: a server may still be finishing the
-#: previous session (its UPDATE, its process exit) and hold the lock a moment.
-IN_USE_RETRY_SECONDS = 5.0
-IN_USE_RETRY_PAUSE = 0.1
-WRONG_PASSWORD_SUFFIX = "-not-the-password"
-#: RFC 4648 §4 base64, padded; empty allowed (an empty challenge, RFC 5034 §4).
-BASE64_TEXT = re.compile(rb"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
-#: How long a farewell `-ERR` line may precede the close it announces.
-FAREWELL_CLOSE_SECONDS = 1.0
-#: Refusals that say "not now" rather than "no" (RFC 2449 §8.1.1, RFC 3206 §4).
-TEMPORARY_REFUSAL = re.compile(rb"^-ERR \[(LOGIN-DELAY|SYS/TEMP)\b", re.IGNORECASE)
-#: Rules of the replies every scenario reads (default requirement, and the
-#: prefix of the scenario's own requirements that take precedence).
-GREETING_LABEL = "connect (the greeting)"
-UNSOLICITED_AFTER_GREETING = "POP3-1939-RESP-01"
-GREETING_RULE = ("POP3-1939-GREET-02", "POP3-1939-GREET-")
-QUIT_REPLY_RULE = ("POP3-1939-UPDATE-03", "POP3-1939-UPDATE-")
-QUIT_CLOSE_RULE = ("POP3-1939-UPDATE-05", "POP3-1939-UPDATE-")
-QUIT_AUTHORIZATION_RULE = ("POP3-1939-QUIT-01", "POP3-1939-QUIT-")
-QUIT_AUTHORIZATION_CLOSE_RULE = ("POP3-1939-QUIT-02", "POP3-1939-QUIT-")
-#: What a failed `login` step breaks: the login rule of the account's method.
-PASS_LOGIN_REQUIREMENT = "POP3-1939-AUTH-PASS-02"
-APOP_LOGIN_REQUIREMENT = "POP3-1939-AUTH-APOP-04"
-
-
-# --------------------------------------------------------------------------
-# Verdicts
-
-
-# --------------------------------------------------------------------------
-# Sessions as the engine sees them
-
-
-@dataclass
-class _PendingCommand:
-    label: str  # "C: RETR 1" (redacted) for messages
-    multiline: bool
-    auth: bool
-    verb: str = ""  # upper-cased keyword ("USER"), "" for greetings and raw sends
-    continuation: bool = False  # AUTH or a SASL response: a "+ …" challenge may answer
-
-
-@dataclass
-class _EngineSession:
-    session: Session
-    account: Account
-    awaiting_greeting: bool = True
-    pending: deque[_PendingCommand] = field(default_factory=deque)
-    replies_unknown: bool = False  # after send:, how many replies are due is unknown
-    gone: bool = False  # closed as or_close allowed: its remaining steps are skipped
-    last_was_multiline: bool = False
-    pending_label: str = ""  # what the reply being read answers, for messages
-    pending_verb: str = ""  # the keyword of that command
-    step_timeout: float = 0.0  # the deadline used for that reply
-    #: The label of the reply after which the server may close the session
-    #: (`or_close`, or a refused PASS/APOP/AUTH: verdict-principles 3, 17).
-    may_close_after: str | None = None
-    #: USER was just answered +OK (so `login` sends only PASS: a second
-    #: USER would be refused by a conforming server).
-    user_accepted: bool = False
-    authenticated: bool = False  # PASS/APOP/AUTH answered +OK: TRANSACTION
-    commands_sent: int = 0  # before the first, unsolicited data breaks the greeting rule
-    auto_stls: bool = False  # --tls stls: STLS right after a positive greeting
-    in_sasl: bool = False  # the last reply was a SASL challenge: lines sent are responses
-
-    @property
-    def quiet_expected(self) -> bool:
-        """True when nothing may arrive: no reply is due."""
-        return not (self.awaiting_greeting or self.pending or self.replies_unknown)
-
-
 # --------------------------------------------------------------------------
 # The run of one scenario
 
 
-class _ScenarioRun(ScenarioRunBase):
+class _ScenarioRun(AuthSteps, OracleSteps, ScenarioRunBase):
     """A POP3 scenario's steps (the protocol-neutral part is ScenarioRunBase)."""
 
     def __init__(
@@ -236,20 +162,6 @@ class _ScenarioRun(ScenarioRunBase):
         env.update(self.captures)
         return env
 
-    def _apop_digest(self, default: _EngineSession | None) -> Callable[..., str]:
-        def digest(secret: str, session_name: str | None = None) -> str:
-            target = self.sessions.get(session_name) if session_name else default
-            if target is None:
-                raise ExpressionError(f"apop_digest: no session {session_name!r}")
-            timestamp = greeting_timestamp(target.session.greeting)
-            if timestamp is None:
-                raise ExpressionError(
-                    f"apop_digest: the greeting of session {target.session.name!r} has no timestamp"
-                )
-            return apop_digest_of(timestamp, str(secret))
-
-        return digest
-
     def _session(self, step: Step) -> _EngineSession:
         return self.sessions[step.session]
 
@@ -280,46 +192,6 @@ class _ScenarioRun(ScenarioRunBase):
             raise _ScenarioError(f"step {step.index} ({step.text}): {exc}") from None
         auto_stls = self.config.tls == "stls" and not step.plaintext
         self.sessions[step.session] = _EngineSession(session, account, auto_stls=auto_stls)
-
-    def _do_StartTlsStep(self, step: StartTlsStep) -> None:
-        """The handshake after STLS's +OK (RFC 2595 §4). Commands sent before
-        it and not answered are void: a reply to them inside TLS is the
-        injection finding (POP3-2595-STLS-11), caught by the quiet wait or
-        by the next reply's pattern."""
-        engine_session = self._session(step)
-        session = engine_session.session
-        if session.tls is not None:
-            raise _ScenarioError(f"step {step.index} ({step.text}): the session is already TLS")
-        engine_session.pending.clear()
-        engine_session.replies_unknown = False
-        deadline = min(deadline_after(step.timeout or self.config.read_timeout), self.deadline)
-        try:
-            leftover = session.start_tls(
-                transport.context_for(self.config),
-                transport.server_name(self.config, self.runner.host),
-                deadline,
-            )
-        except transport.TlsError as exc:
-            if step.or_close and exc.peer_ended:
-                self.transcript.event(step.session, f"no TLS ({exc}): or_close allows it")
-                engine_session.gone = True
-                return
-            self._stop(step, "a TLS handshake right after +OK to STLS", str(exc), kind="closed")
-        if leftover:
-            self._stop(
-                step,
-                "nothing in plaintext after +OK to STLS (the handshake starts there)",
-                f"{show_bytes(leftover)} arrived before the handshake",
-            )
-        if step.seconds:
-            quiet = session.wait_quiet(step.seconds, self.deadline)
-            if quiet.outcome is Outcome.DATA:
-                self._stop(
-                    step,
-                    f"nothing inside TLS for {step.seconds:.1f} s before the client speaks",
-                    f"{show_bytes(quiet.data)} arrived: a reply to plaintext sent before the "
-                    "handshake",
-                )
 
     def _do_CommandStep(self, step: CommandStep) -> None:
         engine_session = self._session(step)
@@ -374,89 +246,6 @@ class _ScenarioRun(ScenarioRunBase):
         engine_session.commands_sent += 1
         engine_session.session.send(data)
 
-    def _do_LoginStep(self, step: LoginStep) -> None:
-        engine_session = self._session(step)
-        account = engine_session.account
-        positive = status_pattern("+OK")
-        # A login that fails is pinned on the login rule of the account's
-        # method, whatever the scenario is about (verdict-principles, pinning).
-        requirement = step.requirement or (
-            APOP_LOGIN_REQUIREMENT if account.login == "apop" else PASS_LOGIN_REQUIREMENT
-        )
-        commands = [f"USER {account.user}", f"PASS {account.password}"]
-        if engine_session.user_accepted:
-            commands = commands[1:]  # the scenario sent USER already (once: a retry sends both)
-        if account.login == "apop":  # the account's one login method (RFC 1939 §13)
-            timestamp = greeting_timestamp(engine_session.session.greeting)
-            if timestamp is None:
-                self._stop(
-                    step,
-                    "a greeting <timestamp> for APOP",
-                    "a greeting without one",
-                    level="MUST",
-                    requirement="POP3-1939-AUTH-APOP-02",
-                )
-            commands = [f"APOP {account.user} {apop_digest_of(timestamp, account.password)}"]
-        retry_until = time.monotonic() + IN_USE_RETRY_SECONDS
-        while True:
-            for text in commands:
-                if not self._send_commands(step, engine_session, [text]):
-                    return
-                reply = self._read(step, engine_session, multiline_override=None)
-                self._framing(step, reply.findings)
-                label = engine_session.pending_label
-                if reply.outcome is not Outcome.COMPLETE or reply.status is None:
-                    if self._closed_as_allowed(engine_session, reply):
-                        return
-                    self._incomplete(step, reply, label, "+OK")
-                status = reply.status
-                if positive.match(status.line, {}).ok:
-                    continue
-                if (
-                    is_in_use(status.line)
-                    and time.monotonic() < retry_until
-                    and engine_session.session.usable
-                    and not self._holds_maildrop_elsewhere(engine_session)
-                ):
-                    # the previous session's server process may still be
-                    # finishing (UPDATE, exit) and holding the lock
-                    self.transcript.event(step.session, "maildrop in use: login retried")
-                    time.sleep(IN_USE_RETRY_PAUSE)
-                    commands = (
-                        [f"USER {account.user}", f"PASS {account.password}"]
-                        if (account.login != "apop")
-                        else commands
-                    )
-                    break
-                if TEMPORARY_REFUSAL.match(status.line):
-                    # RFC 2449 §8 / RFC 3206: a policy or a passing fault, not a
-                    # broken login: the scenario cannot be judged now
-                    raise _ScenarioError(
-                        f"step {step.index} ({step.text}): the target refused the login "
-                        f"temporarily: {describe_reply(reply)} (wait, or raise the target's "
-                        "login delay allowance, and run again)"
-                    )
-                self._stop(
-                    step,
-                    f"+OK to {label}",
-                    describe_reply(reply),
-                    kind="login",
-                    level="MUST",
-                    requirement=requirement,
-                )
-            else:
-                return
-
-    def _holds_maildrop_elsewhere(self, engine_session: _EngineSession) -> bool:
-        """True if another open session of this scenario uses the same account:
-        then an [IN-USE] refusal is the behaviour under test, judged at once."""
-        return any(
-            other is not engine_session
-            and other.account.user == engine_session.account.user
-            and other.session.usable
-            for other in self.sessions.values()
-        )
-
     def _do_ReplyStep(self, step: ReplyStep) -> None:
         engine_session = self._session(step)
         reply = self._read(step, engine_session, multiline_override=step.multiline)
@@ -494,31 +283,6 @@ class _ScenarioRun(ScenarioRunBase):
             )
             return
         self.captures.update(body_match.captures)
-
-    def _do_ChallengeStep(self, step: ChallengeStep) -> None:
-        """RFC 5034 §4: a challenge is "+", one space and base64 (possibly
-        empty), nothing else; its base64 text is captured."""
-        engine_session = self._session(step)
-        reply = self._read(step, engine_session, multiline_override=False)
-        label = engine_session.pending_label
-        self._framing(step, reply.findings)
-        if reply.outcome is not Outcome.COMPLETE or reply.status is None:
-            if step.or_close and reply.outcome in (Outcome.CLOSED, Outcome.RESET):
-                engine_session.gone = True
-                engine_session.session.close()
-                return
-            self._incomplete(step, reply, label, "a challenge '+ BASE64'")
-        line = reply.status.line
-        if not reply.status.continuation:
-            self._stop(step, f"a challenge '+ BASE64' after {label}", show_bytes(reply.status.raw))
-        data = line[2:] if line.startswith(b"+ ") else b""
-        if line == b"+" or not BASE64_TEXT.fullmatch(data):
-            self._stop(
-                step,
-                f"'+', one space and base64 only (RFC 5034 §4) after {label}",
-                show_bytes(reply.status.raw),
-            )
-        self.captures[step.name] = data.decode("ascii")
 
     def _closed_as_allowed(self, engine_session: _EngineSession, reply: Reply) -> bool:
         """A close (with nothing of a reply) right after a reply that allowed
@@ -681,95 +445,6 @@ class _ScenarioRun(ScenarioRunBase):
         engine_session.session.close()
 
     # -- robustness oracles ------------------------------------------------------
-
-    def _do_AliveOrClosedStep(self, step: AliveOrClosedStep) -> None:
-        """Closed by the server (after whatever it answered) passes; an open
-        session must answer a NOOP with exactly one status line."""
-        engine_session = self._session(step)
-        if not engine_session.session.usable:
-            self.transcript.event(step.session, "alive_or_closed: the server closed it")
-            return
-        if not self._check_unsolicited(step, engine_session):
-            return  # an allowed close after a farewell -ERR
-        if engine_session.session.wait_quiet(0.0, self.deadline).outcome in (
-            Outcome.CLOSED,
-            Outcome.RESET,
-        ):
-            self.transcript.event(step.session, "alive_or_closed: the server closed it")
-            return
-        engine_session.may_close_after = None
-        self._send_commands(step, engine_session, ["NOOP"])
-        reply = self._read(step, engine_session, multiline_override=False)
-        self._framing(step, reply.findings)
-        if reply.status is None and reply.outcome in (Outcome.CLOSED, Outcome.RESET):
-            self.transcript.event(step.session, "alive_or_closed: the server closed it")
-            engine_session.gone = True
-            return
-        if reply.outcome is not Outcome.COMPLETE or reply.status is None:
-            self._incomplete(step, reply, engine_session.pending_label, "+OK or -ERR")
-
-    def _do_RecoverStep(self, step: RecoverStep) -> None:
-        """A new connection is greeted with +OK within the read deadline."""
-        name = f"recover-{step.index}"
-        try:
-            session = transport.connect(  # implicit TLS too; a greeting needs no STLS
-                name,
-                self.runner.host,
-                self.runner.port,
-                self.transcript,
-                self.config,
-                timeout=min(step.timeout or self.config.read_timeout, self._remaining()),
-            )
-        except ConnectError as exc:
-            self._fail(step, "a new connection to be accepted and greeted", str(exc), kind="closed")
-            return
-        try:
-            wait = step.timeout or self.config.read_timeout
-            greeting = session.read_reply(False, min(deadline_after(wait), self.deadline))
-            if greeting.status is None or not greeting.status.looks_positive:
-                self._fail(
-                    step, "a new connection to be greeted with +OK", describe_reply(greeting)
-                )
-        finally:
-            session.send(b"QUIT\r\n")
-            session.close()
-
-    def _do_MailboxSameStep(self, step: MailboxSameStep) -> None:
-        account = self.pool.account(self.scenario.account)
-        try:
-            problem = self.pool.mailboxes.differs(account, self.transcript)
-        except VerificationError as exc:
-            raise _ScenarioError(
-                f"step {step.index} (mailbox_same) could not look: {exc}"
-            ) from None
-        if problem:
-            self._fail(
-                step,
-                f"account {account.role} ({account.user}) as set-up saw it",
-                problem,
-                kind="maildrop",
-            )
-
-    def _do_NotAuthenticatedStep(self, step: NotAuthenticatedStep) -> None:
-        """STAT is refused (still AUTHORIZATION), or the server closed."""
-        engine_session = self._session(step)
-        if not engine_session.session.usable or not self._send_commands(
-            step, engine_session, ["STAT"]
-        ):
-            return
-        reply = self._read(step, engine_session, multiline_override=False)
-        self._framing(step, reply.findings)
-        if reply.status is None and reply.outcome in (Outcome.CLOSED, Outcome.RESET):
-            engine_session.gone = True
-            return
-        if reply.outcome is not Outcome.COMPLETE or reply.status is None:
-            self._incomplete(step, reply, engine_session.pending_label, "-ERR")
-        if reply.status.looks_positive:
-            self._fail(
-                step,
-                "-ERR to STAT (the session is not authenticated)",
-                describe_reply(reply),
-            )
 
     # -- unsolicited data ------------------------------------------------------
 
