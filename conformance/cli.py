@@ -197,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--slow", action="store_true", help="include slow scenarios (autologout)")
     run.add_argument(
+        "--no-measure",
+        action="store_true",
+        help="skip the INFO measurements (longest line, bad-command limit, failed-login "
+        "delay); the reports say they were not measured",
+    )
+    run.add_argument(
         "--autologout",
         type=_whole_seconds_arg,
         metavar="SECONDS",
@@ -362,6 +368,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         cfg.autologout = args.autologout
     if args.no_redact:
         cfg.redact = False
+    if args.no_measure:
+        cfg.measure = False
     return finalize(cfg)
 
 

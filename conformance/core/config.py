@@ -57,6 +57,7 @@ class RunConfig:
     pool: int = 1  # account pools the target offers (`{n}` in user names)
     slow: bool = False  # include scenarios marked slow
     redact: bool = True  # hide PASS/APOP/AUTH arguments in transcripts
+    measure: bool = True  # take the INFO measurements after the probe (--no-measure: off)
 
     @property
     def address(self) -> str:

@@ -26,7 +26,14 @@ from conformance.core.expressions import ExpressionError, Namespace, apop_digest
 from conformance.core.fixture import Account, Fixture, FixtureError, load_fixture
 from conformance.core.patterns import BodyContext, Segment, render_segments, status_pattern
 from conformance.core.pools import check_pool_config, embedded_user, templated_accounts
-from conformance.core.results import Failure, RunResult, ScenarioResult, TargetFingerprint, Verdict
+from conformance.core.results import (
+    Failure,
+    Measurement,
+    RunResult,
+    ScenarioResult,
+    TargetFingerprint,
+    Verdict,
+)
 from conformance.core.sasl import PURE_FUNCTIONS as SASL_FUNCTIONS
 from conformance.core.sasl import ScramExchanges
 from conformance.core.scenario import (
@@ -79,6 +86,8 @@ from conformance.pop3.capabilities import (
 )
 from conformance.pop3.framing import FramingFinding
 from conformance.pop3.mailboxes import Mailboxes
+from conformance.pop3.measurements import measure
+from conformance.pop3.measurements import skipped as skipped_measurements
 from conformance.pop3.session import Pop3Session as Session
 from conformance.pop3.session import Reply
 from conformance.pop3.verification import VerificationError
@@ -1013,6 +1022,8 @@ class Runner:
     be called from that many threads at once, each with its own pool."""
 
     fingerprint: TargetFingerprint
+    #: INFO results (conformance.pop3.measurements), taken once after the probe
+    measurements: list[Measurement]
 
     def __init__(
         self,
@@ -1081,6 +1092,11 @@ class Runner:
             )
             if self.fingerprint.capabilities and isinstance(self.config.capabilities, str):
                 self.mailboxes.mark_logged_in(main.role)  # the probe logged in with it
+            self.measurements = (
+                measure(self.host, self.port, self.config, main)
+                if self.config.measure
+                else skipped_measurements("--no-measure")
+            )
             if "TOP" not in self.fingerprint.capabilities:
                 self.mailboxes.methods.drop("top", "the target does not offer TOP")
             if "UIDL" not in self.fingerprint.capabilities:

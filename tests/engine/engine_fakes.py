@@ -254,6 +254,9 @@ def config_for(server: ScriptedServer, **overrides: object) -> RunConfig:
         "capabilities": ["USER", "TOP", "UIDL", "CAPA"],
         "read_timeout": 2.0,
         "auth_timeout": 2.0,
+        # scripted servers count connections and lines: no INFO measurements
+        # unless a test asks (tests/engine/test_measurements.py)
+        "measure": False,
     }
     values.update(overrides)
     return RunConfig(**values)  # type: ignore[arg-type]
