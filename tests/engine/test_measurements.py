@@ -233,6 +233,7 @@ def test_the_reference_failed_login_delay_is_measured(delay: float) -> None:
     assert len(measured_delay.samples) == 3
     assert measured_delay.value is not None
     assert delay <= measured_delay.value < delay + 0.25
+    assert measured_delay.note.startswith("samples ")
     assert measured_delay.bounds == {"min": 0, "max": 3.0}  # the auth timeout
 
 
