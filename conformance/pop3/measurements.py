@@ -79,7 +79,7 @@ def skipped(reason: str) -> list[Measurement]:
 
 
 def measure(host: str, port: int, config: RunConfig, account: Account) -> list[Measurement]:
-    """The three measurements against the target, in id order. Never raises
+    """The four measurements against the target, in id order. Never raises
     for target misbehaviour: what could not be measured says why."""
     target = _Target(host, port, config, account)
     probes = _LineProbes(target)
