@@ -217,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--slow", action="store_true", help="include slow scenarios (autologout)")
     run.add_argument(
+        "--no-measure",
+        action="store_true",
+        help="skip the INFO measurements (longest line, bad-command limit, failed-login "
+        "delay); the reports say they were not measured",
+    )
+    run.add_argument(
         "--autologout",
         type=_whole_seconds_arg,
         metavar="SECONDS",
@@ -407,6 +413,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         cfg.smtp_domain = args.smtp_domain
     if args.delivery:
         cfg.smtp_delivery = args.delivery
+    if args.no_measure:
+        cfg.measure = False
     return finalize(cfg)
 
 

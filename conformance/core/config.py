@@ -78,6 +78,7 @@ class RunConfig:
     #: target), none, or maildir:/path/{user}/Maildir (conformance.smtp.delivery)
     smtp_delivery: str = "auto"
     smtp_delivery_wait: float = 10.0  # seconds a queued delivery may take
+    measure: bool = True  # take the INFO measurements after the probe (--no-measure: off)
 
     @property
     def address(self) -> str:

@@ -112,6 +112,43 @@ class TargetFingerprint:
     plaintext_login_offered: bool | None = None
 
 
+class MeasurementOutcome(enum.StrEnum):
+    """How a measurement ended (docs/cli.md, *INFO measurements*)."""
+
+    MEASURED = "measured"  # `value` is the fact, found inside the bounds
+    AT_LEAST = "at-least"  # the search reached its upper bound: the fact is `value` or more
+    BELOW = "below"  # even the lower bound failed: the fact is less than `value`
+    NOT_MEASURED = "not-measured"  # `value` is None; `note` says why
+
+
+@dataclass(slots=True)
+class Measurement:
+    """An INFO result: a measured fact about the target, shown in every
+    report and never part of a verdict or of the exit code."""
+
+    id: str  # "info.longest-command-line"
+    title: str  # "longest command line answered"
+    unit: str  # "octets" | "commands" | "seconds"
+    method: str  # how it was measured, one sentence
+    bounds: dict[str, float]  # the search's limits, e.g. {"min": 64, "max": 65536}
+    outcome: MeasurementOutcome
+    value: float | None = None  # None only when not measured
+    note: str = ""  # why not measured, or what else was seen
+    samples: list[float] = field(default_factory=list)  # raw readings (the delay's three)
+
+    def summary(self) -> str:
+        """One line: `255 octets`, `none up to 50 commands`, `not measured: …`."""
+        if self.outcome is MeasurementOutcome.NOT_MEASURED or self.value is None:
+            return f"not measured: {self.note}" if self.note else "not measured"
+        number = f"{self.value:.3f}" if self.unit == "seconds" else f"{self.value:g}"
+        text = {
+            MeasurementOutcome.MEASURED: f"{number} {self.unit}",
+            MeasurementOutcome.AT_LEAST: f"{number} {self.unit} or more (the upper bound)",
+            MeasurementOutcome.BELOW: f"less than {number} {self.unit} (the lower bound)",
+        }[self.outcome]
+        return f"{text}; {self.note}" if self.note else text
+
+
 @dataclass(slots=True)
 class RunResult:
     tool_version: str
@@ -124,6 +161,8 @@ class RunResult:
     #: Why the run stopped before every selected scenario ran ("interrupted",
     #: "target unreachable since <scenario>"); None when it ran to the end.
     incomplete: str | None = None
+    #: INFO results (conformance.pop3.measurements): facts, never verdicts
+    measurements: list[Measurement] = field(default_factory=list)
 
     def counts(self) -> dict[Verdict, int]:
         out = {v: 0 for v in Verdict}

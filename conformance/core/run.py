@@ -29,7 +29,7 @@ from conformance.core.errors import MailspecError
 from conformance.core.expressions import ExpressionError
 from conformance.core.framing import FramingFinding
 from conformance.core.patterns import Segment, render_segments
-from conformance.core.results import Failure, ScenarioResult, Verdict
+from conformance.core.results import Failure, Measurement, ScenarioResult, Verdict
 from conformance.core.scenario import AssertStep, Scenario, SkipIfStep, Step
 from conformance.core.transcript import Transcript
 from conformance.core.verdicts import (
@@ -233,6 +233,8 @@ class TargetRunner:
     called from several threads at once, one per account pool."""
 
     def __init__(self) -> None:
+        #: INFO results about the target, taken once (none unless the protocol measures)
+        self.measurements: list[Measurement] = []
         self.unreachable_streak = 0
         self.unreachable_since: str | None = None
         self._streak_lock = threading.Lock()

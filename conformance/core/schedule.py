@@ -15,7 +15,7 @@ from conformance import __version__
 from conformance.core.config import RunConfig
 from conformance.core.fixture import Fixture
 from conformance.core.pools import jobs_for
-from conformance.core.results import RunResult, ScenarioResult, TargetFingerprint
+from conformance.core.results import Measurement, RunResult, ScenarioResult, TargetFingerprint
 from conformance.core.scenario import Scenario
 from conformance.core.verdicts import not_run
 
@@ -29,6 +29,7 @@ class SuiteRunner(Protocol):
 
     fingerprint: TargetFingerprint
     unreachable_since: str | None
+    measurements: list[Measurement]  # INFO results, taken when the target was entered
 
     def __enter__(self) -> SuiteRunner: ...
     def __exit__(self, *exc: object) -> None: ...
@@ -63,6 +64,7 @@ def run_suite(
     with runner_class(config, fixture=fixture, pools=count) as runner:
         results, incomplete = _Schedule(runner, scenarios, count, progress).run()
         fingerprint = runner.fingerprint
+        measurements = list(runner.measurements)
     final = [
         r if r is not None else not_run(s, incomplete or "interrupted")
         for s, r in zip(scenarios, results, strict=True)
@@ -76,6 +78,7 @@ def run_suite(
         results=final,
         strict=config.strict,
         incomplete=incomplete,
+        measurements=measurements,
     )
 
 

@@ -437,6 +437,7 @@ def fuzz_config(config: RunConfig, timeout: float | None) -> RunConfig:
         # the embedded server answers failed logins at once; a target keeps
         # the generous default (verdict-principles 4) unless its config says
         config.auth_timeout = max(config.read_timeout, DEFAULT_READ_SECONDS)
+    config.measure = False  # INFO measurements are for run reports; fuzzing writes none
     return config
 
 

@@ -27,7 +27,13 @@ from conformance.core.pools import (
     templated_accounts,
     with_credentials,
 )
-from conformance.core.results import RunResult, ScenarioResult, TargetFingerprint, Verdict
+from conformance.core.results import (
+    Measurement,
+    RunResult,
+    ScenarioResult,
+    TargetFingerprint,
+    Verdict,
+)
 from conformance.core.run import ScenarioRunBase, TargetRunner
 from conformance.core.sasl import PURE_FUNCTIONS as SASL_FUNCTIONS
 from conformance.core.sasl import ScramExchanges
@@ -84,6 +90,8 @@ from conformance.pop3.engine_state import (
     _PendingCommand,
 )
 from conformance.pop3.mailboxes import Mailboxes
+from conformance.pop3.measurements import measure
+from conformance.pop3.measurements import skipped as skipped_measurements
 from conformance.pop3.oracle_steps import OracleSteps
 from conformance.pop3.session import Reply
 from conformance.provision import NoneProvisioner, Provisioner, make_provisioner
@@ -556,6 +564,8 @@ class Runner(TargetRunner):
     be called from that many threads at once, each with its own pool."""
 
     fingerprint: TargetFingerprint
+    #: INFO results (conformance.pop3.measurements), taken once after the probe
+    measurements: list[Measurement]
 
     def __init__(
         self,
@@ -620,6 +630,11 @@ class Runner(TargetRunner):
             )
             if self.fingerprint.capabilities and isinstance(self.config.capabilities, str):
                 self.mailboxes.mark_logged_in(main.role)  # the probe logged in with it
+            self.measurements = (
+                measure(self.host, self.port, self.config, main)
+                if self.config.measure
+                else skipped_measurements("--no-measure")
+            )
             if "TOP" not in self.fingerprint.capabilities:
                 self.mailboxes.methods.drop("top", "the target does not offer TOP")
             if "UIDL" not in self.fingerprint.capabilities:

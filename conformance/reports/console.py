@@ -154,6 +154,8 @@ class Console:
             self._write(f"greeting: {t.greeting}")
         if t.capabilities:
             self._write(f"capabilities: {' '.join(t.capabilities)}")
+        for m in run.measurements:  # INFO: facts, never verdicts
+            self._write(f"INFO {m.id}: {m.summary()}")
         line = summary_line(run)
         verdict = (
             Verdict.FAIL

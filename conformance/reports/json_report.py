@@ -17,6 +17,8 @@ from conformance.core.results import (
     Direction,
     Elision,
     Failure,
+    Measurement,
+    MeasurementOutcome,
     RunResult,
     ScenarioResult,
     TargetFingerprint,
@@ -64,8 +66,39 @@ def results_to_dict(run: RunResult) -> dict[str, Any]:
         },
         "config": _jsonable(run.config),
         "counts": {v.value: counts[v] for v in Verdict},
+        "measurements": [measurement_dict(m) for m in run.measurements],
         "results": [_result(r) for r in run.results],
     }
+
+
+def measurement_dict(m: Measurement) -> dict[str, Any]:
+    """An INFO result: the fact, its unit, how and within which bounds."""
+    return {
+        "id": m.id,
+        "title": m.title,
+        "outcome": m.outcome.value,
+        "value": m.value,
+        "unit": m.unit,
+        "summary": m.summary(),
+        "method": m.method,
+        "bounds": dict(m.bounds),
+        "note": m.note,
+        "samples": list(m.samples),
+    }
+
+
+def measurement_from_dict(data: dict[str, Any]) -> Measurement:
+    return Measurement(
+        id=data["id"],
+        title=data["title"],
+        unit=data["unit"],
+        method=data["method"],
+        bounds=dict(data["bounds"]),
+        outcome=MeasurementOutcome(data["outcome"]),
+        value=data["value"],
+        note=data.get("note", ""),
+        samples=list(data.get("samples") or []),
+    )
 
 
 def _result(r: ScenarioResult) -> dict[str, Any]:
@@ -167,6 +200,7 @@ def results_from_dict(data: dict[str, Any]) -> RunResult:
         config=data["config"],
         strict=data.get("strict", False),
         incomplete=data.get("incomplete"),
+        measurements=[measurement_from_dict(m) for m in data.get("measurements") or []],
         results=[
             ScenarioResult(
                 scenario_id=r["id"],

@@ -16,7 +16,11 @@
   `SCENARIO-ID.requirement`, the requirement it is reported against (the
   failure's own, else the scenario's first), which also opens the
   <failure>/<error> message as `[ID LEVEL]`;
-* an interrupted run adds the property `mailspec.incomplete` (why).
+* an interrupted run adds the property `mailspec.incomplete` (why);
+* the INFO measurements are a testsuite of their own, `mailspec INFO
+  measurements`, with no testcases (so nothing to fail or count): one
+  property per measurement, `info.…` = its one-line summary, and
+  `info.….value` / `info.….unit` / `info.….outcome`.
 """
 
 from __future__ import annotations
@@ -121,10 +125,35 @@ def junit_suites(run: RunResult) -> list[TestSuite]:
     return suites
 
 
+MEASUREMENTS_SUITE = "mailspec INFO measurements"
+
+
+def measurements_suite(run: RunResult, index: int) -> TestSuite:
+    """The INFO results as properties of a testsuite without testcases."""
+    props: dict[str, str] = {"mailspec.version": run.tool_version, "target": run.target.address}
+    for m in run.measurements:
+        props[m.id] = m.summary()
+        props[f"{m.id}.value"] = "" if m.value is None else f"{m.value:g}"
+        props[f"{m.id}.unit"] = m.unit
+        props[f"{m.id}.outcome"] = m.outcome.value
+    return TestSuite(
+        name=MEASUREMENTS_SUITE,
+        test_cases=[],
+        id=index,
+        package="mailspec",
+        timestamp=run.started_at,
+        hostname=run.target.address,
+        properties=props,
+    )
+
+
 def junit_xml_string(run: RunResult) -> str:
     """The report as text. junit-xml writes `type="skipped"` on <skipped>,
     which the Jenkins schema does not allow; that attribute is dropped."""
-    text = to_xml_report_string(junit_suites(run), prettyprint=False, encoding="utf-8")
+    suites = junit_suites(run)
+    if run.measurements:
+        suites.append(measurements_suite(run, len(suites)))
+    text = to_xml_report_string(suites, prettyprint=False, encoding="utf-8")
     root = ET.fromstring(text.encode("utf-8"))
     for skipped in root.iter("skipped"):
         skipped.attrib.pop("type", None)

@@ -83,6 +83,8 @@ class Target:
     embedded: bool
     cells: dict[str, Cell]
     incomplete: str | None = None  # why the run stopped early
+    #: INFO results as the JSON report has them (id, summary, method, ...)
+    measurements: list[dict[str, Any]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(VERDICTS, 0)
@@ -235,6 +237,7 @@ def load_target(spec: str) -> tuple[Target, list[Row]]:
             embedded=bool(target.get("embedded", False)),
             cells=cells,
             incomplete=data.get("incomplete"),
+            measurements=[m for m in data.get("measurements") or [] if isinstance(m, dict)],
         ),
         rows,
     )
@@ -243,7 +246,7 @@ def load_target(spec: str) -> tuple[Target, list[Row]]:
 def from_run(run: Any, label: str) -> Matrix:
     """A one-target matrix straight from a RunResult (the `run --html`
     report), without a JSON round trip."""
-    from conformance.reports.json_report import failure_dict
+    from conformance.reports.json_report import failure_dict, measurement_dict
 
     rows: list[Row] = []
     cells: dict[str, Cell] = {}
@@ -272,6 +275,7 @@ def from_run(run: Any, label: str) -> Matrix:
         embedded=t.embedded,
         cells=cells,
         incomplete=run.incomplete,
+        measurements=[measurement_dict(m) for m in run.measurements],
     )
     sections = list(dict.fromkeys(r.section for r in rows))
     return Matrix([target], sorted(rows, key=lambda r: sections.index(r.section)))

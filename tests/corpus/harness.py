@@ -105,8 +105,16 @@ def start(fault: Fault | None, root: Path, *, implicit_tls: bool = False) -> Ser
 
 
 def run_against(
-    fault: Fault | None, scenarios: list[Scenario], *, slow: bool = False, tls: str = "plain"
+    fault: Fault | None,
+    scenarios: list[Scenario],
+    *,
+    slow: bool = False,
+    tls: str = "plain",
+    measure: bool = False,
 ) -> dict[str, ScenarioResult]:
+    """Verdicts of `scenarios` against `fault` (None: the reference); the
+    INFO measurements only with `measure` (tests/corpus/test_measurements.py
+    shows they change no verdict)."""
     with tempfile.TemporaryDirectory(prefix="mailspec-corpus-") as tmp:
         root = Path(tmp)
         handle = start(fault, root, implicit_tls=tls == "implicit")
@@ -123,6 +131,7 @@ def run_against(
                 slow=slow or bool(fault and fault.slow),
                 # the operator's statement of the target's timer (`timeout: autologout`)
                 autologout=max(1, round(fault.autologout)) if fault else 600,
+                measure=measure,
             )
             with Runner(config) as runner:
                 return {s.id: runner.run(s) for s in scenarios}

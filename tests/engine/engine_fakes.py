@@ -116,6 +116,9 @@ class ScriptedServer:
     default: Reply = b"-ERR unknown command\r\n"
     received: list[bytes] = field(default_factory=list)
     connections: int = 0
+    #: Asked first for each line: (the line as received, CRLF included; a
+    #: dict of this connection's own) -> a reply, or None for the table.
+    rule: Callable[[bytes, dict[str, int]], Reply | None] | None = None
 
     def __post_init__(self) -> None:
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -170,6 +173,7 @@ class ScriptedServer:
             if not self._perform(conn, self.greeting):
                 return
             buffer = b""
+            state: dict[str, int] = {}
             while not self._stopping.is_set():
                 chunk = conn.recv(65536)
                 if not chunk:
@@ -177,10 +181,13 @@ class ScriptedServer:
                 buffer += chunk
                 while b"\n" in buffer:
                     line, buffer = buffer.split(b"\n", 1)
+                    raw = line + b"\n"
                     line = line.rstrip(b"\r")
                     self.received.append(line)
                     text = line.decode("latin-1")
-                    reply = self.replies.get(text)
+                    reply = self.rule(raw, state) if self.rule is not None else None
+                    if reply is None:
+                        reply = self.replies.get(text)
                     if reply is None:
                         verb = text.split(" ")[0].upper() if text else ""
                         reply = self.replies.get(verb, self.default)
@@ -254,6 +261,9 @@ def config_for(server: ScriptedServer, **overrides: object) -> RunConfig:
         "capabilities": ["USER", "TOP", "UIDL", "CAPA"],
         "read_timeout": 2.0,
         "auth_timeout": 2.0,
+        # scripted servers count connections and lines: no INFO measurements
+        # unless a test asks (tests/engine/test_measurements.py)
+        "measure": False,
     }
     values.update(overrides)
     return RunConfig(**values)  # type: ignore[arg-type]

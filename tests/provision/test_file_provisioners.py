@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from conformance.provision import files as provision_files
 from conformance.core.errors import ProvisionError
 from conformance.core.fixture import Account, Fixture, FixtureMessage, delivery_seconds
 from conformance.provision import (
@@ -19,6 +18,7 @@ from conformance.provision import (
     make_provisioner,
     mboxrd_entry,
 )
+from conformance.provision import files as provision_files
 from reference_server.store.maildrop import (
     MaildirStore,
     MboxStore,
