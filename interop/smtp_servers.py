@@ -94,20 +94,25 @@ def cache_root() -> Path:
     The servers' unprivileged processes execute files from it, so every
     directory on the way must be searchable by others (a home directory
     of mode 0700 is not)."""
-    root = Path(os.environ.get("MAILSPEC_MTA_CACHE") or REPO / ".cache" / "mta")
+    root = Path(os.environ.get("MAILSPEC_MTA_CACHE") or REPO / ".cache" / "mta").absolute()
+    _check_searchable(root)  # before creating anything
     root.mkdir(parents=True, exist_ok=True)
+    _check_searchable(root)  # a umask may have made it private
     if "MAILSPEC_MTA_CACHE" not in os.environ:
         ignore = REPO / ".cache" / ".gitignore"
         if not ignore.exists():
             ignore.write_text("# written by interop/smtp_servers.py: unpacked .debs\n*\n")
+    return root
+
+
+def _check_searchable(root: Path) -> None:
     for part in [root, *root.parents]:
-        if part.stat().st_mode & 0o001 == 0:
+        if part.exists() and part.stat().st_mode & 0o001 == 0:
             raise ServerUnavailable(
                 f"cache {root}: {part} is not searchable by other users (mode "
                 f"{part.stat().st_mode & 0o777:o}); set MAILSPEC_MTA_CACHE to a "
                 "directory under world-searchable parents"
             )
-    return root
 
 
 def _find_deb(package: str, debs: Path) -> Path | None:
@@ -305,6 +310,61 @@ def wait_for_smtp(
     raise RuntimeError(f"no SMTP greeting on {host}:{port} within {timeout} s: {last}")
 
 
+# --- delivery inspection -------------------------------------------------
+
+#: header fields a receiving or delivering server may prepend (RFC 5321
+#: section 4.4 Received/Return-Path; the local-delivery fields of Postfix
+#: (Delivered-To, X-Original-To), Exim (Envelope-to, Delivery-date) and
+#: OpenSMTPD (Delivered-To))
+TRACE_FIELDS = frozenset(
+    {"received", "return-path", "delivered-to", "x-original-to", "envelope-to", "delivery-date"}
+)
+
+
+class DeliveryMismatch(AssertionError):
+    """A stored message is not the sent one plus prepended trace fields."""
+
+
+def split_delivered(stored: bytes, sent: bytes, line_end: bytes = b"\r\n") -> list[str]:
+    """Check that `stored` is the `sent` message (CRLF line ends, already
+    dot-unstuffed) with header fields prepended, every one of them a trace
+    field, and `line_end` the stored line ending throughout. Returns the
+    names of the prepended fields, in order; raises DeliveryMismatch
+    saying what differs."""
+    if line_end != b"\r\n":
+        if b"\r\n" in stored:
+            raise DeliveryMismatch(f"stored message mixes CRLF into {line_end!r} line ends")
+        expected = sent.replace(b"\r\n", line_end)
+    else:
+        expected = sent
+    if not stored.endswith(expected):
+        common = 0
+        for a, b in zip(reversed(stored), reversed(expected), strict=False):
+            if a != b:
+                break
+            common += 1
+        raise DeliveryMismatch(
+            f"stored message does not end with the sent one: the last {common} octets agree; "
+            f"stored ...{stored[-common - 40 : len(stored) - common]!r}"
+        )
+    prefix = stored[: len(stored) - len(expected)]
+    names: list[str] = []
+    for line in prefix.split(line_end)[:-1] if prefix else []:
+        if line[:1] in (b" ", b"\t"):
+            if not names:
+                raise DeliveryMismatch(f"continuation line before any field: {line!r}")
+            continue
+        name, colon, _ = line.partition(b":")
+        if not colon or not name or b" " in name:
+            raise DeliveryMismatch(f"prepended line is not a header field: {line!r}")
+        if name.decode("ascii", "replace").lower() not in TRACE_FIELDS:
+            raise DeliveryMismatch(f"prepended field {name!r} is not a trace field")
+        names.append(name.decode("ascii"))
+    if prefix and not prefix.endswith(line_end):
+        raise DeliveryMismatch(f"prepended fields do not end at a line end: {prefix[-40:]!r}")
+    return names
+
+
 # --- the servers ----------------------------------------------------------
 
 
@@ -316,6 +376,10 @@ class SmtpServer:
     packages: tuple[str, ...] = ()
     #: name of the account the Maildirs belong to
     maildir_owner = "mail"
+    #: line ending of the stored messages (the MTAs' Maildir delivery agents
+    #: store LF, as Maildir readers expect; aiosmtpd_maildir.py stores the
+    #: octets as received)
+    stored_line_end = b"\n"
 
     def __init__(self, *, workdir: str | None = None, keep: bool = False):
         self.keep = keep
@@ -601,7 +665,9 @@ class EximServer(SmtpServer):
     local domain, the RCPT ACL accepting the users and postmaster there,
     550 for other local parts and for relaying; a redirect router for
     postmaster; an appendfile transport in maildir format adding
-    Return-path:, Envelope-to: and Delivery-date:. TLS not advertised
+    Return-path:, Envelope-to: and Delivery-date:, its directory built
+    from $local_part_data (the router's matched list item), as Exim
+    4.94+ refuses a path made from the tainted $local_part. TLS not advertised
     (no certificate). host_lookup and ident off (no DNS, no port 113).
 
     `exim_user` is Debian's compiled-in `Debian-exim`, added in the
@@ -671,7 +737,7 @@ begin transports
 
 maildir:
   driver = appendfile
-  directory = {d}/mail/${{lc:$local_part}}/Maildir
+  directory = {d}/mail/$local_part_data/Maildir
   maildir_format
   delivery_date_add
   envelope_to_add
@@ -763,6 +829,7 @@ class AiosmtpdServer(SmtpServer):
 
     name = "aiosmtpd"
     debian_package = "python3-aiosmtpd"
+    stored_line_end = b"\r\n"
 
     def __init__(self, *, workdir: str | None = None, keep: bool = False, debian: bool = True):
         super().__init__(workdir=workdir, keep=keep)
