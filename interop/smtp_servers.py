@@ -39,6 +39,7 @@ Standard library only: nothing from conformance/ or reference_server/.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import grp
 import json
 import os
@@ -141,30 +142,45 @@ def _download_deb(package: str, debs: Path) -> Path:
 
 
 def unpack(name: str, packages: tuple[str, ...]) -> tuple[Path, dict[str, str]]:
-    """The prefix where `packages` are unpacked (once), and their versions."""
+    """The prefix where `packages` are unpacked (once), and their versions.
+
+    Concurrent runs (two pytest sessions) serialise on a lock file; the
+    prefix appears whole or not at all (unpacked aside, then renamed)."""
     root = cache_root()
     prefix = root / name
     marker = prefix / ".mailspec-versions.json"
-    if marker.exists():
-        return prefix, json.loads(marker.read_text())
-    if not shutil.which("dpkg-deb"):
-        raise ServerUnavailable("dpkg-deb missing: the MTAs are unpacked from Debian .debs")
-    debs = root / "debs"
-    debs.mkdir(exist_ok=True)
-    staging = root / f".{name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    versions: dict[str, str] = {}
-    for package in packages:
-        deb = _find_deb(package, debs) or _download_deb(package, debs)
-        out = subprocess.run(
-            ["dpkg-deb", "-f", str(deb), "Version"], capture_output=True, text=True, check=True
-        )
-        versions[package] = out.stdout.strip()
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(staging)], check=True)
-    (staging / marker.name).write_text(json.dumps(versions, indent=1))
-    shutil.rmtree(prefix, ignore_errors=True)
-    staging.rename(prefix)
-    return prefix, versions
+    with open(root / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():
+            return prefix, json.loads(marker.read_text())
+        if not shutil.which("dpkg-deb"):
+            raise ServerUnavailable("dpkg-deb missing: the MTAs are unpacked from Debian .debs")
+        debs = root / "debs"
+        debs.mkdir(exist_ok=True)
+        staging = root / f".{name}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        versions: dict[str, str] = {}
+        for package in packages:
+            deb = _find_deb(package, debs) or _download_deb(package, debs)
+            try:
+                out = subprocess.run(
+                    ["dpkg-deb", "-f", str(deb), "Version"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                versions[package] = out.stdout.strip()
+                subprocess.run(
+                    ["dpkg-deb", "-x", str(deb), str(staging)], capture_output=True, check=True
+                )
+            except subprocess.CalledProcessError as exc:
+                raise ServerUnavailable(
+                    f"dpkg-deb cannot read {deb} ({exc.stderr!r}); delete it and retry"
+                ) from None
+        (staging / marker.name).write_text(json.dumps(versions, indent=1))
+        shutil.rmtree(prefix, ignore_errors=True)
+        staging.rename(prefix)
+        return prefix, versions
 
 
 # --- the private mount namespace ------------------------------------------
