@@ -945,10 +945,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{server.name} {server.version()} on {server.host}:{server.port}, pid {server.pid}")
     print(f"workdir {server.workdir}; maildir of alice: {server.maildir('alice')}")
     print("EHLO:", " | ".join(server.ehlo_lines))
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        signal.sigwait(stop_signals)
     finally:
         server.stop()
+        print(f"stopped; {server.workdir} kept (mail, config, logs)")
     return 0
 
 
