@@ -60,6 +60,7 @@ PROBES = [
     Probe("nested MAIL", [EHLO, MAIL, MAIL]),
     Probe("unknown MAIL parameter", [EHLO, b"MAIL FROM:<sender@example.org> FOO=BAR\r\n"]),
     Probe("unknown command", [EHLO, b"FROB\r\n"]),
+    Probe("NOOP with an argument", [EHLO, b"NOOP hello\r\n"]),
     Probe("command line of 600 octets", [EHLO, b"NOOP " + b"x" * 593 + b"\r\n"]),
     Probe(
         "MAIL+RCPT+DATA in one write",
