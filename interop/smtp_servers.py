@@ -229,17 +229,18 @@ class Namespace:
             candidate += 1
         return candidate
 
-    def account(self, name: str, *, group: bool = True) -> int:
-        """A system account (and its group) visible inside; returns the uid.
-        An account the machine already has is used as it is."""
+    def account(self, name: str) -> tuple[int, int]:
+        """A system account and its group of the same name, visible inside;
+        returns (uid, gid). An account the machine already has is used as
+        it is."""
         with contextlib.suppress(KeyError):
-            return pwd.getpwnam(name).pw_uid
+            entry = pwd.getpwnam(name)
+            return entry.pw_uid, entry.pw_gid
         number = self._free_id()
         self.ids[name] = number
         self.passwd += f"{name}:x:{number}:{number}::/nonexistent:/usr/sbin/nologin\n"
-        if group:
-            self.group += f"{name}:x:{number}:\n"
-        return number
+        self.group += f"{name}:x:{number}:\n"
+        return number, number
 
     def add_group(self, name: str) -> int:
         with contextlib.suppress(KeyError):
@@ -253,7 +254,7 @@ class Namespace:
         """`target` (an existing system path) shows `source` inside."""
         self.mounts.append((source, target))
 
-    def wrap(self, argv: list[str], env: dict[str, str] | None = None) -> list[str]:
+    def wrap(self, argv: list[str]) -> list[str]:
         (self.etc / "passwd").write_text(self.passwd)
         (self.etc / "group").write_text(self.group)
         os.chmod(self.etc / "passwd", 0o644)
@@ -263,8 +264,7 @@ class Namespace:
             f"mount --bind {shlex.quote(str(s))} {shlex.quote(t)}"
             for s, t in [*mounts, *self.mounts]
         ]
-        exports = [f"export {k}={shlex.quote(v)}" for k, v in (env or {}).items()]
-        script = " && ".join([*steps, *exports, "exec " + shlex.join(argv)])
+        script = " && ".join([*steps, "exec " + shlex.join(argv)])
         return ["unshare", "-m", "--propagation", "private", "sh", "-c", script]
 
 
@@ -274,9 +274,10 @@ class Namespace:
 def _read_reply(sock: socket.socket, buffer: bytearray) -> tuple[int, list[str]]:
     """One whole reply (RFC 5321 section 4.2.1: lines `NNN-` then `NNN `)."""
     lines: list[str] = []
+    taken = 0
     while True:
         while b"\n" not in buffer:
-            if len(buffer) > MAX_REPLY:
+            if len(buffer) + taken > MAX_REPLY:
                 raise RuntimeError(f"reply longer than {MAX_REPLY} octets")
             chunk = sock.recv(4096)
             if not chunk:
@@ -285,6 +286,7 @@ def _read_reply(sock: socket.socket, buffer: bytearray) -> tuple[int, list[str]]
         end = buffer.index(b"\n")
         line = bytes(buffer[:end]).rstrip(b"\r").decode("utf-8", "replace")
         del buffer[: end + 1]
+        taken += end + 1
         if not re.match(r"\d{3}[ -]", line + " "):
             raise RuntimeError(f"not an SMTP reply line: {line!r}")
         lines.append(line[4:])
@@ -319,7 +321,8 @@ def wait_for_smtp(
         if process.poll() is not None:
             raise RuntimeError(f"server exited with status {process.returncode} while starting")
         try:
-            return probe(host, port, timeout=min(PROBE_TIMEOUT, deadline - time.monotonic()))
+            left = max(0.5, min(PROBE_TIMEOUT, deadline - time.monotonic()))
+            return probe(host, port, timeout=left)
         except (OSError, RuntimeError) as exc:
             last = exc
         time.sleep(0.1)
@@ -611,7 +614,7 @@ class PostfixServer(SmtpServer):
         assert self.prefix is not None
         d, p = self.workdir, self.prefix
         ns = Namespace(d)
-        owner = ns.account("postfix")
+        owner, owner_gid = ns.account("postfix")
         postdrop = ns.add_group("postdrop")
         uid, gid = self.owner_ids()
         conf, spool, data = d / "conf", d / "spool", d / "data"
@@ -620,10 +623,10 @@ class PostfixServer(SmtpServer):
         for sub, (mode, setgid) in POSTFIX_QUEUE_DIRS.items():
             path = spool / sub
             path.mkdir(exist_ok=True)
-            os.chown(path, owner, postdrop if setgid else owner)
+            os.chown(path, owner, postdrop if setgid else owner_gid)
             os.chmod(path, mode)
         (spool / "pid").mkdir(exist_ok=True)
-        os.chown(data, owner, owner)
+        os.chown(data, owner, owner_gid)
         os.chmod(data, 0o700)
         self.make_maildirs(uid, gid)
         boxes = "".join(f"{u}@{self.domain} {u}/Maildir/\n" for u in self.users)
@@ -700,13 +703,13 @@ class EximServer(SmtpServer):
         assert self.prefix is not None
         d = self.workdir
         ns = Namespace(d)
-        exim_uid = ns.account("Debian-exim")
+        exim_uid, exim_gid = ns.account("Debian-exim")
         spool, logs = d / "spool", d / "log"
         for path in (spool, logs):
             path.mkdir(exist_ok=True)
-            os.chown(path, exim_uid, exim_uid)
+            os.chown(path, exim_uid, exim_gid)
             os.chmod(path, 0o750)
-        self.make_maildirs(exim_uid, exim_uid)
+        self.make_maildirs(exim_uid, exim_gid)
         binary = self.prefix / "usr/sbin/exim4"
         users = " : ".join(self.users)
         conf = f"""# written by mailspec interop/smtp_servers.py

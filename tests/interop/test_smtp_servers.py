@@ -159,6 +159,29 @@ def test_postmaster_is_accepted_and_reaches_the_first_user(server: SmtpServer):
     assert len(wait_for_messages(server, "alice", before + 1)) == before + 1
 
 
+def test_pypi_aiosmtpd_delivers_the_same_way():
+    """AiosmtpdServer(debian=False): the running interpreter's aiosmtpd
+    (the venv's PyPI release), for machines without python3-aiosmtpd."""
+    server = SMTP_SERVERS["aiosmtpd"](debian=False)  # type: ignore[call-arg]
+    try:
+        server.start()
+    except ServerUnavailable as exc:
+        server.stop()
+        pytest.skip(f"PyPI aiosmtpd unavailable: {exc}")
+    try:
+        assert "PyPI" in server.version()
+        assert server.ehlo_keywords == EXPECTED_EHLO["aiosmtpd"]
+        with smtplib.SMTP(*server.address, timeout=10) as client:
+            assert client.sendmail("sender@example.org", ["bob@example.test"], MESSAGE) == {}
+        stored = wait_for_messages(server, "bob", 1)
+        assert split_delivered(stored[0], MESSAGE, server.stored_line_end) == [
+            "Return-Path",
+            "Received",
+        ]
+    finally:
+        server.stop()
+
+
 def test_stop_ends_every_process_and_leaves_nothing_outside_the_temp_dir():
     passwd = Path("/etc/passwd").read_bytes()
     group = Path("/etc/group").read_bytes()
@@ -265,7 +288,12 @@ def test_reply_reader_takes_a_multiline_reply_whole_or_byte_by_byte(step: int):
 
 @pytest.mark.parametrize(
     "data, reason",
-    [(b"250-one\r\n", "closed mid-reply"), (b"hello\r\n", "not an SMTP reply line")],
+    [
+        (b"250-one\r\n", "closed mid-reply"),
+        (b"hello\r\n", "not an SMTP reply line"),
+        (b"250-" + b"x" * 70000, "longer than"),  # one endless line
+        (b"250-x\r\n" * 12000, "longer than"),  # endless continuation lines
+    ],
 )
 def test_reply_reader_refuses_a_cut_or_malformed_reply(data: bytes, reason: str):
     with pytest.raises(RuntimeError, match=reason):
