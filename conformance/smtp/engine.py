@@ -37,6 +37,7 @@ from conformance.core.fixture import Account, Fixture, FixtureError, load_fixtur
 from conformance.core.pools import check_pool_config, templated_accounts, with_credentials
 from conformance.core.results import Failure, ScenarioResult, TargetFingerprint, Verdict
 from conformance.core.run import ScenarioRunBase
+from conformance.core.sasl import PURE_FUNCTIONS as SASL_FUNCTIONS
 from conformance.core.scenario import (
     CATALOGUE_LEVEL_TO_SCENARIO_LEVEL,
     CommandStep,
@@ -131,6 +132,7 @@ class _SmtpScenarioRun(ScenarioRunBase):
         connection = self.connections.get(session_name) if session_name else None
         account = connection.account if connection else self.runner.account(self.scenario.account)
         env = dict(self.runner.facts)
+        env.update(SASL_FUNCTIONS)  # b64(), sasl_plain() for AUTH exchanges (RFC 4954 §4)
         env.update(
             user=account.user,
             password=account.password,
@@ -214,6 +216,10 @@ class _SmtpScenarioRun(ScenarioRunBase):
                 connection.gone = True
                 return
             self._stop(step, "a TLS handshake after 220", str(exc), kind="tls")
+        # RFC 3207 §4.2: commands pipelined behind STARTTLS are discarded, so
+        # no reply is owed to them; one arriving is a finding (below, or as
+        # unsolicited bytes before the next command)
+        connection.pending.clear()
         if leftover:
             self._unsolicited(step, leftover, "in plaintext after the 220 to STARTTLS")
         if step.seconds:
@@ -438,7 +444,9 @@ class _SmtpScenarioRun(ScenarioRunBase):
                 step_text=step.text if step else "",
                 expected=f"nothing {where}: one reply per command (RFC 5321 §4.2)",
                 actual=finding.detail,
-                requirement=ONE_REPLY_RULE,
+                # a step may say what an extra reply means there (e.g. a
+                # command smuggled out of the message text: SMTP-5321-DATA-04)
+                requirement=(step.requirement if step else None) or ONE_REPLY_RULE,
                 level="MUST",
                 kind="framing",
             )
@@ -547,6 +555,17 @@ class _SmtpScenarioRun(ScenarioRunBase):
                     step,
                     f"the stored message to contain {needle!r}",
                     f"it does not: {show_bytes(rest[:200])}",
+                    level=None,
+                    kind="delivery",
+                )
+        if step.starts_with:
+            eol = b"\r\n" if b"\r\n" in rest else b"\n"  # a Maildir may store LF lines
+            wanted = b"".join(line.encode("utf-8") + eol for line in step.starts_with)
+            if not rest.startswith(wanted):
+                self._record(
+                    step,
+                    f"the stored message to start, byte for byte: {show_bytes(wanted[:200])}",
+                    show_bytes(rest[: len(wanted) + 40]),
                     level=None,
                     kind="delivery",
                 )
@@ -696,7 +715,12 @@ class SmtpRunner:
         )
         unreachable = False
         try:
-            missing = [n for n in scenario.needs if n not in self.fingerprint.capabilities]
+            # under --tls stls the probe lists the EHLO keywords inside TLS; a
+            # scenario that speaks STARTTLS itself needs the plaintext ones too
+            offered = set(self.fingerprint.capabilities) | set(
+                self.fingerprint.capa_plaintext or ()
+            )
+            missing = [n for n in scenario.needs if n not in offered]
             if missing:
                 result.verdict = Verdict.SKIP
                 result.message = f"target lacks {missing[0]} (not advertised by EHLO)"
