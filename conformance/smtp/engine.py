@@ -497,7 +497,8 @@ class _SmtpScenarioRun(ScenarioRunBase):
                     level=None,
                     kind="tls",
                 )
-        connection.gone = True
+        # the close was expected: steps that do not speak on the session
+        # (delivered:, end_if:, assert:) still run, unlike after or_close
 
     # -- delivery -------------------------------------------------------------------
 
