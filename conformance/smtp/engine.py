@@ -107,6 +107,10 @@ class _Connection:
     pending: deque[_Pending] = field(default_factory=deque)
     replies_unknown: bool = False  # after send:, which replies are due is unknown
     gone: bool = False  # closed as or_close allowed: its remaining steps are skipped
+    #: the last reply was a refusal read by an `or_close` step: the server may
+    #: close now (an abuse limit, smtp-notes §7 items 15, 19, 21), which the
+    #: next read then takes as the allowed branch
+    close_allowed: bool = False
     last_code: int | None = None
 
     @property
@@ -297,6 +301,7 @@ class _SmtpScenarioRun(ScenarioRunBase):
             return
         reply = read.reply
         connection.last_code = reply.code
+        connection.close_allowed = step.or_close and reply.code is not None and reply.code >= 400
         if reply.bare_code:
             self._record(
                 step,
@@ -393,9 +398,12 @@ class _SmtpScenarioRun(ScenarioRunBase):
         read: SmtpRead,
         timeout: float,
     ) -> None:
-        if read.outcome in (Outcome.CLOSED, Outcome.RESET) and step.or_close:
+        if read.outcome in (Outcome.CLOSED, Outcome.RESET) and (
+            step.or_close or connection.close_allowed
+        ):
             connection.gone = True
-            self.transcript.event(step.session, "closed as the step allows (or_close)")
+            why = "the step" if step.or_close else "the refusal before (or_close)"
+            self.transcript.event(step.session, f"closed as {why} allows")
             return
         wanted = f"{step.codes.describe()} to {pending.label}"
         if read.outcome is Outcome.TIMEOUT:
