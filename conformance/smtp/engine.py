@@ -446,17 +446,20 @@ class _SmtpScenarioRun(ScenarioRunBase):
 
     def _unsolicited(self, step: Step | None, data: bytes, where: str) -> None:
         finding = unsolicited(data)
+        # A step may say what an extra reply means there (`requirement:`):
+        # e.g. a command smuggled out of the message text is a DATA-04
+        # finding, judged at the scenario's level; otherwise it breaks the
+        # one-reply-per-command rule (MUST).
+        pinned = step.requirement if step is not None else None
         self.failures.append(
             Failure(
                 step=step.index if step else None,
                 step_text=step.text if step else "",
                 expected=f"nothing {where}: one reply per command (RFC 5321 §4.2)",
                 actual=finding.detail,
-                # a step may say what an extra reply means there (e.g. a
-                # command smuggled out of the message text: SMTP-5321-DATA-04)
-                requirement=(step.requirement if step else None) or ONE_REPLY_RULE,
-                level="MUST",
-                kind="framing",
+                requirement=pinned or ONE_REPLY_RULE,
+                level=self.scenario.level if pinned else "MUST",
+                kind="mismatch" if pinned else "framing",
             )
         )
 
