@@ -80,6 +80,7 @@ QUIT_RULE = ("SMTP-5321-QUIT-01", "SMTP-5321-QUIT-")
 BARE_CODE_RULE = "SMTP-5321-REPLY-03"
 CODE_SET_RULE = "SMTP-5321-REPLY-05"
 ONE_REPLY_RULE = "SMTP-5321-SEQ-03"
+TRACE_RULE = "SMTP-5321-TRACE-01"  # RFC 5321 §4.4: Received: (and Return-Path:) on top
 SERVICE_CLOSING = 421
 #: Addresses scenarios use (RFC 2606 reserved names: never a real mailbox).
 SENDER = "mailspec-sender@sender.mailspec.test"
@@ -559,6 +560,8 @@ class _SmtpScenarioRun(ScenarioRunBase):
                         f"the message starts {show_bytes(message.data[:120])}",
                         level=None,
                         kind="delivery",
+                        # the trace rule broke, whatever else the step checks
+                        requirement=TRACE_RULE,
                     )
         text = rest.decode("utf-8", "replace")
         for needle in step.contains:

@@ -71,3 +71,11 @@ def test_starts_with_compares_the_first_stored_lines():
     result = _one(_fault("first-line-not-unstuffed"), "smtp.data.first-line-dot-unstuffed")
     assert result.verdict is Verdict.FAIL
     assert "..X-Mailspec" in result.failures[0].actual
+
+
+def test_missing_trace_fields_are_pinned_on_trace_01():
+    # the seed's conformant session lists GREET-01 first and its delivery
+    # check names DATA-03; a missing Received: is still a TRACE-01 finding
+    result = _one(_fault("no-trace-fields"), "seed.smtp-session-conformant")
+    assert result.verdict is Verdict.FAIL
+    assert {f.requirement for f in result.failures} == {"SMTP-5321-TRACE-01"}
