@@ -1123,7 +1123,7 @@ FAULTS: list[Fault] = [
         "help-250",
         HelpAnswers250,
         ("smtp.help.211-or-214", M + "HELP-01", WARN),
-        ("smtp.help.advertised-means-implemented", None, FAIL),
+        ("smtp.help.advertised-means-implemented", M + "EHLO-08", WARN),
     ),
     F("bare-code", BareCodeNoop, ("smtp.rset.never-closes", M + "REPLY-03", WARN)),
     F("mixed-codes-in-ehlo", MixedCodesInEhlo, ("smtp.ehlo.extension-list", M + "REPLY-02", FAIL)),
@@ -1393,7 +1393,8 @@ FAULTS: list[Fault] = [
         "no-trace-fields",
         NoTraceFields,
         ("smtp.data.trace-fields", M + "TRACE-01", FAIL),
-        ("smtp.auth.message-after-auth", None, FAIL),
+        ("smtp.auth.message-after-auth", M + "TRACE-01", FAIL),
+        ("seed.smtp-session-conformant", M + "TRACE-01", FAIL),
     ),
     F(
         "transaction-kept-after-data",
