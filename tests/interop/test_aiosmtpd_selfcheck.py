@@ -113,7 +113,18 @@ def test_aiosmtpd_differs_from_the_reference_only_by_its_listed_deviations(
     ours = {r["id"]: r["verdict"] for r in reference["results"]}
     theirs = {r["id"]: r["verdict"] for r in aio["results"]}
     assert ours.keys() == theirs.keys()
-    differ = {sid: (ours[sid], theirs[sid]) for sid in ours if ours[sid] != theirs[sid]}
+    # a scenario gated on an extension aiosmtpd does not offer (PIPELINING,
+    # SIZE, CHUNKING, STARTTLS, ...) SKIPs there: no difference of behaviour
+    not_offered = {
+        r["id"]
+        for r in aio["results"]
+        if r["verdict"] == "SKIP" and "not advertised by EHLO" in r["message"]
+    }
+    differ = {
+        sid: (ours[sid], theirs[sid])
+        for sid in ours
+        if ours[sid] != theirs[sid] and sid not in not_offered
+    }
     listed = {
         line.split(":", 1)[1].strip()
         for line in EXPECTATIONS.read_text().splitlines()
