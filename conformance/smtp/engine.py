@@ -90,6 +90,10 @@ EMBEDDED_DOMAIN = "example.test"
 #: How long a `count: 0` delivery check waits for a queued delivery that
 #: should not come (the embedded server delivers before its 250).
 NOTHING_DELIVERED_WAIT = 2.0
+#: Before a scenario inspects deliveries on a queueing target: no new file
+#: for this long means the earlier scenarios' messages have all arrived.
+SETTLE_QUIET_SECONDS = 1.0
+SETTLE_LIMIT_SECONDS = 4.0
 UNREACHABLE_AFTER = 3
 GREETING_TIMEOUT = 30.0  # RFC 5321 §4.5.3.2.1 lets a client wait 5 minutes; postscreen delays
 
@@ -125,11 +129,22 @@ class _SmtpScenarioRun(ScenarioRunBase):
         self.runner = runner
         self.connections: dict[str, _Connection] = {}
         self.before: dict[str, set[str]] = {}
+
         if runner.inspector is not None:
-            for step in scenario.steps:
-                if isinstance(step, DeliveredStep) and step.role not in self.before:
-                    user = runner.account(step.role).user
-                    self.before[step.role] = runner.inspector.names(user)
+            users = {
+                step.role: runner.account(step.role).user
+                for step in scenario.steps
+                if isinstance(step, DeliveredStep)
+            }
+            if users and runner.text_sent and not runner.embedded:
+                # a queue may still deliver what earlier scenarios sent: let it
+                # settle, or its message would count as this scenario's
+                runner.inspector.settle(
+                    set(users.values()), quiet=SETTLE_QUIET_SECONDS, limit=SETTLE_LIMIT_SECONDS
+                )
+                runner.text_sent = False
+            for role, user in users.items():
+                self.before[role] = runner.inspector.names(user)
 
     # -- hooks -------------------------------------------------------------------
 
@@ -263,6 +278,8 @@ class _SmtpScenarioRun(ScenarioRunBase):
         data = self._render(step, step.template, self.env(step.session)).encode("latin-1")
         self._check_unsolicited(step, connection)
         connection.session.send(data)
+        if connection.last_code == 354:  # raw message text
+            self.runner.text_sent = True
         connection.pending.clear()
         connection.replies_unknown = True
 
@@ -276,6 +293,7 @@ class _SmtpScenarioRun(ScenarioRunBase):
             line = self._render(step, template, env).encode("utf-8")
             out.append((b"." + line if line.startswith(b".") else line) + b"\r\n")
         out.append(b".\r\n")
+        self.runner.text_sent = True
         self._check_unsolicited(step, connection)
         connection.session.send(b"".join(out))
         connection.pending.append(_Pending(END_OF_DATA_LABEL, kind="data"))
@@ -647,6 +665,9 @@ class SmtpRunner:
         self.catalogue = load_catalogue()
         self._embedded: EmbeddedServer | None = None
         self.facts: dict[str, Any] = {}
+        #: message text was sent since deliveries last settled (a queueing
+        #: target may deliver it while the next scenario runs)
+        self.text_sent = False
         self.unreachable_streak = 0
         self.unreachable_since: str | None = None
         self._lock = threading.Lock()
