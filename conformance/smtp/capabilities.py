@@ -98,6 +98,17 @@ def _ehlo_dialogue(
         raise ProbeFailed(f"greeting {show_bytes(greeting.raw)}")
     session.send(f"EHLO {CLIENT_NAME}\r\n".encode())
     ehlo = _read(session, deadline, "EHLO")
+    if ehlo.code != 250 and config.tls != "stls":
+        # A server that refuses EHLO (or answers it wrongly, like the seed's
+        # "220 ok") offers no extensions (RFC 5321 §3.2): the scenarios that
+        # need none still run and judge it.
+        session.send(b"QUIT\r\n")
+        session.read_reply(min(deadline, deadline_after(2.0)))
+        return EhloResult(
+            greeting=greeting.raw.decode("utf-8", "replace").rstrip("\r\n"),
+            keywords=[],
+            lines=[],
+        )
     if ehlo.code != 250:
         raise ProbeFailed(f"EHLO answered {show_bytes(ehlo.raw[:200])}")
     keywords, lines = keywords_of(ehlo)

@@ -25,9 +25,18 @@ from conformance.core.errors import ConfigError
 
 USER_PLACEHOLDER = "{user}"
 POLL_SECONDS = 0.05
-#: The stored message keeps the client's bytes apart from trace fields the
-#: server prepends (RFC 5321 §4.4): these are skipped before comparing.
-TRACE_FIELDS = (b"return-path:", b"received:")
+#: The stored message keeps the client's bytes apart from the fields the
+#: receiving and delivering servers prepend: the trace fields of RFC 5321
+#: §4.4 and the delivery agents' own (Postfix: X-Original-To, Delivered-To;
+#: Exim: Envelope-to, Delivery-date). They are skipped before comparing.
+PREPENDED_FIELDS = (
+    b"return-path:",
+    b"received:",
+    b"delivered-to:",
+    b"x-original-to:",
+    b"envelope-to:",
+    b"delivery-date:",
+)
 
 
 @dataclass(frozen=True)
@@ -36,13 +45,13 @@ class StoredMessage:
     data: bytes
 
     def trace_and_rest(self) -> tuple[list[bytes], bytes]:
-        """The trace header fields on top (each with its folded lines) and
-        the bytes after them: the message as the client sent it."""
+        """The fields servers prepended on top (each with its folded lines)
+        and the bytes after them: the message as the client sent it."""
         fields: list[bytes] = []
         rest = self.data
         while True:
             line_end = rest.find(b"\n")
-            if line_end < 0 or not rest.lower().startswith(TRACE_FIELDS):
+            if line_end < 0 or not rest.lower().startswith(PREPENDED_FIELDS):
                 return fields, rest
             end = line_end + 1
             while rest[end : end + 1] in (b" ", b"\t"):  # folded continuation
@@ -72,26 +81,46 @@ class MaildirInspector:
         return found
 
     def new_messages(
-        self, user: str, before: set[str], *, want: int, wait: float
+        self,
+        user: str,
+        before: set[str],
+        *,
+        want: int,
+        wait: float,
     ) -> list[StoredMessage]:
         """Messages that appeared since `before`: waits up to `wait` seconds
-        for `want` of them (and with want 0 the whole wait, for stragglers)."""
+        for `want` of them (with want 0 the whole wait, for stragglers)."""
         deadline = time.monotonic() + wait
+        seen: dict[str, StoredMessage | None] = {}
         while True:
-            fresh = sorted(self.names(user) - before)
-            if (want and len(fresh) >= want) or time.monotonic() >= deadline:
-                break
+            for name in sorted(self.names(user) - before - seen.keys()):
+                seen[name] = self._read(user, name)
+            ours = [m for m in seen.values() if m is not None]
+            if (want and len(ours) >= want) or time.monotonic() >= deadline:
+                return ours
             time.sleep(POLL_SECONDS)
-        messages = []
-        for name in fresh:
-            for directory in self._dirs(user):
-                path = directory / name
-                try:
-                    messages.append(StoredMessage(name, path.read_bytes()))
-                    break
-                except FileNotFoundError:
-                    continue  # moved from new/ to cur/ meanwhile: the next directory
-        return messages
+
+    def settle(self, users: set[str], *, quiet: float, limit: float) -> None:
+        """Wait until no new message has appeared for `quiet` seconds in
+        these users' maildrops (at most `limit` seconds in all)."""
+        deadline = time.monotonic() + limit
+        known = {user: self.names(user) for user in users}
+        calm_since = time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+            now = {user: self.names(user) for user in users}
+            if now != known:
+                known, calm_since = now, time.monotonic()
+            elif time.monotonic() - calm_since >= quiet:
+                return
+
+    def _read(self, user: str, name: str) -> StoredMessage | None:
+        for directory in self._dirs(user):
+            try:
+                return StoredMessage(name, (directory / name).read_bytes())
+            except FileNotFoundError:
+                continue  # moved from new/ to cur/ meanwhile: the next directory
+        return None
 
 
 def make_inspector(spec: str) -> MaildirInspector | None:

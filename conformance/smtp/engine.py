@@ -35,6 +35,7 @@ from conformance.core.fixture import Account, Fixture, FixtureError, load_fixtur
 from conformance.core.pools import check_pool_config, templated_accounts, with_credentials
 from conformance.core.results import Failure, ScenarioResult, TargetFingerprint, Verdict
 from conformance.core.run import ScenarioRunBase, TargetRunner
+from conformance.core.sasl import PURE_FUNCTIONS as SASL_FUNCTIONS
 from conformance.core.scenario import (
     CATALOGUE_LEVEL_TO_SCENARIO_LEVEL,
     CommandStep,
@@ -77,6 +78,7 @@ QUIT_RULE = ("SMTP-5321-QUIT-01", "SMTP-5321-QUIT-")
 BARE_CODE_RULE = "SMTP-5321-REPLY-03"
 CODE_SET_RULE = "SMTP-5321-REPLY-05"
 ONE_REPLY_RULE = "SMTP-5321-SEQ-03"
+TRACE_RULE = "SMTP-5321-TRACE-01"  # RFC 5321 §4.4: Received: (and Return-Path:) on top
 SERVICE_CLOSING = 421
 #: Addresses scenarios use (RFC 2606 reserved names: never a real mailbox).
 SENDER = "mailspec-sender@sender.mailspec.test"
@@ -86,6 +88,10 @@ EMBEDDED_DOMAIN = "example.test"
 #: How long a `count: 0` delivery check waits for a queued delivery that
 #: should not come (the embedded server delivers before its 250).
 NOTHING_DELIVERED_WAIT = 2.0
+#: Before a scenario inspects deliveries on a queueing target: no new file
+#: for this long means the earlier scenarios' messages have all arrived.
+SETTLE_QUIET_SECONDS = 1.0
+SETTLE_LIMIT_SECONDS = 4.0
 GREETING_TIMEOUT = 30.0  # RFC 5321 §4.5.3.2.1 lets a client wait 5 minutes; postscreen delays
 
 
@@ -103,6 +109,10 @@ class _Connection:
     pending: deque[_Pending] = field(default_factory=deque)
     replies_unknown: bool = False  # after send:, which replies are due is unknown
     gone: bool = False  # closed as or_close allowed: its remaining steps are skipped
+    #: the last reply was a refusal read by an `or_close` step: the server may
+    #: close now (an abuse limit, smtp-notes §7 items 15, 19, 21), which the
+    #: next read then takes as the allowed branch
+    close_allowed: bool = False
     last_code: int | None = None
 
     @property
@@ -116,11 +126,22 @@ class _SmtpScenarioRun(ScenarioRunBase):
         self.runner = runner
         self.connections: dict[str, _Connection] = {}
         self.before: dict[str, set[str]] = {}
+
         if runner.inspector is not None:
-            for step in scenario.steps:
-                if isinstance(step, DeliveredStep) and step.role not in self.before:
-                    user = runner.account(step.role).user
-                    self.before[step.role] = runner.inspector.names(user)
+            users = {
+                step.role: runner.account(step.role).user
+                for step in scenario.steps
+                if isinstance(step, DeliveredStep)
+            }
+            if users and runner.text_sent and not runner.embedded:
+                # a queue may still deliver what earlier scenarios sent: let it
+                # settle, or its message would count as this scenario's
+                runner.inspector.settle(
+                    set(users.values()), quiet=SETTLE_QUIET_SECONDS, limit=SETTLE_LIMIT_SECONDS
+                )
+                runner.text_sent = False
+            for role, user in users.items():
+                self.before[role] = runner.inspector.names(user)
 
     # -- hooks -------------------------------------------------------------------
 
@@ -128,6 +149,7 @@ class _SmtpScenarioRun(ScenarioRunBase):
         connection = self.connections.get(session_name) if session_name else None
         account = connection.account if connection else self.runner.account(self.scenario.account)
         env = dict(self.runner.facts)
+        env.update(SASL_FUNCTIONS)  # b64(), sasl_plain() for AUTH exchanges (RFC 4954 §4)
         env.update(
             user=account.user,
             password=account.password,
@@ -211,6 +233,10 @@ class _SmtpScenarioRun(ScenarioRunBase):
                 connection.gone = True
                 return
             self._stop(step, "a TLS handshake after 220", str(exc), kind="tls")
+        # RFC 3207 §4.2: commands pipelined behind STARTTLS are discarded, so
+        # no reply is owed to them; one arriving is a finding (below, or as
+        # unsolicited bytes before the next command)
+        connection.pending.clear()
         if leftover:
             self._unsolicited(step, leftover, "in plaintext after the 220 to STARTTLS")
         if step.seconds:
@@ -249,6 +275,8 @@ class _SmtpScenarioRun(ScenarioRunBase):
         data = self._render(step, step.template, self.env(step.session)).encode("latin-1")
         self._check_unsolicited(step, connection)
         connection.session.send(data)
+        if connection.last_code == 354:  # raw message text
+            self.runner.text_sent = True
         connection.pending.clear()
         connection.replies_unknown = True
 
@@ -262,6 +290,7 @@ class _SmtpScenarioRun(ScenarioRunBase):
             line = self._render(step, template, env).encode("utf-8")
             out.append((b"." + line if line.startswith(b".") else line) + b"\r\n")
         out.append(b".\r\n")
+        self.runner.text_sent = True
         self._check_unsolicited(step, connection)
         connection.session.send(b"".join(out))
         connection.pending.append(_Pending(END_OF_DATA_LABEL, kind="data"))
@@ -288,6 +317,7 @@ class _SmtpScenarioRun(ScenarioRunBase):
             return
         reply = read.reply
         connection.last_code = reply.code
+        connection.close_allowed = step.or_close and reply.code is not None and reply.code >= 400
         if reply.bare_code:
             self._record(
                 step,
@@ -384,9 +414,12 @@ class _SmtpScenarioRun(ScenarioRunBase):
         read: SmtpRead,
         timeout: float,
     ) -> None:
-        if read.outcome in (Outcome.CLOSED, Outcome.RESET) and step.or_close:
+        if read.outcome in (Outcome.CLOSED, Outcome.RESET) and (
+            step.or_close or connection.close_allowed
+        ):
             connection.gone = True
-            self.transcript.event(step.session, "closed as the step allows (or_close)")
+            why = "the step" if step.or_close else "the refusal before (or_close)"
+            self.transcript.event(step.session, f"closed as {why} allows")
             return
         wanted = f"{step.codes.describe()} to {pending.label}"
         if read.outcome is Outcome.TIMEOUT:
@@ -429,15 +462,20 @@ class _SmtpScenarioRun(ScenarioRunBase):
 
     def _unsolicited(self, step: Step | None, data: bytes, where: str) -> None:
         finding = unsolicited(data)
+        # A step may say what an extra reply means there (`requirement:`):
+        # e.g. a command smuggled out of the message text is a DATA-04
+        # finding, judged at the scenario's level; otherwise it breaks the
+        # one-reply-per-command rule (MUST).
+        pinned = step.requirement if step is not None else None
         self.failures.append(
             Failure(
                 step=step.index if step else None,
                 step_text=step.text if step else "",
                 expected=f"nothing {where}: one reply per command (RFC 5321 §4.2)",
                 actual=finding.detail,
-                requirement=ONE_REPLY_RULE,
-                level="MUST",
-                kind="framing",
+                requirement=pinned or ONE_REPLY_RULE,
+                level=self.scenario.level if pinned else "MUST",
+                kind="mismatch" if pinned else "framing",
             )
         )
 
@@ -486,7 +524,8 @@ class _SmtpScenarioRun(ScenarioRunBase):
                     level=None,
                     kind="tls",
                 )
-        connection.gone = True
+        # the close was expected: steps that do not speak on the session
+        # (delivered:, end_if:, assert:) still run, unlike after or_close
 
     # -- delivery -------------------------------------------------------------------
 
@@ -536,6 +575,8 @@ class _SmtpScenarioRun(ScenarioRunBase):
                         f"the message starts {show_bytes(message.data[:120])}",
                         level=None,
                         kind="delivery",
+                        # the trace rule broke, whatever else the step checks
+                        requirement=TRACE_RULE,
                     )
         text = rest.decode("utf-8", "replace")
         for needle in step.contains:
@@ -544,6 +585,17 @@ class _SmtpScenarioRun(ScenarioRunBase):
                     step,
                     f"the stored message to contain {needle!r}",
                     f"it does not: {show_bytes(rest[:200])}",
+                    level=None,
+                    kind="delivery",
+                )
+        if step.starts_with:
+            eol = b"\r\n" if b"\r\n" in rest else b"\n"  # a Maildir may store LF lines
+            wanted = b"".join(line.encode("utf-8") + eol for line in step.starts_with)
+            if not rest.startswith(wanted):
+                self._record(
+                    step,
+                    f"the stored message to start, byte for byte: {show_bytes(wanted[:200])}",
+                    show_bytes(rest[: len(wanted) + 40]),
                     level=None,
                     kind="delivery",
                 )
@@ -611,6 +663,9 @@ class SmtpRunner(TargetRunner):
         self.catalogue = load_catalogue()
         self._embedded: EmbeddedServer | None = None
         self.facts: dict[str, Any] = {}
+        #: message text was sent since deliveries last settled (a queueing
+        #: target may deliver it while the next scenario runs)
+        self.text_sent = False
 
     def __enter__(self) -> SmtpRunner:
         try:
@@ -676,7 +731,10 @@ class SmtpRunner(TargetRunner):
     def _judge(
         self, scenario: Scenario, transcript: Transcript, result: ScenarioResult, pool: int
     ) -> tuple[Verdict, str]:
-        missing = [n for n in scenario.needs if n not in self.fingerprint.capabilities]
+        # under --tls stls the probe lists the EHLO keywords inside TLS; a
+        # scenario that speaks STARTTLS itself needs the plaintext ones too
+        offered = set(self.fingerprint.capabilities) | set(self.fingerprint.capa_plaintext or ())
+        missing = [n for n in scenario.needs if n not in offered]
         if missing:
             return Verdict.SKIP, f"target lacks {missing[0]} (not advertised by EHLO)"
         transcript.event("*", f"scenario {scenario.id} starts")

@@ -12,7 +12,8 @@ On top of the protocol-neutral actions (`open`, `C:`, `pipeline:`, `send:`,
   `or_close`, `level`.
 * `data: [LINES]` — the message text after a 354: each line sent with CRLF,
   dot-stuffed (RFC 5321 §4.5.2), then the end-of-data line `.`.
-* `delivered: {to: ROLE, count: N, contains: [TEXT], body: [LINES], trace: BOOL}`
+* `delivered: {to: ROLE, count: N, contains: [TEXT], body: [LINES],
+  starts_with: [LINES], trace: BOOL}`
   — delivery inspection: what the scenario's messages left in that
   account's maildrop (conformance.smtp.delivery).
 """
@@ -116,6 +117,9 @@ class DeliveredStep(Step):
     count: int = 1
     contains: tuple[str, ...] = ()
     body: tuple[str, ...] | None = None  # the stored body lines, exactly (after the header)
+    #: the first lines of the stored message after the trace fields, exactly
+    #: (a leading dot on the very first line, RFC 5321 §4.5.2)
+    starts_with: tuple[str, ...] = ()
     trace: bool = False  # Return-Path: and Received: on top (RFC 5321 §4.4)
     checks: ClassVar[bool] = True
 
@@ -159,7 +163,7 @@ class SmtpStepParser(_StepParser):
     )
     actions_without_value = ("drop", "expect_close", "open", "starttls")
     modifiers: ClassVar[dict[str, tuple[str, ...]]] = {  # type: ignore[misc]
-        "open": ("account",),
+        "open": ("account", "plaintext"),  # plaintext: the scenario speaks STARTTLS itself
         "starttls": ("or_close",),
         "expect_close": ("close_notify",),
         "S": ("text", "non_strict", "save", "save_code", "or_close", "level"),
@@ -252,7 +256,7 @@ class SmtpStepParser(_StepParser):
     def _delivered(self, value: Any, common: dict[str, Any], line: int) -> DeliveredStep:
         if not isinstance(value, dict):
             raise _Problem(line, "'delivered' takes a mapping {to: ROLE, count: N, ...}")
-        allowed = {"to", "count", "contains", "body", "trace"}
+        allowed = {"to", "count", "contains", "body", "starts_with", "trace"}
         unknown = sorted(set(value) - allowed)
         if unknown:
             raise _Problem(
@@ -272,8 +276,11 @@ class SmtpStepParser(_StepParser):
             not isinstance(body, list) or not all(isinstance(b, str) for b in body)
         ):
             raise _Problem(line, "'delivered': body is a list of lines")
-        if (contains or body is not None) and count != 1:
-            raise _Problem(line, "'delivered': contains/body need count 1")
+        starts_with = value.get("starts_with", [])
+        if not isinstance(starts_with, list) or not all(isinstance(b, str) for b in starts_with):
+            raise _Problem(line, "'delivered': starts_with is a list of lines")
+        if (contains or body is not None or starts_with) and count != 1:
+            raise _Problem(line, "'delivered': contains/body/starts_with need count 1")
         trace = value.get("trace", False)
         if not isinstance(trace, bool):
             raise _Problem(line, "'delivered': trace is true or false")
@@ -282,6 +289,7 @@ class SmtpStepParser(_StepParser):
             count=count,
             contains=tuple(contains),
             body=None if body is None else tuple(body),
+            starts_with=tuple(starts_with),
             trace=trace,
             **common,
         )

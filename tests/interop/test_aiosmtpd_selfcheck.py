@@ -25,6 +25,10 @@ TOLERATED_WARNINGS = {
     "smtp.help.211-or-214": "HELP is answered 250 (RFC 5321 §4.1.1.8 says 211/214)",
     "smtp.mail.syntax-error-keeps-state": "an unbalanced '<path' is accepted (aiosmtpd #563)",
     "smtp.rcpt.relay-refused-with-550": "the Mailbox handler takes every recipient (no policy)",
+    "smtp.sequence.commands-before-ehlo": "HELP before EHLO is answered 250 (as above)",
+    "smtp.help.keeps-transaction": "HELP in a transaction is answered 250 (as above)",
+    "smtp.help.advertised-means-implemented": "HELP is listed and answered 250 (HELP-01 SHOULD)",
+    "smtp.help.with-argument": "HELP MAIL is answered 250 (211/214 or 504 expected)",
 }
 
 pytestmark = [
@@ -109,7 +113,18 @@ def test_aiosmtpd_differs_from_the_reference_only_by_its_listed_deviations(
     ours = {r["id"]: r["verdict"] for r in reference["results"]}
     theirs = {r["id"]: r["verdict"] for r in aio["results"]}
     assert ours.keys() == theirs.keys()
-    differ = {sid: (ours[sid], theirs[sid]) for sid in ours if ours[sid] != theirs[sid]}
+    # a scenario gated on an extension aiosmtpd does not offer (PIPELINING,
+    # SIZE, CHUNKING, STARTTLS, ...) SKIPs there: no difference of behaviour
+    not_offered = {
+        r["id"]
+        for r in aio["results"]
+        if r["verdict"] == "SKIP" and "not advertised by EHLO" in r["message"]
+    }
+    differ = {
+        sid: (ours[sid], theirs[sid])
+        for sid in ours
+        if ours[sid] != theirs[sid] and sid not in not_offered
+    }
     listed = {
         line.split(":", 1)[1].strip()
         for line in EXPECTATIONS.read_text().splitlines()
