@@ -97,7 +97,9 @@ class TargetFingerprint:
     greeting: str
     capabilities: list[str]  # as learned (CAPA lines or probe results)
     capa_authorization: list[str] | None = None  # raw CAPA lines before login
-    capa_transaction: list[str] | None = None  # raw CAPA lines after login
+    #: POP3: raw CAPA lines after login; SMTP: the EHLO lines inside TLS
+    #: (a plain run on a server offering STARTTLS)
+    capa_transaction: list[str] | None = None
     embedded: bool = False  # True when the bundled reference server was started
     # TLS (issue 10): what the probe's handshake showed; None under plain
     tls_version: str | None = None  # "TLSv1.3"

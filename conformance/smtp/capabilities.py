@@ -34,6 +34,9 @@ class EhloResult:
     keywords: list[str]  # upper-cased first words, in order
     lines: list[str]  # the EHLO reply's text lines after the first (keyword and parameters)
     plaintext_keywords: list[str] | None = None  # before STARTTLS (--tls stls)
+    #: a plain run on a server that offers STARTTLS: the EHLO lines inside
+    #: TLS (what scenarios that speak STARTTLS themselves will be offered)
+    tls_lines: list[str] | None = None
 
 
 def keywords_of(reply: Reply) -> tuple[list[str], list[str]]:
@@ -80,6 +83,7 @@ def probe(host: str, port: int, config: RunConfig, *, embedded: bool) -> TargetF
         certificate_not_after=peer.not_after if peer else None,
         certificate_verified=config.tls_verify if peer else None,
         capa_plaintext=result.plaintext_keywords,
+        capa_transaction=result.tls_lines,
     )
 
 
@@ -113,7 +117,12 @@ def _ehlo_dialogue(
         raise ProbeFailed(f"EHLO answered {show_bytes(ehlo.raw[:200])}")
     keywords, lines = keywords_of(ehlo)
     plaintext = None
-    if config.tls == "stls":
+    tls_lines = None
+    if config.tls == "plain" and "STARTTLS" in keywords:
+        tls_lines = _ehlo_inside_tls(session, config, host, deadline)
+        if tls_lines is None:  # the upgrade did not work: the session is gone
+            return EhloResult(_text(greeting), keywords, lines)
+    elif config.tls == "stls":
         plaintext = keywords
         if "STARTTLS" not in keywords:
             raise ProbeFailed("--tls stls, but EHLO does not offer STARTTLS")
@@ -133,8 +142,33 @@ def _ehlo_dialogue(
     session.send(b"QUIT\r\n")
     session.read_reply(min(deadline, deadline_after(2.0)))
     return EhloResult(
-        greeting=greeting.raw.decode("utf-8", "replace").rstrip("\r\n"),
+        greeting=_text(greeting),
         keywords=keywords,
         lines=lines,
         plaintext_keywords=plaintext,
+        tls_lines=tls_lines,
     )
+
+
+def _text(reply: Reply) -> str:
+    return reply.raw.decode("utf-8", "replace").rstrip("\r\n")
+
+
+def _ehlo_inside_tls(
+    session: SmtpSession, config: RunConfig, host: str, deadline: float
+) -> list[str] | None:
+    """Best effort: STARTTLS, the handshake and EHLO again; the lines, or
+    None when any of it failed (the probe then knows the plaintext only)."""
+    session.send(b"STARTTLS\r\n")
+    read = session.read_reply(deadline)
+    if read.reply is None or read.reply.code != 220:
+        return None
+    try:
+        session.start_tls(context_for(config), server_name(config, host), deadline)
+    except core_tls.TlsError:
+        return None
+    session.send(f"EHLO {CLIENT_NAME}\r\n".encode())
+    read = session.read_reply(deadline)
+    if read.reply is None or read.reply.code != 250:
+        return None
+    return keywords_of(read.reply)[1]

@@ -734,6 +734,13 @@ class SmtpRunner(TargetRunner):
         # under --tls stls the probe lists the EHLO keywords inside TLS; a
         # scenario that speaks STARTTLS itself needs the plaintext ones too
         offered = set(self.fingerprint.capabilities) | set(self.fingerprint.capa_plaintext or ())
+        # a plain run: what the server offers inside TLS, for scenarios that
+        # do STARTTLS themselves (needs: [STARTTLS, AUTH])
+        offered |= {
+            line.split()[0].upper()
+            for line in self.fingerprint.capa_transaction or []
+            if line.split()
+        }
         missing = [n for n in scenario.needs if n not in offered]
         if missing:
             return Verdict.SKIP, f"target lacks {missing[0]} (not advertised by EHLO)"

@@ -1136,8 +1136,9 @@ FAULTS: list[Fault] = [
     F(
         "second-ehlo-503",
         SecondEhlo503,
-        ("smtp.ehlo.repeat-resets-transaction", M + "HELO-03", FAIL),
-        ("smtp.helo.then-ehlo", None, FAIL),
+        # a refused repeat EHLO is non-strict (RFC 5321 §4.1.4 "if acceptable")
+        ("smtp.ehlo.repeat-resets-transaction", None, WARN),
+        ("smtp.helo.then-ehlo", None, WARN),
     ),
     F("helo-gets-ehlo-list", HeloGetsEhloList, ("smtp.helo.single-line", M + "HELO-02", FAIL)),
     F(
@@ -1204,7 +1205,8 @@ FAULTS: list[Fault] = [
     F(
         "rset-before-ehlo-503",
         RsetBeforeEhlo503,
-        ("smtp.rset.never-closes", M + "RSET-03", FAIL),
+        # RFC 5321 §4.1.4: servers SHOULD process RSET before EHLO (SEQ-02)
+        ("smtp.rset.never-closes", M + "SEQ-02", WARN),
         ("smtp.sequence.commands-before-ehlo", M + "SEQ-02", WARN),
     ),
     F(
