@@ -5,9 +5,10 @@ corpus order. A stand-in runner records the start order; no network."""
 from __future__ import annotations
 
 import threading
+from typing import ClassVar
 
 from conformance.core.config import RunConfig
-from conformance.core.results import ScenarioResult, TargetFingerprint, Verdict
+from conformance.core.results import Measurement, ScenarioResult, TargetFingerprint, Verdict
 from conformance.core.scenario import CommandStep, ExpectOpenStep, IdleStep, Scenario, Step
 from conformance.core.schedule import _Schedule, deliberate_wait, run_suite, start_order
 
@@ -44,6 +45,7 @@ class RecordingRunner:
 
     fingerprint = TargetFingerprint("127.0.0.1:0", "plain", "+OK", [])
     unreachable_since: str | None = None
+    measurements: ClassVar[list[Measurement]] = []
 
     def __init__(self, config: RunConfig, *, fixture: object = None, pools: int = 1) -> None:
         self.started: list[str] = []
