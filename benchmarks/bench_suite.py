@@ -14,7 +14,9 @@ measures both in the same run and prints the ratio:
    and the ratio of the measured run to it (with and without the waits);
 5. start-up of `mailspec run` and of pytest with the plugin, as subprocesses;
 6. the per-turn overhead: what engine and server add to each request/response
-   turn beyond the loopback round trip, connects, transfer and waits;
+   turn beyond the loopback round trip, connects, transfer and waits; and
+   how it splits: the CPU this process (the engine) and the embedded server
+   (a child process, reaped at the end of the run) spent, per turn;
 7. serial (`--jobs 1`) vs parallel (`--jobs` automatic) vs the critical path
    (the longest single scenario of the serial run), with a check that both
    runs gave the same verdicts;
@@ -32,6 +34,7 @@ import argparse
 import cProfile
 import fnmatch
 import io
+import os
 import pstats
 import socket
 import statistics
@@ -150,16 +153,26 @@ def wire_figures(run: RunResult) -> dict[str, int]:
     return {"connects": connects, "turns": turns, "octets": octets}
 
 
+def children_cpu() -> float:
+    times = os.times()
+    return times.children_user + times.children_system
+
+
 def timed_runs(
     scenarios: list[Scenario], repeat: int, jobs: int | None
-) -> tuple[list[float], RunResult]:
+) -> tuple[list[float], RunResult, tuple[float, float]]:
+    """Wall times of `repeat` runs, the last run, and the least CPU of the
+    engine (this process) and of the embedded server (its child) in a run."""
     walls, run = [], None
+    engine_cpu = server_cpu = float("inf")
     for _ in range(max(1, repeat)):
-        started = time.perf_counter()
+        started, cpu, child = time.perf_counter(), time.process_time(), children_cpu()
         run = run_suite(scenarios, RunConfig(), jobs=jobs)
         walls.append(time.perf_counter() - started)
+        engine_cpu = min(engine_cpu, time.process_time() - cpu)
+        server_cpu = min(server_cpu, children_cpu() - child)
     assert run is not None
-    return walls, run
+    return walls, run, (engine_cpu, server_cpu)
 
 
 def verdict_map(run: RunResult) -> dict[str, str]:
@@ -216,8 +229,8 @@ def main() -> int:
         scenarios = [s for s in scenarios if any(fnmatch.fnmatch(s.id, p) for p in args.select)]
 
     base = loopback_baseline()
-    walls, run = timed_runs(scenarios, args.repeat, jobs=1)
-    parallel_walls, parallel = timed_runs(scenarios, args.repeat, jobs=None)
+    walls, run, (engine_cpu, server_cpu) = timed_runs(scenarios, args.repeat, jobs=1)
+    parallel_walls, parallel, _ = timed_runs(scenarios, args.repeat, jobs=None)
     wire = wire_figures(run)
     waits = deliberate_waits(scenarios)
     wire_seconds = (
@@ -263,6 +276,15 @@ def main() -> int:
     print(
         f"per-turn overhead        {overhead * 1e3:8.3f} ms (engine + server beyond the "
         f"{base['rtt'] * 1e3:.3f} ms round trip; {per_turn / base['rtt']:.1f}x the wire time)"
+    )
+    turns = max(1, wire["turns"])
+    print(
+        f"  of which engine CPU    {engine_cpu / turns * 1e3:8.3f} ms a turn "
+        f"({engine_cpu:.2f} s in the serial run: this process, set-up and checks included)"
+    )
+    print(
+        f"  of which server CPU    {server_cpu / turns * 1e3:8.3f} ms a turn "
+        f"({server_cpu:.2f} s: the embedded reference server process)"
     )
     longest = max(run.results, key=lambda r: r.duration)
     parallel_best = min(parallel_walls)

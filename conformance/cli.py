@@ -32,6 +32,7 @@ from conformance.core.config import (
     url_protocol,
 )
 from conformance.core.errors import ConfigError, MailspecError
+from conformance.core.pools import EMBEDDED_AUTO_JOBS
 
 PROG = "mailspec"
 DEFAULT_JUNIT = Path("reports") / "junit.xml"
@@ -181,8 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs",
         type=_jobs_arg,
         metavar="N",
-        help="scenarios run at once, each on its own account pool (default: 4 against the "
-        "embedded server, the config's 'pool:' against a target)",
+        help="scenarios run at once, each on its own account pool (default: "
+        f"{EMBEDDED_AUTO_JOBS} against the embedded server, the config's 'pool:' against a "
+        "target)",
     )
     run.add_argument("--expectations", type=Path, metavar="FILE", help="known failures (YAML)")
     run.add_argument(

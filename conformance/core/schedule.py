@@ -1,7 +1,12 @@
 """Running a list of scenarios: account pools handed to `--jobs` worker
 threads, results in corpus order, progress as they complete, and the early
 stop when the target stops answering. Protocol-neutral: the protocol's
-runner (conformance.pop3.engine.Runner, ...) runs each scenario."""
+runner (conformance.pop3.engine.Runner, ...) runs each scenario.
+
+With more than one job the scenarios that wait on purpose (`idle:`,
+`expect_open:`) start first, longest first, so their waits overlap the rest
+of the run instead of ending it; everything else starts in corpus order.
+What is reported, and when, stays in corpus order."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from conformance.core.config import RunConfig
 from conformance.core.fixture import Fixture
 from conformance.core.pools import jobs_for
 from conformance.core.results import Measurement, RunResult, ScenarioResult, TargetFingerprint
-from conformance.core.scenario import Scenario
+from conformance.core.scenario import ExpectOpenStep, IdleStep, Scenario
 from conformance.core.verdicts import not_run
 
 ProgressCallback = Callable[[ScenarioResult, int, int], None]
@@ -82,9 +87,27 @@ def run_suite(
     )
 
 
+def deliberate_wait(scenario: Scenario) -> float:
+    """Seconds `scenario` waits on purpose, whatever the target does."""
+    return sum(
+        step.seconds for step in scenario.steps if isinstance(step, IdleStep | ExpectOpenStep)
+    )
+
+
+def start_order(scenarios: list[Scenario], jobs: int) -> list[int]:
+    """Indexes into `scenarios` in the order they start: corpus order for
+    one job; otherwise the deliberate waits first, longest first (a stable
+    sort: ties and all the rest keep corpus order)."""
+    order = list(range(len(scenarios)))
+    if jobs > 1:
+        waits = [deliberate_wait(s) for s in scenarios]
+        order.sort(key=lambda i: -waits[i])
+    return order
+
+
 class _Schedule:
-    """Hands scenarios in corpus order to `jobs` worker threads, one account
-    pool each, and reports results in corpus order as they complete."""
+    """Hands scenarios to `jobs` worker threads, one account pool each, in
+    `start_order`, and reports results in corpus order as they complete."""
 
     def __init__(
         self,
@@ -95,6 +118,7 @@ class _Schedule:
     ) -> None:
         self.runner, self.scenarios, self.jobs, self.progress = runner, scenarios, jobs, progress
         self.results: list[ScenarioResult | None] = [None] * len(scenarios)
+        self.order = start_order(scenarios, jobs)
         self.lock = threading.Lock()
         self.next_to_start = 0
         self.next_to_report = 0
@@ -130,9 +154,9 @@ class _Schedule:
     def _work(self, pool: int) -> None:
         while not self.stop.is_set():
             with self.lock:
-                index = self.next_to_start
-                if index >= len(self.scenarios):
+                if self.next_to_start >= len(self.order):
                     return
+                index = self.order[self.next_to_start]
                 self.next_to_start += 1
             result = self.runner.run(self.scenarios[index], pool)
             with self.lock:

@@ -16,6 +16,9 @@ _AUTH_INITIAL_RESPONSE = re.compile(
     rb"^(?P<verb>AUTH[ \t]+[^ \t\r\n]+)(?P<sep>[ \t]+)(?P<arg>[^\r\n]*)", re.I
 )
 _AUTH_START = re.compile(rb"^AUTH[ \t]+[^ \t\r\n]+", re.I)
+# Where a line may start one of those commands (bytes.splitlines starts a
+# line after CR, LF or CRLF): data without it has nothing to redact.
+_MAY_START_SECRET = re.compile(rb"(?:^|[\r\n])(?:PASS|APOP|AUTH)", re.I)
 
 _ESCAPES = {0x0D: "\\r", 0x0A: "\\n", 0x09: "\\t", 0x5C: "\\\\"}
 # Every octet's printable form, and a pattern for the octets that need one
@@ -57,6 +60,8 @@ class ClientRedactor:
     def redact(self, data: bytes) -> bytes:
         if not self.enabled:
             return data
+        if not self.in_auth_exchange and _MAY_START_SECRET.search(data) is None:
+            return data  # the common case, a turn's command: no line to look at
         return b"".join(self._redact_line(line) for line in data.splitlines(keepends=True))
 
     def status_received(self) -> None:

@@ -203,7 +203,10 @@ class _ScenarioRun(AuthSteps, OracleSteps, ScenarioRunBase):
 
     def _do_CommandStep(self, step: CommandStep) -> None:
         engine_session = self._session(step)
-        text = self._render(step, step.template, self._env_for(engine_session))
+        if all(isinstance(segment, str) for segment in step.template):
+            text = "".join(step.template)  # nothing to substitute: no names needed
+        else:
+            text = self._render(step, step.template, self._env_for(engine_session))
         self._send_commands(step, engine_session, [text])
 
     def _do_PipelineStep(self, step: PipelineStep) -> None:

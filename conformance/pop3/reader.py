@@ -6,12 +6,21 @@ body, and framing findings. It never buffers more than `max_line_octets`
 of an unfinished line nor accepts more than `max_body_octets` of body: past
 either bound it reports a `Flood` and stops.
 
+A body is read in runs, not line by line: the complete lines up to the next
+one that starts with '.' (a stuffed line or the terminator) are checked
+together with bytes.count/split over the buffer. A run whose every line ends
+in CRLF, holds no other CR and fits the bounds is one `BodyLines` event
+(`next_event(bulk=True)`; plain `next_event()` hands it out line by line).
+A run that breaks any of those rules is read one line at a time, with the
+same findings, in the same order, as a line-by-line reader gives.
+
 Octets are counted as RFC 1939 §11 counts a message: unstuffed, every line
 ending counted as CRLF, without the terminating line."""
 
 from __future__ import annotations
 
 import enum
+from collections import deque
 from dataclasses import dataclass
 
 from conformance.core.transcript import show_bytes
@@ -21,6 +30,8 @@ from conformance.pop3.framing import FramingFinding
 CR, LF = 0x0D, 0x0A
 CRLF = b"\r\n"
 TERMINATION_OCTET = b"."  # RFC 1939 §3
+DOT = TERMINATION_OCTET[0]
+LINE_STARTING_WITH_DOT = b"\n."  # RFC 1939 §3: where a run of plain body lines ends
 STATUS_POSITIVE, STATUS_NEGATIVE = b"+OK", b"-ERR"  # RFC 1939 §3
 CONTINUATION = b"+"  # RFC 5034 §4: a SASL server challenge is "+" SP base64
 MAX_STATUS_LINE_OCTETS = 512  # RFC 1939 §3 / RFC 2449 §4, CRLF included
@@ -54,6 +65,20 @@ class BodyLine:
 
 
 @dataclass(frozen=True)
+class BodyLines:
+    """Consecutive body lines that need no unstuffing and break no framing
+    rule: each ends in CRLF, holds no other CR, does not start with '.',
+    and fits `max_line_octets`. Only `next_event(bulk=True)` returns it."""
+
+    raw: bytes  # exactly as received: the lines with their CRLFs
+    lines: list[bytes]  # without the CRLFs (unstuffed: nothing to unstuff)
+
+    def each(self) -> list[BodyLine]:
+        """The same lines as one BodyLine each."""
+        return [BodyLine(line + CRLF, line) for line in self.lines]
+
+
+@dataclass(frozen=True)
 class BodyEnd:
     octets: int  # RFC 1939 §11 size of the body
 
@@ -72,7 +97,7 @@ class ConnectionEnded:
     partial: bytes  # an unfinished line, if any
 
 
-Event = StatusLine | BodyLine | BodyEnd | Flood | ConnectionEnded | FramingFinding
+Event = StatusLine | BodyLine | BodyLines | BodyEnd | Flood | ConnectionEnded | FramingFinding
 
 
 class State(enum.Enum):
@@ -94,8 +119,9 @@ class ReplyReader:
         self._multiline_if_positive = False
         self._continuation_allowed = False
         self._body_octets = 0
+        self._slow_lines = 0  # body lines still to be read one at a time
         self._eof = False
-        self._pending: list[Event] = []
+        self._pending: deque[Event] = deque()
 
     # -- feeding -------------------------------------------------------------
 
@@ -139,25 +165,75 @@ class ReplyReader:
         self._multiline_if_positive = multiline_if_positive
         self._continuation_allowed = continuation
         self._body_octets = 0
+        self._slow_lines = 0
 
-    def next_event(self) -> Event | None:
+    def next_event(self, *, bulk: bool = False) -> Event | None:
         """The next event, or None when more bytes are needed (or the reader
-        is idle/done/broken)."""
-        if self._pending:
-            return self._pending.pop(0)
-        if self._state not in (State.STATUS, State.BODY):
-            return None
-        taken = self._take_line()
-        if taken is None:
-            return self._pending.pop(0) if self._pending else None
-        raw, line = taken
-        if self._state is State.STATUS:
-            self._on_status_line(raw, line)
-        else:
-            self._on_body_line(raw, line)
-        return self._pending.pop(0) if self._pending else None
+        is idle/done/broken). With `bulk`, a run of plain body lines comes
+        as one BodyLines event; without, as one BodyLine per line."""
+        pending = self._pending
+        if not pending:
+            if self._state is State.BODY:
+                self._advance_body()
+            elif self._state is State.STATUS:
+                taken = self._take_line()
+                if taken is not None:
+                    self._on_status_line(*taken)
+            if not pending:
+                return None
+        event = pending.popleft()
+        if not bulk and type(event) is BodyLines:
+            each = event.each()
+            pending.extendleft(reversed(each[1:]))
+            return each[0]
+        return event
 
     # -- internals -----------------------------------------------------------
+
+    def _advance_body(self) -> None:
+        if not self._slow_lines and self._take_plain_run():
+            return
+        taken = self._take_line()
+        if taken is None:
+            return
+        if self._slow_lines:
+            self._slow_lines -= 1
+        self._on_body_line(*taken)
+
+    def _take_plain_run(self) -> bool:
+        """The complete lines before the next line starting with '.' as one
+        BodyLines event when every one is plain (see BodyLines) and the body
+        bound holds after them; otherwise those lines are marked to be read
+        one at a time (the line-by-line checks then report exactly what is
+        wrong, and where). False when nothing was taken."""
+        buffer, start = self._buffer, self._start
+        if start >= len(buffer) or buffer[start] == DOT:
+            return False  # a dot line is read on its own; no bytes: _take_line
+        last_lf = buffer.rfind(b"\n", self._scan_from)
+        if last_lf < 0:
+            return False  # no complete line: _take_line applies the bounds and EOF
+        dot_line = buffer.find(LINE_STARTING_WITH_DOT, start, last_lf + 1)
+        end = last_lf + 1 if dot_line < 0 else dot_line + 1
+        run = bytes(buffer[start:end])
+        lines = run.split(CRLF)
+        lines.pop()  # the run ends in LF: after a final CRLF the piece is empty
+        count = len(lines)  # CRLFs in the run
+        plain = (
+            run.count(b"\n") == count  # no bare LF
+            and run.count(b"\r") == count  # no bare CR
+            and self._body_octets + len(run) <= self.max_body_octets
+            and (
+                len(run) - 2 <= self.max_line_octets or max(map(len, lines)) <= self.max_line_octets
+            )
+        )
+        if not plain:
+            self._slow_lines = run.count(b"\n")
+            return False
+        self._start = self._scan_from = end
+        self._compact()
+        self._body_octets += len(run)  # plain: unstuffed data + CRLF == raw
+        self._pending.append(BodyLines(run, lines))
+        return True
 
     def _take_line(self) -> tuple[bytes, bytes] | None:
         buffer = self._buffer
@@ -191,6 +267,7 @@ class ReplyReader:
     def _discard_all(self) -> None:
         self._buffer.clear()
         self._start = self._scan_from = 0
+        self._slow_lines = 0
 
     def _check_line_end(self, raw: bytes, line: bytes) -> None:
         if not raw.endswith(CRLF):

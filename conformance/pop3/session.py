@@ -12,6 +12,7 @@ from conformance.core.transcript import show_bytes
 from conformance.pop3.reader import (
     BodyEnd,
     BodyLine,
+    BodyLines,
     ConnectionEnded,
     Flood,
     ReplyReader,
@@ -31,7 +32,7 @@ class Reply:
 
     @property
     def body(self) -> bytes:
-        return b"".join(line + CRLF for line in self.lines)
+        return CRLF.join(self.lines) + CRLF if self.lines else b""
 
 
 class Pop3Session(Session):
@@ -48,7 +49,7 @@ class Pop3Session(Session):
         self.reader.begin_reply(multiline_if_positive, continuation=continuation)
         reply = Reply(Outcome.COMPLETE)
         while True:
-            event = self.reader.next_event()
+            event = self.reader.next_event(bulk=True)
             if event is None:
                 if self.reader.state is State.DONE:
                     return reply
@@ -60,7 +61,9 @@ class Pop3Session(Session):
                     reply.outcome = received
                     return reply
                 continue
-            if isinstance(event, StatusLine):
+            if isinstance(event, BodyLines):
+                reply.lines += event.lines
+            elif isinstance(event, StatusLine):
                 reply.status = event
                 if not event.continuation:  # a challenge: the AUTH exchange goes on
                     self.redactor.status_received()

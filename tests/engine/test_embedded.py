@@ -176,3 +176,26 @@ def test_a_maildrop_changed_without_commits_fails_that_scenario_and_is_repaired(
     assert no_login.verdict is Verdict.PASS
     assert victim.verdict is Verdict.PASS, victim.message
     assert recovered.verdict is Verdict.PASS, recovered.message
+
+
+def test_the_store_goes_to_a_roomy_ram_directory_unless_tmpdir_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ram = tmp_path / "ram"
+    ram.mkdir()
+    monkeypatch.delenv("TMPDIR", raising=False)
+    monkeypatch.setattr(embedded, "RAM_STORE_PARENTS", (str(tmp_path / "absent"), str(ram)))
+    monkeypatch.setattr(embedded, "RAM_STORE_SPARE_OCTETS", 0)
+    assert embedded.store_parent(1000) == str(ram)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    assert embedded.store_parent(1000) is None  # the user's choice wins
+
+
+def test_a_ram_directory_without_room_for_the_store_is_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TMPDIR", raising=False)
+    monkeypatch.setattr(embedded, "RAM_STORE_PARENTS", (str(tmp_path),))
+    free = embedded.shutil.disk_usage(tmp_path).free
+    monkeypatch.setattr(embedded, "RAM_STORE_SPARE_OCTETS", free + (1 << 30))  # no room
+    assert embedded.store_parent(1) is None

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from conformance.core.errors import ConfigError
-from conformance.core.pools import check_pool_config, embedded_user, jobs_for, templated_accounts
+from conformance.core.pools import (
+    EMBEDDED_AUTO_JOBS,
+    check_pool_config,
+    embedded_user,
+    jobs_for,
+    templated_accounts,
+)
 
 
 def test_the_embedded_pools_keep_pool_one_and_suffix_the_others() -> None:
@@ -25,7 +31,7 @@ def test_a_pool_without_templates_is_a_config_error_naming_the_field() -> None:
 
 
 def test_jobs_are_bounded_by_the_pools_of_a_target() -> None:
-    assert jobs_for(None, embedded=True, pool=1) == 4
+    assert jobs_for(None, embedded=True, pool=1) == EMBEDDED_AUTO_JOBS
     assert jobs_for(2, embedded=True, pool=1) == 2
     assert jobs_for(None, embedded=False, pool=3) == 3
     with pytest.raises(ConfigError, match="--jobs 4: the target config offers 1 account pool;"):

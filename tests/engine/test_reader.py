@@ -1,5 +1,7 @@
 """The sans-I/O reply reader. Every case is fed whole, one byte at a time,
-and with trailing garbage (which must stay buffered, untouched)."""
+and with trailing garbage (which must stay buffered, untouched); and read
+both line by line (`next_event()`) and in runs (`next_event(bulk=True)`,
+whose BodyLines events are spread back into lines to compare)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from conformance.pop3.framing import FramingFinding
 from conformance.pop3.reader import (
     BodyEnd,
     BodyLine,
+    BodyLines,
     ConnectionEnded,
     Event,
     Flood,
@@ -44,9 +47,32 @@ def drain(reader: ReplyReader) -> list[Event]:
     return events
 
 
+def drain_bulk(reader: ReplyReader) -> list[Event]:
+    """Read in runs; each BodyLines spread into the BodyLines it stands for."""
+    events: list[Event] = []
+    while (event := reader.next_event(bulk=True)) is not None:
+        events.extend(event.each() if isinstance(event, BodyLines) else [event])
+    return events
+
+
+def whole_in_runs(reader: ReplyReader, data: bytes) -> list[Event]:
+    reader.feed(data)
+    return drain_bulk(reader)
+
+
+def in_chunks_in_runs(reader: ReplyReader, data: bytes, size: int = 7) -> list[Event]:
+    events: list[Event] = []
+    for i in range(0, len(data), size):
+        reader.feed(data[i : i + size])
+        events.extend(drain_bulk(reader))
+    return events
+
+
 FEEDERS: dict[str, Callable[[ReplyReader, bytes], list[Event]]] = {
     "whole": whole,
     "byte-by-byte": byte_by_byte,
+    "whole-in-runs": whole_in_runs,
+    "7-octet-chunks-in-runs": in_chunks_in_runs,
 }
 
 
@@ -70,7 +96,7 @@ def read(
     events = FEEDERS[how.mode](reader, data if eof else data + how.garbage)
     if eof:
         reader.feed_eof()
-        events += drain(reader)
+        events += drain_bulk(reader) if how.mode.endswith("in-runs") else drain(reader)
     return reader, events
 
 
@@ -270,3 +296,149 @@ def test_a_sasl_challenge_is_a_reply_only_inside_an_auth_exchange() -> None:
         status = next(e for e in events if isinstance(e, StatusLine))
         assert status.status == expected
         assert any(isinstance(e, FramingFinding) for e in events) is (not continuation)
+
+
+# -- reading a body in runs ----------------------------------------------------
+
+#: Bodies whose lines meet every rule the run reader checks together: plain
+#: lines, stuffed lines, the terminator, bare CR and LF, an unstuffed dot.
+TRICKY_BODIES = [
+    b"+OK\r\nab\r\n..dot\r\ncd\r\n...\r\n\r\n.\r\n",
+    b"+OK\r\n..\r\n.\r\n",
+    b"+OK\r\nx\r\n\r\n.\r\n",
+    b"+OK\r\nab\r\nc\rd\r\ne\nf\r\n.x\r\ng\r\n.\r\n",
+    b"+OK\r\n\r\n.\n.\r\n",
+]
+
+
+def reference_events(data: bytes) -> tuple[list[Event], bytes]:
+    """Line by line, one byte at a time: the events a reader without runs gives."""
+    reader = ReplyReader()
+    reader.begin_reply(True)
+    return byte_by_byte(reader, data), reader.buffered
+
+
+def split_reads(data: bytes, cuts: tuple[int, ...], *, bulk: bool) -> tuple[list[Event], bytes]:
+    reader = ReplyReader()
+    reader.begin_reply(True)
+    events: list[Event] = []
+    for start, end in zip((0, *cuts), (*cuts, len(data)), strict=True):
+        reader.feed(data[start:end])
+        events += drain_bulk(reader) if bulk else drain(reader)
+    return events, reader.buffered
+
+
+def test_run_reading_matches_line_by_line_reading_for_these_bodies() -> None:
+    events, buffered = reference_events(TRICKY_BODIES[0] + GARBAGE)
+    assert events == [
+        StatusLine(b"+OK\r\n", b"+OK", "+OK"),
+        BodyLine(b"ab\r\n", b"ab"),
+        BodyLine(b"..dot\r\n", b".dot"),
+        BodyLine(b"cd\r\n", b"cd"),
+        BodyLine(b"...\r\n", b".."),
+        BodyLine(b"\r\n", b""),
+        BodyEnd(len(b"ab\r\n.dot\r\ncd\r\n..\r\n\r\n")),
+    ]
+    assert buffered == GARBAGE
+    events, _ = reference_events(TRICKY_BODIES[3])
+    assert rules(events) == ["line-end", "line-end", "stuffing"]
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["lines", "runs"])
+@pytest.mark.parametrize("body", TRICKY_BODIES)
+def test_a_body_split_at_every_boundary_reads_the_same(body: bytes, bulk: bool) -> None:
+    data = body + GARBAGE
+    expected = reference_events(data)
+    for cut in range(1, len(data)):
+        assert split_reads(data, (cut,), bulk=bulk) == expected, cut
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["lines", "runs"])
+@pytest.mark.parametrize("around", [b"\r\n.\r\n", b"\r\n.."])
+def test_a_body_split_twice_around_a_terminator_or_stuffing_reads_the_same(
+    around: bytes, bulk: bool
+) -> None:
+    body = b"+OK\r\nab\r\n..dot\r\ncd\r\n.\r\n"
+    data = body + GARBAGE
+    at = body.index(around, 4)
+    expected = reference_events(data)
+    window = range(max(1, at - 3), min(len(data), at + len(around) + 3))
+    for first in window:
+        for second in window:
+            if first < second:
+                assert split_reads(data, (first, second), bulk=bulk) == expected, (first, second)
+
+
+def test_plain_lines_come_as_one_run_that_stops_before_a_dot_line() -> None:
+    reader = ReplyReader()
+    reader.begin_reply(True)
+    reader.feed(b"+OK\r\na\r\nb\r\n..c\r\nd\r\n.\r\n")
+    events = []
+    while (event := reader.next_event(bulk=True)) is not None:
+        events.append(event)
+    assert events == [
+        StatusLine(b"+OK\r\n", b"+OK", "+OK"),
+        BodyLines(b"a\r\nb\r\n", [b"a", b"b"]),
+        BodyLine(b"..c\r\n", b".c"),
+        BodyLines(b"d\r\n", [b"d"]),
+        BodyEnd(len(b"a\r\nb\r\n.c\r\nd\r\n")),
+    ]
+
+
+def test_a_run_with_a_bare_line_end_is_read_line_by_line_with_its_findings_in_place() -> None:
+    reader = ReplyReader()
+    reader.begin_reply(True)
+    reader.feed(b"+OK\r\na\r\nb\nc\r\n.\r\n")
+    events = drain_bulk(reader)
+    assert [type(e).__name__ for e in events] == [
+        "StatusLine",
+        "BodyLine",
+        "FramingFinding",
+        "BodyLine",
+        "BodyLine",
+        "BodyEnd",
+    ]
+    assert rules(events) == ["line-end"] and BodyLine(b"b\n", b"b") in events
+
+
+def test_a_body_bound_crossed_inside_a_run_stops_after_the_last_line_that_fits() -> None:
+    reader = ReplyReader(max_body_octets=100)
+    reader.begin_reply(True)
+    reader.feed(b"+OK\r\n" + b"0123456789\r\n" * 20 + b".\r\n")
+    events = drain_bulk(reader)
+    assert events[-1] == Flood("a body larger than 100 octets")
+    assert sum(isinstance(e, BodyLine) for e in events) == 8
+    assert reader.state is State.BROKEN
+
+
+def test_an_overlong_line_inside_a_run_is_a_flood_after_the_lines_before_it() -> None:
+    reader = ReplyReader(max_line_octets=50)
+    reader.begin_reply(True)
+    reader.feed(b"+OK\r\n" + b"a" * 40 + b"\r\n" + b"b" * 51 + b"\r\n" + b"c\r\n.\r\n")
+    events = drain_bulk(reader)
+    assert events[1:] == [
+        BodyLine(b"a" * 40 + b"\r\n", b"a" * 40),
+        Flood("a line longer than 50 octets"),
+    ]
+
+
+def test_a_megabyte_body_in_64k_chunks_reads_whole_and_counted() -> None:
+    line = b"abcdefghij" * 7 + b"\r\n"
+    body = line * 15_000
+    data = b"+OK\r\n" + body + b"..\r\n.\r\n"
+    reader = ReplyReader()
+    reader.begin_reply(True)
+    lines: list[bytes] = []
+    end = None
+    for i in range(0, len(data), 65_536):
+        reader.feed(data[i : i + 65_536])
+        while (event := reader.next_event(bulk=True)) is not None:
+            if isinstance(event, BodyLines):
+                lines += event.lines
+            elif isinstance(event, BodyLine):
+                lines.append(event.data)
+            elif isinstance(event, BodyEnd):
+                end = event
+    assert end == BodyEnd(len(body) + 3)
+    assert lines == [line[:-2]] * 15_000 + [b"."]
+    assert reader.state is State.DONE and reader.buffered == b""

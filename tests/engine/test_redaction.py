@@ -48,3 +48,18 @@ def test_auth_initial_response_and_continuation_lines() -> None:
     assert redactor.redact(b"STAT\r\n") == b"STAT\r\n"
     assert redactor.redact(b"pass  hunter2\r\nNOOP\r\n") == b"pass  ***\r\nNOOP\r\n"
     assert ClientRedactor(False).redact(b"PASS x\r\n") == b"PASS x\r\n"
+
+
+def test_a_secret_on_any_line_of_a_write_is_found_whatever_separates_the_lines() -> None:
+    for data, shown in [
+        (b"NOOP\r\nPASS hunter2\r\n", b"NOOP\r\nPASS ***\r\n"),
+        (b"NOOP\rapop alice 0123abcd\r\n", b"NOOP\rapop ***\r\n"),
+        (b"NOOP\nAuth PLAIN AGFsaWNl\n", b"NOOP\nAuth PLAIN ***\n"),
+        (b"PASS hunter2", b"PASS ***"),
+    ]:
+        assert ClientRedactor(True).redact(data) == shown, data
+
+
+def test_writes_that_start_no_secret_are_kept_as_they_are() -> None:
+    for data in [b"NOOP\r\n", b"RETR 1\r\nTOP 1 0\r\n", b"USER passwd\r\n", b" PASS x\r\n", b""]:
+        assert ClientRedactor(True).redact(data) == data
