@@ -48,7 +48,8 @@ def test_ci_runs_the_second_command_verbatim_then_the_clean_proof() -> None:
     second = _commands()[1]
     lines = [line.strip() for line in ci.splitlines()]
     assert second in lines
-    assert lines.index(second) < lines.index("bash scripts/prove-quickstart.sh")
+    # then the first command from a fresh clone under env -i (the second ran above)
+    assert lines.index(second) < lines.index("bash scripts/prove-quickstart.sh --first-only")
     assert '"$rc" -eq 5' in ci  # pytest collecting nothing fails CI
 
 
