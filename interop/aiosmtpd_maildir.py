@@ -46,6 +46,8 @@ class MaildirHandler:
         self.counter = 0
 
     def mailbox_for(self, address: str) -> str | None:
+        if address.lower() == POSTMASTER:  # RFC 5321 §4.5.1: <Postmaster> with no domain
+            return self.users[0]
         local, _, domain = address.rpartition("@")
         if domain.lower() != self.domain:
             return None

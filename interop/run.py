@@ -1,6 +1,7 @@
-"""Interoperability run: the suite against real POP3 servers, then the matrix.
+"""Interoperability run: the suite against real POP3 or SMTP servers, then the matrix.
 
     python -m interop.run                      # reference, dovecot, mailutils, TLS variants
+    python -m interop.run --protocol smtp      # smtp-reference, postfix, exim, opensmtpd, aiosmtpd
     python -m interop.run dovecot-stls dovecot-pop3s mailutils-stls
     python -m interop.run dovecot --select 'stat.*'
     python -m interop.run --reports reports/   # where the JSON and matrix go
@@ -14,6 +15,11 @@ bundled reference server (embedded, no --target). `dovecot-stls`,
 certificate and run with `--tls stls` (or `--tls implicit` against
 Dovecot's pop3s listener) and `--tls-ca` naming that CA. Then
 `mailspec matrix` renders REPORTS/interop-matrix.md and .html.
+
+SMTP targets (interop/smtp_servers.py) are started the same way; the run
+gets a config file naming the target, the local domain, the accounts the
+server accepts (main -> alice, spare1 and empty -> bob) and the Maildir
+template the deliveries are inspected in.
 
 Exit status: 0 when every run completed (whatever its verdicts: the
 classification of non-PASS verdicts is in docs/interop.md), 3 when a
@@ -37,6 +43,8 @@ if str(REPO) not in sys.path:
 
 from conformance.core.fixture import load_fixture  # noqa: E402
 from interop.servers import SERVERS, ServerUnavailable  # noqa: E402
+from interop.smtp_servers import SMTP_SERVERS  # noqa: E402
+from interop.smtp_servers import ServerUnavailable as SmtpServerUnavailable  # noqa: E402
 
 #: TLS variants: target name -> (server, `--tls` mode). The server starts with
 #: a trustme certificate for 127.0.0.1 and the suite trusts exactly its CA
@@ -47,6 +55,9 @@ TLS_TARGETS: dict[str, tuple[str, str]] = {
     "mailutils-stls": ("mailutils", "stls"),
 }
 ALL_TARGETS = ("reference", *SERVERS, *TLS_TARGETS)
+SMTP_TARGETS = ("smtp-reference", *SMTP_SERVERS)
+#: fixture roles -> the users every interop SMTP server accepts
+SMTP_ACCOUNTS = {"main": "alice", "spare1": "bob", "empty": "bob"}
 
 
 def mailspec(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -63,6 +74,12 @@ def run_target(
     seconds, a one-line description)."""
     json_path = reports / f"interop-{name}.json"
     selectors = [a for s in select for a in ("--select", s)]
+    if name == "smtp-reference":
+        started = time.monotonic()
+        done = mailspec("run", "--protocol", "smtp", "--json", str(json_path), *selectors, *extra)
+        return done.returncode, time.monotonic() - started, "bundled reference SMTP server"
+    if name in SMTP_SERVERS:
+        return run_smtp_target(name, reports, json_path, selectors, extra, keep)
     if name == "reference":
         started = time.monotonic()
         done = mailspec("run", "--json", str(json_path), *selectors, *extra)
@@ -97,11 +114,48 @@ def run_target(
     return done.returncode, wall, f"{server.version()}"
 
 
+def run_smtp_target(
+    name: str, reports: Path, json_path: Path, selectors: list[str], extra: list[str], keep: bool
+) -> tuple[int, float, str]:
+    server = SMTP_SERVERS[name](keep=keep)
+    server.start()
+    try:
+        host, port = server.address
+        config = reports / f"interop-{name}.yaml"
+        accounts = "".join(
+            f"  {role}: {{user: {user}, password: unused}}\n"
+            for role, user in SMTP_ACCOUNTS.items()
+        )
+        config.write_text(
+            f"target: smtp://{host}:{port}\n"
+            f"smtp:\n  domain: {server.domain}\n"
+            f'  delivery: "maildir:{server.maildir("{user}")}"\n'
+            f"accounts:\n{accounts}",
+            encoding="utf-8",
+        )
+        print(f"== {name}: {server.version()} on {host}:{port}")
+        started = time.monotonic()
+        done = mailspec(
+            "run", "--config", str(config), "--json", str(json_path), *selectors, *extra
+        )
+        wall = time.monotonic() - started
+    finally:
+        if keep:
+            print(f"   kept {server.workdir}")
+        server.stop()
+    return done.returncode, wall, server.version()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m interop.run", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("targets", nargs="*", metavar="TARGET", help=" ".join(ALL_TARGETS))
+    parser.add_argument(
+        "targets", nargs="*", metavar="TARGET", help=" ".join((*ALL_TARGETS, *SMTP_TARGETS))
+    )
+    parser.add_argument(
+        "--protocol", choices=("pop3", "smtp"), default="pop3", help="the default targets"
+    )
     parser.add_argument("--reports", type=Path, default=REPO / "reports")
     parser.add_argument("--select", action="append", default=[], metavar="PATTERN")
     parser.add_argument("--keep", action="store_true", help="keep temp dirs and logs")
@@ -109,10 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-matrix", action="store_true")
     parser.add_argument("--timing", type=Path, help="write wall times (JSON) here")
     args, extra = parser.parse_known_args(argv)
-    targets = args.targets or list(ALL_TARGETS)
-    unknown = [t for t in targets if t not in ALL_TARGETS]
+    known = (*ALL_TARGETS, *SMTP_TARGETS)
+    targets = args.targets or list(SMTP_TARGETS if args.protocol == "smtp" else ALL_TARGETS)
+    unknown = [t for t in targets if t not in known]
     if unknown:
-        parser.error(f"unknown target {unknown[0]!r} (known: {', '.join(ALL_TARGETS)})")
+        parser.error(f"unknown target {unknown[0]!r} (known: {', '.join(known)})")
     args.reports.mkdir(parents=True, exist_ok=True)
 
     status = 0
@@ -123,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             code, wall, what = run_target(
                 name, args.reports, args.select, extra, args.keep, not args.no_install
             )
-        except (ServerUnavailable, RuntimeError) as exc:
+        except (ServerUnavailable, SmtpServerUnavailable, RuntimeError) as exc:
             print(f"interop: {name}: {exc}", file=sys.stderr)
             status = max(status, 3)
             continue
