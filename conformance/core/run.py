@@ -25,8 +25,9 @@ from typing import Any, NoReturn
 
 from conformance.core.config import RunConfig
 from conformance.core.driver import deadline_after
-from conformance.core.errors import MailspecError
+from conformance.core.errors import ConfigError, MailspecError
 from conformance.core.expressions import ExpressionError
+from conformance.core.fixture import Fixture, FixtureError, load_fixture
 from conformance.core.framing import FramingFinding
 from conformance.core.patterns import Segment, render_segments
 from conformance.core.results import Failure, Measurement, ScenarioResult, Verdict
@@ -239,6 +240,15 @@ class TargetRunner:
         self.unreachable_since: str | None = None
         self._streak_lock = threading.Lock()
         self._unreachable = threading.local()  # set by the scenario run on this thread
+
+    @staticmethod
+    def _base_fixture(config: RunConfig, fixture: Fixture | None) -> Fixture:
+        """The run's fixture: the one given, else the one the config names
+        (ConfigError when it does not load)."""
+        try:
+            return fixture if fixture is not None else load_fixture(config.fixture_dir)
+        except FixtureError as exc:
+            raise ConfigError(str(exc)) from None
 
     @property
     def target_gone(self) -> bool:

@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from conformance.core import schedule
 from conformance.core.config import RunConfig
 from conformance.core.driver import ConnectError, Outcome, deadline_after
-from conformance.core.errors import ConfigError
 from conformance.core.expressions import Namespace
-from conformance.core.fixture import Account, Fixture, FixtureError, load_fixture
+from conformance.core.fixture import Account, Fixture, FixtureError
 from conformance.core.patterns import BodyContext
 from conformance.core.pools import (
     check_pool_config,
@@ -581,10 +580,7 @@ class Runner(TargetRunner):
         super().__init__()
         self.config = config
         self._write_main = write_main  # False: `mailspec verify` writes nothing
-        try:
-            base = fixture if fixture is not None else load_fixture(config.fixture_dir)
-        except FixtureError as exc:
-            raise ConfigError(str(exc)) from None
+        base = self._base_fixture(config, fixture)
         embedded = config.host is None
         if not embedded:
             check_pool_config(pools, config.accounts)

@@ -23,6 +23,7 @@ import enum
 from collections import deque
 from dataclasses import dataclass
 
+from conformance.core.reading import ReplyBuffer
 from conformance.core.transcript import show_bytes
 from conformance.pop3 import framing
 from conformance.pop3.framing import FramingFinding
@@ -108,49 +109,25 @@ class State(enum.Enum):
     BROKEN = "broken"  # flood or EOF: nothing more will be parsed
 
 
-class ReplyReader:
+class ReplyReader(ReplyBuffer):
     def __init__(self, max_line_octets: int = 65_536, max_body_octets: int = 64 << 20) -> None:
         self.max_line_octets = max_line_octets
         self.max_body_octets = max_body_octets
-        self._buffer = bytearray()
-        self._start = 0  # consumed prefix of _buffer
-        self._scan_from = 0  # where to continue looking for LF
+        super().__init__()
         self._state = State.IDLE
         self._multiline_if_positive = False
         self._continuation_allowed = False
         self._body_octets = 0
         self._slow_lines = 0  # body lines still to be read one at a time
-        self._eof = False
         self._pending: deque[Event] = deque()
-
-    # -- feeding -------------------------------------------------------------
-
-    def feed(self, data: bytes) -> None:
-        if self._eof:
-            raise RuntimeError("feed() after feed_eof()")
-        if self._state is not State.BROKEN:
-            self._buffer += data
-
-    def feed_eof(self) -> None:
-        self._eof = True
-
-    @property
-    def buffered(self) -> bytes:
-        """Bytes received but not yet part of any reply."""
-        return bytes(self._buffer[self._start :])
-
-    def take_buffered(self) -> bytes:
-        data = self.buffered
-        self._discard_all()
-        return data
 
     @property
     def state(self) -> State:
         return self._state
 
     @property
-    def at_eof(self) -> bool:
-        return self._eof
+    def _broken(self) -> bool:
+        return self._state is State.BROKEN
 
     # -- replies -------------------------------------------------------------
 
@@ -265,8 +242,7 @@ class ReplyReader:
             self._start = 0
 
     def _discard_all(self) -> None:
-        self._buffer.clear()
-        self._start = self._scan_from = 0
+        super()._discard_all()
         self._slow_lines = 0
 
     def _check_line_end(self, raw: bytes, line: bytes) -> None:

@@ -29,9 +29,8 @@ from conformance.core.catalogue import load_catalogue
 from conformance.core.client_tls import context_for, server_name
 from conformance.core.config import RunConfig
 from conformance.core.driver import ConnectError, Outcome, deadline_after
-from conformance.core.errors import ConfigError
 from conformance.core.expressions import Namespace
-from conformance.core.fixture import Account, Fixture, FixtureError, load_fixture
+from conformance.core.fixture import Account, Fixture, FixtureError
 from conformance.core.pools import check_pool_config, templated_accounts, with_credentials
 from conformance.core.results import Failure, ScenarioResult, TargetFingerprint, Verdict
 from conformance.core.run import ScenarioRunBase, TargetRunner
@@ -645,10 +644,7 @@ class SmtpRunner(TargetRunner):
     ) -> None:
         super().__init__()
         self.config = config
-        try:
-            base = fixture if fixture is not None else load_fixture(config.fixture_dir)
-        except FixtureError as exc:
-            raise ConfigError(str(exc)) from None
+        base = self._base_fixture(config, fixture)
         self.embedded = config.host is None
         if not self.embedded:
             check_pool_config(1, config.accounts)

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 
 from conformance.core.framing import FramingFinding
+from conformance.core.reading import ReplyBuffer
 from conformance.core.transcript import show_bytes
 from conformance.smtp import framing
 
@@ -97,7 +98,7 @@ class State(enum.Enum):
     BROKEN = "broken"  # flood or EOF: nothing more will be parsed
 
 
-class ReplyReader:
+class ReplyReader(ReplyBuffer):
     def __init__(
         self,
         max_line_octets: int = 65_536,
@@ -107,44 +108,19 @@ class ReplyReader:
         self.max_line_octets = max_line_octets
         self.max_reply_lines = max_reply_lines
         self.max_reply_octets = max_reply_octets
-        self._buffer = bytearray()
-        self._start = 0
-        self._scan_from = 0
+        super().__init__()
         self._state = State.IDLE
         self._lines: list[ReplyLine] = []
         self._reply_octets = 0
-        self._eof = False
         self._pending: list[Event] = []
-
-    # -- feeding -------------------------------------------------------------
-
-    def feed(self, data: bytes) -> None:
-        if self._eof:
-            raise RuntimeError("feed() after feed_eof()")
-        if self._state is not State.BROKEN:
-            self._buffer += data
-
-    def feed_eof(self) -> None:
-        self._eof = True
-
-    @property
-    def buffered(self) -> bytes:
-        """Bytes received but not yet part of any reply."""
-        return bytes(self._buffer[self._start :])
-
-    def take_buffered(self) -> bytes:
-        data = self.buffered
-        self._buffer.clear()
-        self._start = self._scan_from = 0
-        return data
 
     @property
     def state(self) -> State:
         return self._state
 
     @property
-    def at_eof(self) -> bool:
-        return self._eof
+    def _broken(self) -> bool:
+        return self._state is State.BROKEN
 
     # -- replies -------------------------------------------------------------
 
