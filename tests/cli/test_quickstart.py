@@ -47,9 +47,13 @@ def test_ci_runs_the_second_command_verbatim_then_the_clean_proof() -> None:
     ci = (REPO / ".ci" / "run").read_text("utf-8")
     second = _commands()[1]
     lines = [line.strip() for line in ci.splitlines()]
-    assert second in lines
+    # verbatim, under a clean environment like the proof's (env -i, empty HOME)
+    run_second = f"bash -c '{second}'"
+    assert run_second in lines
+    clean_env = lines[lines.index(run_second) - 1]
+    assert clean_env.startswith('env -i PATH=/usr/bin:/bin HOME="$home"'), clean_env
     # then the first command from a fresh clone under env -i (the second ran above)
-    assert lines.index(second) < lines.index("bash scripts/prove-quickstart.sh --first-only")
+    assert lines.index(run_second) < lines.index("bash scripts/prove-quickstart.sh --first-only")
     assert '"$rc" -eq 5' in ci  # pytest collecting nothing fails CI
 
 
