@@ -117,8 +117,8 @@ def _prepared(identity: str) -> str | None:
     characters make it invalid."""
     try:
         return saslprep(identity)
-    except ValueError:
-        return None
+    except (ValueError, scramp.ScramException):  # scramp raises its own type for
+        return None  # prohibited characters (RFC 4013 section 2.3), e.g. controls
 
 
 class PlainMechanism(Mechanism):

@@ -135,6 +135,17 @@ def test_plain_authzid_of_another_user_is_refused(converse: Converse) -> None:
     assert not in_transaction(conversation)
 
 
+@pytest.mark.parametrize("authzid", ["al\x07ice", "alice\x7f"])
+def test_plain_authzid_saslprep_prohibits_is_a_refusal_not_an_internal_error(
+    converse: Converse, authzid: str
+) -> None:
+    # RFC 4013 section 2.3 (control characters are prohibited output):
+    # SASLprep fails, so the identity is invalid: an [AUTH] refusal, not [SYS/TEMP].
+    conversation = converse()
+    assert conversation.status(f"AUTH PLAIN {plain(authzid=authzid)}").startswith("-ERR [AUTH]")
+    assert not in_transaction(conversation)
+
+
 def test_plain_authzid_granted_opens_that_users_maildrop(converse: Converse) -> None:
     conversation = converse()
     conversation.session.users.grant("alice", "bob")
