@@ -736,6 +736,8 @@ def test_killed_target_exits_3_fast_with_every_report_written(tmp_path):
     assert elapsed < KILLED_TARGET_EXIT_SECONDS
     assert "Traceback" not in stderr
     report = _check_reports(reports, selected, judged, "target unreachable since ")
+    counts = Counter(r["verdict"] for r in report["results"])
+    print(f"killed target: exit {code} {elapsed:.2f} s after the kill, {dict(counts)}")  # -s
     since = report["incomplete"].removeprefix("target unreachable since ")
     assert since in [r["id"] for r in report["results"] if not r["message"].startswith("not run")]
 
