@@ -55,6 +55,7 @@ class TranscriptEntry:
     direction: Direction
     data: bytes  # exact bytes (already redacted where secrets were sent)
     elided: Elision | None = None  # set when a report kept only part of `data`
+    step: int | None = None  # the scenario step (1-based) that caused it; None: set-up
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,7 +113,11 @@ class ScenarioRunBase:
             )
         step = self._prepare(step)
         handler = getattr(self, f"_do_{type(step).__name__}")
-        handler(step)
+        self.transcript.step = step.index
+        try:
+            handler(step)
+        finally:
+            self.transcript.step = None
 
     def _remaining(self) -> float:
         return max(self.deadline - time.monotonic(), 0.01)

@@ -91,10 +91,13 @@ class Transcript:
     def __init__(self) -> None:
         self.started = time.monotonic()
         self.entries: list[TranscriptEntry] = []
+        # The step being executed: each entry names the step that caused it,
+        # so a report can show the exchange of the step that failed.
+        self.step: int | None = None
 
     def record(self, session: str, direction: Direction, data: bytes) -> None:
         at = round(time.monotonic() - self.started, 6)
-        self.entries.append(TranscriptEntry(at, session, direction, data))
+        self.entries.append(TranscriptEntry(at, session, direction, data, None, self.step))
 
     def event(self, session: str, text: str) -> None:
         self.record(session, Direction.EVENT, text.encode("utf-8"))

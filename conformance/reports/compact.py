@@ -94,6 +94,7 @@ def _elide(first: TranscriptEntry, data: bytes, head: bytes, tail: bytes) -> Tra
         first.direction,
         head + tail,
         Elision(len(data), hashlib.sha256(data).hexdigest(), len(head)),
+        first.step,
     )
 
 

@@ -210,13 +210,28 @@ def anchor(target: str, scenario: str) -> str:
 
 
 def failing_indexes(cell: Cell) -> set[int]:
-    """The transcript entries of the exchange that failed: the scenario's
-    last wire exchange (the reply the check stopped at and the command
-    before it), or the last event when the failure was a timeout or a
-    closed connection. Only for verdicts a check produced."""
+    """The transcript entries of the exchange that failed: every entry the
+    first failure's step sent or received (entries carry their step).
+    Without step marks (older reports, or a failure no step owns): the
+    scenario's last wire exchange (the reply the check stopped at and the
+    command before it), or the last event when the failure was a timeout or
+    a closed connection. Only for verdicts a check produced."""
     if cell.verdict not in ("FAIL", "WARN", "ERROR", "XFAIL") or not cell.transcript:
         return set()
     entries = cell.transcript
+    step = next((f.get("step") for f in cell.failures if f.get("step")), None)
+    if step is not None:
+        chosen = {i for i, e in enumerate(entries) if e.step == step}
+        if chosen:
+            first = min(chosen)  # an `S:` step judges the reply to the `C:` before it
+            if entries[first].direction == "S":
+                i = first - 1
+                while i >= 0 and entries[i].direction == "C" and entries[i].session == (
+                    entries[first].session
+                ):
+                    chosen.add(i)
+                    i -= 1
+            return chosen
     start = 0
     for i, e in enumerate(entries):
         if e.direction == "*" and e.session == "*" and e.data.startswith(b"scenario "):

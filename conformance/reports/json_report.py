@@ -147,6 +147,8 @@ def _entry(e: TranscriptEntry) -> dict[str, Any]:
             "sha256": e.elided.sha256,
             "head": e.elided.head,
         }
+    if e.step is not None:
+        out["step"] = e.step
     return out
 
 
@@ -218,6 +220,7 @@ def results_from_dict(data: dict[str, Any]) -> RunResult:
                         Direction(e["direction"]),
                         base64.b64decode(e["base64"]),
                         Elision(**e["elided"]) if e.get("elided") else None,
+                        e.get("step"),
                     )
                     for e in r["transcript"]
                 ],

@@ -48,6 +48,7 @@ class Entry:
     direction: str  # C | S | *
     data: bytes
     elided: Elision | None = None  # the report kept only part of the bytes
+    step: int | None = None  # the scenario step that caused it (None: set-up)
 
 
 @dataclass
@@ -153,6 +154,7 @@ def _entry(e: dict[str, Any]) -> Entry:
         Elision(int(elided["length"]), str(elided["sha256"]), int(elided["head"]))
         if isinstance(elided, dict)
         else None,
+        int(e["step"]) if isinstance(e.get("step"), int) else None,
     )
 
 
@@ -257,7 +259,8 @@ def from_run(run: Any, label: str) -> Matrix:
             message=r.message,
             failures=[failure_dict(f) for f in r.failures],
             transcript=[
-                Entry(e.at, e.session, e.direction.value, e.data, e.elided) for e in r.transcript
+                Entry(e.at, e.session, e.direction.value, e.data, e.elided, e.step)
+                for e in r.transcript
             ],
             duration=r.duration,
             expectation_reason=r.expectation_reason,

@@ -131,6 +131,48 @@ def test_verification_is_collapsed_and_the_failing_exchange_marked(page: str) ->
     assert "closed by the client" in section
 
 
+def _mid_scenario_failure(tmp_path: Path, steps: bool) -> str:
+    """A WARN at step 3 (the reply to STAT, sent by step 2) followed by
+    steps that pass (NOOP, QUIT): the last exchange is not the one that
+    failed."""
+
+    def e(at: float, d: Direction, data: bytes, step: int | None) -> TranscriptEntry:
+        return TranscriptEntry(at, "a", d, data, None, step if steps else None)
+
+    transcript = [
+        e(0.001, Direction.SERVER, b"+OK ready\r\n", 1),
+        e(0.002, Direction.CLIENT, b"STAT\r\n", 2),
+        e(0.003, Direction.SERVER, b"+OK 2 999\r\n", 3),
+        e(0.004, Direction.CLIENT, b"NOOP\r\n", 4),
+        e(0.005, Direction.SERVER, b"+OK\r\n", 5),
+        e(0.006, Direction.CLIENT, b"QUIT\r\n", 6),
+        e(0.007, Direction.SERVER, b"+OK bye\r\n", 7),
+    ]
+    failure = Failure(3, "S: +OK 2 320", "+OK 2 320", "'+OK 2 999\\r\\n'", level="SHOULD")
+    result = make_result(
+        "stat.mid", Verdict.WARN, level="SHOULD", transcript=transcript, failures=[failure]
+    )
+    path = tmp_path / "report.html"
+    write_html_report(make_run([result]), path)
+    page = path.read_text("utf-8")
+    section = page[page.index('id="t-reference--stat.mid"') :]
+    return section[: section.index("</section>")]
+
+
+def test_the_failing_step_is_marked_not_the_last_exchange(tmp_path: Path) -> None:
+    section = _mid_scenario_failure(tmp_path, steps=True)
+    marked = re.findall(r'<tr class="(\w+) fail"[^>]*><td>\s*([\d.]+)', section)
+    assert marked == [("c", "0.002"), ("s", "0.003")]  # STAT and its reply, not QUIT
+    assert 'id="t-reference--stat.mid-fail"><td>  0.002 a C:' in section
+
+
+def test_without_step_marks_the_last_exchange_is_marked(tmp_path: Path) -> None:
+    # reports written before entries carried their step
+    section = _mid_scenario_failure(tmp_path, steps=False)
+    marked = re.findall(r'<tr class="(\w+) fail"[^>]*><td>\s*([\d.]+)', section)
+    assert marked == [("c", "0.006"), ("s", "0.007")]
+
+
 def test_matrix_columns_are_named_after_the_target(tmp_path: Path) -> None:
     from conformance.reports import write_json
 

@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import jsonschema
+import pytest
 import xmlschema
 from cli_testlib import REPO, SECRET, make_result, make_run
 
@@ -109,6 +110,23 @@ def test_json_round_trip(tmp_path: Path) -> None:
     assert [r.verdict for r in back.results] == [r.verdict for r in run.results]
     assert back.results[1].failures == run.results[1].failures
     assert back.results[1].transcript == run.results[1].transcript
+
+
+def test_json_keeps_the_step_of_each_entry_and_the_schema_accepts_it(tmp_path: Path) -> None:
+    run = make_run()
+    transcript = run.results[1].transcript
+    transcript[:] = [dataclasses.replace(e, step=i + 1) for i, e in enumerate(transcript)]
+    write_json(run, tmp_path / "x.json")
+    data = json.loads((tmp_path / "x.json").read_text("utf-8"))
+    jsonschema.validate(data, SCHEMA)
+    assert [e["step"] for e in data["results"][1]["transcript"]] == list(
+        range(1, len(transcript) + 1)
+    )
+    assert "step" not in data["results"][0]["transcript"][0]  # no step: no key
+    assert load_results(tmp_path / "x.json").results[1].transcript == transcript
+    data["results"][1]["transcript"][0]["step"] = 0  # steps count from 1
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, SCHEMA)
 
 
 def test_scrub_removes_echoed_password_everywhere(tmp_path: Path) -> None:

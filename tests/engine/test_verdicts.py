@@ -361,3 +361,16 @@ def test_the_greeting_and_quit_are_pinned_on_their_own_rules(tmp_path: Path) -> 
     with scripted(greeting=b"-ERR go away\r\n") as server:
         result = run_text(tmp_path, server, steps("open: a", "S: +OK"))
     assert result.failures[0].requirement == "POP3-1939-GREET-02"
+
+
+def test_transcript_entries_name_the_step_that_caused_them(tmp_path: Path) -> None:
+    body = STAT_OK.replace("{count}", "9") + "        level: SHOULD\n" + steps("C: NOOP", "S: +OK")
+    with scripted() as server:
+        result = run_text(tmp_path, server, body)
+    assert result.verdict is Verdict.WARN and result.failures[0].step == 5
+    wire = [(e.direction, e.data, e.step) for e in result.transcript if e.step is not None]
+    by_step = {step: data for direction, data, step in wire if direction is Direction.CLIENT}
+    assert by_step[4] == b"STAT\r\n" and by_step[6] == b"NOOP\r\n"
+    assert [data[:3] for d, data, step in wire if step == 5] == [b"+OK"]  # the judged reply
+    # set-up (verification before the scenario) belongs to no step
+    assert any(e.step is None and e.session.startswith("verify") for e in result.transcript)
