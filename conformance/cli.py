@@ -540,7 +540,8 @@ def cmd_setup(args: argparse.Namespace) -> int:
             problem = runner.mailboxes.establish(account, Transcript(), write=write)
             done = "provisioned and verified" if write else "holds the fixture"
             if problem is None:
-                print(f"{role} ({account.user}): {done} ({account.count} messages)")
+                noun = "message" if account.count == 1 else "messages"
+                print(f"{role} ({account.user}): {done} ({account.count} {noun})")
             else:
                 problems += 1
                 print(f"{role} ({account.user}): {problem}", file=sys.stderr)

@@ -796,6 +796,9 @@ def test_provision_and_verify_exit_0_on_a_good_store_and_3_on_a_missing_message(
         assert verified.returncode == 0, verified.stdout + verified.stderr
         main = fixture.accounts["main"]
         assert f"main (msmain): holds the fixture ({main.count} messages)" in verified.stdout
+        apop = fixture.accounts["apop"]
+        assert apop.count == 1  # the singular is spelt so
+        assert f"apop ({apop.user}): holds the fixture (1 message)\n" in verified.stdout
 
         # a store missing a message: the third of main's is gone
         third = sorted((root / "msmain" / "new").iterdir())[2]
