@@ -178,6 +178,13 @@ class SummaryItem:
     level: str
     line: str  # expected/actual in one line, or the message
     href: str
+    # Scenarios this row stands for: the "not run (...)" ERRORs of a run that
+    # stopped early are one row (the first of them), not hundreds that bury
+    # the findings above them.
+    count: int = 1
+
+
+NOT_RUN_PREFIX = "not run ("  # the message of a scenario an early stop never ran
 
 
 @dataclass
@@ -355,11 +362,11 @@ class Page:
 
     @property
     def problems(self) -> int:
-        return sum(1 for s in self.summary if s.verdict in PROBLEM_VERDICTS)
+        return sum(s.count for s in self.summary if s.verdict in PROBLEM_VERDICTS)
 
     @property
     def warnings(self) -> int:
-        return sum(1 for s in self.summary if s.verdict == "WARN")
+        return sum(s.count for s in self.summary if s.verdict == "WARN")
 
 
 def build_page(matrix: Matrix, *, title: str, limit: int) -> Page:
@@ -367,6 +374,7 @@ def build_page(matrix: Matrix, *, title: str, limit: int) -> Page:
     summary: list[SummaryItem] = []
     transcripts: list[tuple[Target, list[TranscriptView]]] = []
     hrefs: dict[tuple[str, str], str] = {}  # (target, scenario) -> where its cell links
+    not_run: dict[tuple[str, str], SummaryItem] = {}  # (target, message) -> its one row
     for t in matrix.targets:
         views: list[TranscriptView] = []
         for r in matrix.rows:
@@ -380,6 +388,12 @@ def build_page(matrix: Matrix, *, title: str, limit: int) -> Page:
             failures = [_failure_view(f, r) for f in c.failures]
             blocks = transcript_blocks(c, limit, failing, fail_anchor)
             views.append(TranscriptView(a, fail_anchor, t.label, r, c, failures, blocks))
+            if c.verdict == "ERROR" and c.message.startswith(NOT_RUN_PREFIX):
+                group = not_run.get((t.label, c.message))
+                if group is not None:
+                    group.count += 1
+                    group.line = f"{group.count} scenarios {c.message}, from {group.row.id} on"
+                    continue
             if c.verdict in SUMMARY_VERDICTS:
                 first = failures[0] if failures else None
                 summary.append(
@@ -395,6 +409,8 @@ def build_page(matrix: Matrix, *, title: str, limit: int) -> Page:
                         href=f"#{fail_anchor}",
                     )
                 )
+                if c.verdict == "ERROR" and c.message.startswith(NOT_RUN_PREFIX):
+                    not_run[t.label, c.message] = summary[-1]
         transcripts.append((t, views))
     summary.sort(key=lambda s: SUMMARY_VERDICTS.index(s.verdict))
     sections: list[SectionView] = []

@@ -173,6 +173,26 @@ def test_without_step_marks_the_last_exchange_is_marked(tmp_path: Path) -> None:
     assert marked == [("c", "0.006"), ("s", "0.007")]
 
 
+def test_scenarios_an_early_stop_never_ran_are_one_summary_row(tmp_path: Path) -> None:
+    stopped = "not run (target unreachable since stat.fail)"
+    results = [make_result("stat.fail", Verdict.FAIL), make_result("top.error", Verdict.ERROR)]
+    results += [
+        make_result(f"top.n{i}", Verdict.ERROR, message=stopped, failures=[], transcript=[])
+        for i in range(40)
+    ]
+    run = make_run(results)
+    run.incomplete = "target unreachable since stat.fail"
+    path = tmp_path / "report.html"
+    write_html_report(run, path)
+    page = path.read_text("utf-8")
+    summary = page[page.index('id="failures"') : page.index("</section>")]
+    assert "42 failures" in summary  # every scenario still counts
+    assert summary.count('<tr class="f-') == 3  # the FAIL, the real ERROR, one not-run row
+    assert f"40 scenarios {stopped}, from top.n0 on" in summary
+    assert summary.index("stat.fail") < summary.index("top.error") < summary.index("top.n0")
+    assert "top.n1<" not in summary and 'id="t-reference--top.n39"' in page  # rows kept below
+
+
 def test_matrix_columns_are_named_after_the_target(tmp_path: Path) -> None:
     from conformance.reports import write_json
 
