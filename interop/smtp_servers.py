@@ -14,7 +14,11 @@ are fetched with `apt-get download` (or taken from /var/cache/apt/archives)
 and unpacked with `dpkg-deb -x` side by side into a cache directory
 (`$MAILSPEC_MTA_CACHE`, default `.cache/mta/` in the repository, which
 the cache marks ignored for git). The libraries they link against are
-in a stock Debian 12 (libdb5.3, libssl3, libgnutls30, libevent ...).
+plain Debian library packages that a fresh Debian 12 partly lacks
+(libgnutls-dane0, libevent-2.1-7): scripts/install-test-deps.sh and
+scripts/smtp-interop-servers.sh install them (MTA_LIBRARIES in
+scripts/_common.sh). A checkout under a private directory (mode 0700,
+e.g. /root) caches in /var/tmp/mailspec-mta instead.
 
 Each MTA runs from its prefix with its own configuration, queue or spool,
 logs and Maildirs under the temporary directory, and is stopped by PID
@@ -94,16 +98,36 @@ def cache_root() -> Path:
 
     The servers' unprivileged processes execute files from it, so every
     directory on the way must be searchable by others (a home directory
-    of mode 0700 is not)."""
-    root = Path(os.environ.get("MAILSPEC_MTA_CACHE") or REPO / ".cache" / "mta").absolute()
+    of mode 0700 is not): a checkout under one (e.g. /root) uses
+    FALLBACK_CACHE instead, since a test run must not skip for that."""
+    configured = os.environ.get("MAILSPEC_MTA_CACHE")
+    root = Path(configured or REPO / ".cache" / "mta").absolute()
+    if not configured and not _searchable(root):
+        root = FALLBACK_CACHE / f"uid-{os.getuid()}"
+        for made in (FALLBACK_CACHE, root):
+            made.mkdir(exist_ok=True)
+            if made.stat().st_uid == os.getuid():
+                made.chmod(0o755)  # whatever the umask: the servers' users read it
     _check_searchable(root)  # before creating anything
     root.mkdir(parents=True, exist_ok=True)
     _check_searchable(root)  # a umask may have made it private
-    if "MAILSPEC_MTA_CACHE" not in os.environ:
+    if not configured and root.is_relative_to(REPO):
         ignore = REPO / ".cache" / ".gitignore"
         if not ignore.exists():
             ignore.write_text("# written by interop/smtp_servers.py: unpacked .debs\n*\n")
     return root
+
+
+#: The cache when the checkout sits under a private directory.
+FALLBACK_CACHE = Path("/var/tmp/mailspec-mta")
+
+
+def _searchable(root: Path) -> bool:
+    try:
+        _check_searchable(root)
+    except ServerUnavailable:
+        return False
+    return True
 
 
 def _check_searchable(root: Path) -> None:

@@ -34,6 +34,13 @@ apt_install() {
   if [ $created_policy -eq 1 ]; then $sudo rm -f /usr/sbin/policy-rc.d; fi
 }
 
+# The shared libraries the unpacked Postfix, Exim and OpenSMTPD binaries of
+# the SMTP interop tests link against (their .debs' library Depends). Plain
+# library packages that conflict with nothing; a fresh Debian 12 lacks some
+# (libgnutls-dane0, libevent-2.1-7, ...).
+MTA_LIBRARIES="libdb5.3 libicu72 libnsl2 libsasl2-2 libssl3 libcrypt1 libgnutls-dane0 \
+libgnutls30 libidn12 libidn2-0 libpcre2-8-0 libevent-2.1-7 libpam0g"
+
 # make_venv: ./.venv from the system Python, with python3-venv if needed.
 make_venv() {
   if ! "$SYSTEM_PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then

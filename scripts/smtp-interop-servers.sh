@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_common.sh
 
-apt_install python3-aiosmtpd
+# shellcheck disable=SC2086  # a list of package names
+apt_install python3-aiosmtpd $MTA_LIBRARIES
 PY=${VENV}/bin/python
 [ -x "$PY" ] || PY=$SYSTEM_PYTHON
 export PATH="$PATH:/usr/sbin:/sbin"
