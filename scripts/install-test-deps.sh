@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_common.sh
 
-apt_install python3-venv git fetchmail mpop getmail6 dovecot-pop3d mailutils-pop3d swaks python3-aiosmtpd \
+apt_install python3-venv git fetchmail mpop getmail6 dovecot-pop3d mailutils-pop3d swaks python3-aiosmtpd openssl \
   chromium fonts-liberation
 make_venv
 pip_install -e '.[test]'
