@@ -18,8 +18,11 @@ Dovecot's pop3s listener) and `--tls-ca` naming that CA. Then
 
 SMTP targets (interop/smtp_servers.py) are started the same way; the run
 gets a config file naming the target, the local domain, the accounts the
-server accepts (main -> alice, spare1 and empty -> bob) and the Maildir
-template the deliveries are inspected in.
+server accepts (main -> alice, spare1 and empty -> bob, with the AUTH
+password where the server offers AUTH), the Maildir template the
+deliveries are inspected in and, for the MTAs (STARTTLS with a trustme
+certificate), `tls: {mode: plain, ca: ...}`: the run stays on the plain
+port and the STARTTLS scenarios trust that CA.
 
 Exit status: 0 when every run completed (whatever its verdicts: the
 classification of non-PASS verdicts is in docs/interop.md), 3 when a
@@ -122,18 +125,33 @@ def run_smtp_target(
     try:
         host, port = server.address
         config = reports / f"interop-{name}.yaml"
+        # the password AUTH checks where the server offers AUTH (inside TLS)
+        password = server.auth_password or "unused"
         accounts = "".join(
-            f"  {role}: {{user: {user}, password: unused}}\n"
+            f"  {role}: {{user: {user}, password: {password}}}\n"
             for role, user in SMTP_ACCOUNTS.items()
+        )
+        # a plain run that trusts the server's own CA, so the scenarios that
+        # speak STARTTLS themselves can verify its certificate (issued for
+        # its host name, sent as SNI)
+        tls = (
+            f"tls: {{mode: plain, ca: {json.dumps(str(server.ca_path))}, "
+            f"server_name: {server.hostname}}}\n"
+            if server.tls
+            else ""
         )
         config.write_text(
             f"target: smtp://{host}:{port}\n"
+            f"{tls}"
             f"smtp:\n  domain: {server.domain}\n"
             f'  delivery: "maildir:{server.maildir("{user}")}"\n'
             f"accounts:\n{accounts}",
             encoding="utf-8",
         )
-        print(f"== {name}: {server.version()} on {host}:{port}")
+        offers = "STARTTLS" if server.tls else "no TLS"
+        if server.auth_password:
+            offers += f", AUTH {' '.join(server.auth_mechanisms)} inside TLS"
+        print(f"== {name}: {server.version()} on {host}:{port} ({offers})")
         started = time.monotonic()
         done = mailspec(
             "run", "--config", str(config), "--json", str(json_path), *selectors, *extra

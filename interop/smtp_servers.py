@@ -78,6 +78,9 @@ PROBE_TIMEOUT = 10.0
 MAX_REPLY = 65536
 #: first uid/gid tried for accounts that exist only inside a namespace
 NAMESPACE_ID_BASE = 64900
+#: the password of every user where a server offers AUTH (RFC 4954): a
+#: fixed test credential of loopback-only throwaway servers, not a secret
+AUTH_PASSWORD = "interop-password-1"
 
 
 class ServerUnavailable(Exception):
@@ -410,6 +413,22 @@ def split_delivered(stored: bytes, sent: bytes, line_end: bytes = b"\r\n") -> li
 
 # --- the servers ----------------------------------------------------------
 
+#: how long stop() waits for SIGKILLed processes to be gone
+STOP_GRACE = 5.0
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group `pgid`, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state ppid pgrp
+            found.append(int(stat.parent.name))
+    return found
+
 
 class SmtpServer:
     """Base: a temp directory, Maildirs, a config, a process, a probe."""
@@ -423,9 +442,18 @@ class SmtpServer:
     #: store LF, as Maildir readers expect; aiosmtpd_maildir.py stores the
     #: octets as received)
     stored_line_end = b"\n"
+    #: the server can offer STARTTLS (RFC 3207) with a trustme certificate
+    offers_tls = False
+    #: SASL mechanisms it offers inside TLS (RFC 4954), the password of
+    #: every user being AUTH_PASSWORD
+    auth_mechanisms: tuple[str, ...] = ()
 
-    def __init__(self, *, workdir: str | None = None, keep: bool = False):
+    def __init__(self, *, workdir: str | None = None, keep: bool = False, tls: bool | None = None):
         self.keep = keep
+        #: STARTTLS on (the default where the server offers it) or off
+        self.tls = self.offers_tls if tls is None else tls
+        if self.tls and not self.offers_tls:
+            raise ValueError(f"{self.name}: STARTTLS is not configured by this harness")
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"mailspec-smtp-{self.name}-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -468,6 +496,44 @@ class SmtpServer:
 
     def version(self) -> str:
         return ", ".join(f"{p} {v}" for p, v in self.versions.items())
+
+    # --- STARTTLS: a trustme CA of the run's own ------------------------
+    @property
+    def ca_path(self) -> Path:
+        """The CA that issued the server certificate: what a client trusts."""
+        return self.workdir / "tls" / "ca.pem"
+
+    @property
+    def cert_path(self) -> Path:
+        return self.workdir / "tls" / "cert.pem"
+
+    @property
+    def key_path(self) -> Path:
+        return self.workdir / "tls" / "key.pem"
+
+    @property
+    def auth_password(self) -> str | None:
+        return AUTH_PASSWORD if self.tls and self.auth_mechanisms else None
+
+    def write_certificates(self, key_owner: tuple[int, int] = (0, 0)) -> None:
+        """A fresh trustme CA and a certificate for the server's host name
+        and 127.0.0.1 under DIR/tls; the key readable by `key_owner` only
+        (the process that loads it)."""
+        import trustme
+
+        self.ca_path.parent.mkdir(exist_ok=True)
+        os.chmod(self.ca_path.parent, 0o755)
+        ca = trustme.CA()
+        cert = ca.issue_cert(self.hostname, self.host)
+        ca.cert_pem.write_to_path(str(self.ca_path))
+        cert.cert_chain_pems[0].write_to_path(str(self.cert_path))
+        for pem in cert.cert_chain_pems[1:]:
+            pem.write_to_path(str(self.cert_path), append=True)
+        cert.private_key_pem.write_to_path(str(self.key_path))
+        os.chmod(self.ca_path, 0o644)
+        os.chmod(self.cert_path, 0o644)
+        os.chown(self.key_path, *key_owner)
+        os.chmod(self.key_path, 0o600)
 
     # --- subclass hooks ----------------------------------------------
     def prepare(self) -> None:
@@ -537,9 +603,13 @@ class SmtpServer:
                     proc.kill()
                     proc.wait(timeout=5)
             # children left in its process group (it leads a session of its
-            # own, so the group holds only its processes)
+            # own, so the group holds only its processes); SIGKILL takes a
+            # moment to land, so wait until none of them runs any more
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
+            deadline = time.monotonic() + STOP_GRACE
+            while _group_members(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
         self.process = None
         if self._own_workdir and not self.keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -611,6 +681,9 @@ scache    unix  - - n -   1 scache
 postlog   unix-dgram n - n - 1 postlogd
 """
 
+#: the TLS session cache and PRNG service smtpd asks for under STARTTLS
+POSTFIX_TLS_SERVICES = "tlsmgr    unix  - - n 1000? 1 tlsmgr\n"
+
 
 class PostfixServer(SmtpServer):
     """Postfix 3.7 (Debian 12 `postfix`), unpacked, run as `master -d`.
@@ -625,10 +698,14 @@ class PostfixServer(SmtpServer):
     remote clients are not rewritten (local_header_rewrite_clients
     empty), so the stored message is what was sent plus the trace
     headers. mail_owner `postfix` and setgid_group `postdrop` exist only
-    in the server's namespace. Every other setting is Postfix's default."""
+    in the server's namespace. With TLS (the default): STARTTLS offered
+    (`smtpd_tls_security_level = may`) with the trustme certificate;
+    no AUTH (Postfix has no SASL of its own: it needs Cyrus SASL or a
+    Dovecot auth service). Every other setting is Postfix's default."""
 
     name = "postfix"
     packages = ("postfix",)
+    offers_tls = True
 
     def environment(self) -> dict[str, str]:
         assert self.prefix is not None
@@ -692,9 +769,19 @@ virtual_minimum_uid = 1
 biff = no
 smtp_dns_support_level = disabled
 """
+        services = POSTFIX_SERVICES
+        if self.tls:
+            self.write_certificates()  # smtpd reads the key as root, at start
+            main_cf += (
+                f"smtpd_tls_cert_file = {self.cert_path}\n"
+                f"smtpd_tls_key_file = {self.key_path}\n"
+                "smtpd_tls_security_level = may\n"
+                "smtpd_tls_loglevel = 1\n"
+            )
+            services += POSTFIX_TLS_SERVICES
         (conf / "main.cf").write_text(main_cf)
         listener = f"{self.host}:{self.port} inet n - n - - smtpd\n"
-        (conf / "master.cf").write_text(listener + POSTFIX_SERVICES)
+        (conf / "master.cf").write_text(listener + services)
         master = str(p / "usr/lib/postfix/sbin/master")
         return ns.wrap([master, "-c", str(conf), "-d"])
 
@@ -710,8 +797,12 @@ class EximServer(SmtpServer):
     postmaster; an appendfile transport in maildir format adding
     Return-path:, Envelope-to: and Delivery-date:, its directory built
     from $local_part_data (the router's matched list item), as Exim
-    4.94+ refuses a path made from the tainted $local_part. TLS not advertised
-    (no certificate). host_lookup and ident off (no DNS, no port 113).
+    4.94+ refuses a path made from the tainted $local_part. With TLS
+    (the default): STARTTLS offered to every host with the trustme
+    certificate (GnuTLS), and inside TLS AUTH PLAIN and LOGIN by
+    `plaintext` authenticators checking the users against AUTH_PASSWORD;
+    without it, `tls_advertise_hosts =` empty. host_lookup and ident off
+    (no DNS, no port 113).
 
     `exim_user` is Debian's compiled-in `Debian-exim`, added in the
     namespace. Exim gives up root for deliveries when started with -C
@@ -722,6 +813,8 @@ class EximServer(SmtpServer):
     name = "exim"
     packages = ("exim4-base", "exim4-daemon-light")
     maildir_owner = "Debian-exim"
+    offers_tls = True
+    auth_mechanisms = ("PLAIN", "LOGIN")
 
     def write_config(self) -> list[str]:
         assert self.prefix is not None
@@ -736,6 +829,17 @@ class EximServer(SmtpServer):
         self.make_maildirs(exim_uid, exim_gid)
         binary = self.prefix / "usr/sbin/exim4"
         users = " : ".join(self.users)
+        tls = "tls_advertise_hosts =\n"
+        authenticators = ""
+        if self.tls:
+            # the SMTP child that loads the key runs as the Exim user
+            self.write_certificates((exim_uid, exim_gid))
+            tls = (
+                "tls_advertise_hosts = *\n"
+                f"tls_certificate = {self.cert_path}\n"
+                f"tls_privatekey = {self.key_path}\n"
+            )
+            authenticators = exim_authenticators(self.users, AUTH_PASSWORD)
         conf = f"""# written by mailspec interop/smtp_servers.py
 exim_path = {binary}
 primary_hostname = {self.hostname}
@@ -749,8 +853,7 @@ daemon_smtp_ports = {self.port}
 keep_environment =
 host_lookup =
 rfc1413_hosts =
-tls_advertise_hosts =
-never_users = root
+{tls}never_users = root
 acl_smtp_rcpt = acl_check_rcpt
 
 begin acl
@@ -792,7 +895,7 @@ maildir:
 begin retry
 
 *  *  F,1h,1m
-"""
+{authenticators}"""
         (d / "exim.conf").write_text(conf)
         return ns.wrap([str(binary), "-C", str(d / "exim.conf"), "-bdf", "-oX", str(self.port)])
 
@@ -803,9 +906,16 @@ class OpenSmtpdServer(SmtpServer):
 
     smtpd.conf: `listen on 127.0.0.1 port PORT`, one match for
     example.test restricted to the users and postmaster (`rcpt-to`
-    table, so other local parts get 550), a maildir action delivering as
+    table, so other local parts get 550) and for postmaster at its host
+    name (where it puts a bare <Postmaster>), a maildir action delivering as
     `mail` into DIR/mail/<local part>/Maildir (postmaster's table entry
-    points at the first user). TLS not offered (no certificate).
+    points at the first user). With TLS (the default): `listen ... tls
+    pki` (STARTTLS offered, not required) with the trustme certificate and
+    `auth-optional <credentials>` (OpenSMTPD offers AUTH PLAIN and LOGIN
+    inside TLS only), the users' password AUTH_PASSWORD as a SHA-512 crypt
+    hash in the credentials table. This build's TLS handshakes fail (see
+    write_config), so STARTTLS is advertised and answered 220 but no
+    session gets inside TLS, and AUTH is never reached.
 
     Its spool (/var/spool/smtpd), chroot (/var/lib/opensmtpd/empty),
     control socket (/var/run/smtpd.sock), delivery helpers
@@ -816,6 +926,8 @@ class OpenSmtpdServer(SmtpServer):
 
     name = "opensmtpd"
     packages = ("opensmtpd",)
+    offers_tls = True
+    auth_mechanisms = ("PLAIN", "LOGIN")
 
     def write_config(self) -> list[str]:
         assert self.prefix is not None
@@ -840,7 +952,11 @@ class OpenSmtpdServer(SmtpServer):
         ns.bind(var_lib, "/var/lib")
         ns.bind(run, "/run")
         ns.bind(libexec, "/usr/libexec")
-        accepted = [*self.recipients, f"postmaster@{self.domain}"]
+        # a bare <Postmaster> (RFC 5321 section 4.5.1) is qualified with the
+        # host name, so postmaster@HOSTNAME is served too, as on a host
+        # whose own name is one of its local domains
+        accepted = [*self.recipients, f"postmaster@{self.domain}", f"postmaster@{self.hostname}"]
+        (d / "domains").write_text(f"{self.domain}\n{self.hostname}\n")
         (d / "recipients").write_text("".join(f"{a}\n" for a in accepted))
         # every accepted address is delivered as the Maildir owner; the
         # path comes from the recipient's local part, and postmaster's
@@ -849,15 +965,79 @@ class OpenSmtpdServer(SmtpServer):
         postmaster = d / "mail" / "postmaster"
         if not postmaster.is_symlink():
             postmaster.symlink_to(self.users[0])
+        listen = f"listen on {self.host} port {self.port} hostname {self.hostname}"
+        pki = ""
+        if self.tls:
+            # smtpd loads the key as root at start. Debian 12's build (with
+            # OpenSSL 3) then fails every handshake, with ECDSA and RSA keys
+            # alike: its privilege-separated signing finds no private key
+            # (OpenSMTPD issues #1171, #1239; docs/interop-smtp.md)
+            self.write_certificates()
+            name = self.hostname
+            pki = (
+                f'pki {name} cert "{self.cert_path}"\n'
+                f'pki {name} key "{self.key_path}"\n'
+                f"table credentials file:{d}/credentials\n"
+            )
+            listen += f" tls pki {name} auth-optional <credentials>"
+            hashed = sha512_crypt(AUTH_PASSWORD)
+            (d / "credentials").write_text("".join(f"{u} {hashed}\n" for u in self.users))
+            os.chmod(d / "credentials", 0o600)
         conf = f"""# written by mailspec interop/smtp_servers.py
+table domains file:{d}/domains
 table recipients file:{d}/recipients
 table virtuals file:{d}/virtuals
-listen on {self.host} port {self.port} hostname {self.hostname}
+{pki}{listen}
 action "deliver" maildir "{d}/mail/%{{rcpt.user:lowercase}}/Maildir" virtual <virtuals>
-match from any for domain "{self.domain}" rcpt-to <recipients> action "deliver"
+match from any for domain <domains> rcpt-to <recipients> action "deliver"
 """
         (d / "smtpd.conf").write_text(conf)
         return ns.wrap([str(self.prefix / "usr/sbin/smtpd"), "-d", "-f", str(d / "smtpd.conf")])
+
+
+def exim_authenticators(users: tuple[str, ...], password: str) -> str:
+    """Exim `plaintext` authenticators for PLAIN and LOGIN (RFC 4616, the
+    LOGIN draft), offered only inside TLS; `users` with `password`."""
+
+    def condition(user: str, pw: str) -> str:
+        # ${if and{{or{{eq{USER}{alice}}{eq{USER}{bob}}}}{eq{PW}{password}}}}
+        known = "{or{" + "".join("{eq{" + user + "}{" + u + "}}" for u in users) + "}}"
+        return "${if and{" + known + "{eq{" + pw + "}{" + password + "}}}}"
+
+    return f"""
+begin authenticators
+
+plain:
+  driver = plaintext
+  public_name = PLAIN
+  server_prompts = :
+  server_condition = {condition("$auth2", "$auth3")}
+  server_set_id = $auth2
+  server_advertise_condition = ${{if def:tls_in_cipher}}
+
+login:
+  driver = plaintext
+  public_name = LOGIN
+  server_prompts = <| Username: | Password:
+  server_condition = {condition("$auth1", "$auth2")}
+  server_set_id = $auth1
+  server_advertise_condition = ${{if def:tls_in_cipher}}
+"""
+
+
+def sha512_crypt(password: str) -> str:
+    """A `$6$` crypt(3) hash, as OpenSMTPD's credentials table wants
+    (`openssl passwd -6`: the stdlib crypt module is deprecated)."""
+    done = subprocess.run(
+        ["openssl", "passwd", "-6", "-stdin"],
+        input=password,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0 or not done.stdout.startswith("$6$"):
+        raise ServerUnavailable(f"openssl passwd -6 failed: {done.stderr.strip()}")
+    return done.stdout.strip()
 
 
 DEBIAN_PYTHON = "/usr/bin/python3"
@@ -972,6 +1152,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{server.name} {server.version()} on {server.host}:{server.port}, pid {server.pid}")
     print(f"workdir {server.workdir}; maildir of alice: {server.maildir('alice')}")
     print("EHLO:", " | ".join(server.ehlo_lines))
+    if server.tls:
+        print(
+            f"STARTTLS: trust {server.ca_path} (certificate for {server.hostname}, {server.host})"
+        )
+    if server.auth_password:
+        print(
+            f"AUTH {' '.join(server.auth_mechanisms)} inside TLS: users "
+            f"{', '.join(server.users)}, password {server.auth_password}"
+        )
     stop_signals = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     try:

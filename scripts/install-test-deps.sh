@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # swaks only recommends its TLS and SASL modules (installed without
 # recommends, a fresh Debian 12 has no STARTTLS in swaks): name them.
 # shellcheck disable=SC2086  # MTA_LIBRARIES is a list of package names
-apt_install python3-venv git fetchmail mpop getmail6 dovecot-pop3d mailutils-pop3d swaks python3-aiosmtpd \
+apt_install python3-venv git fetchmail mpop getmail6 dovecot-pop3d mailutils-pop3d swaks python3-aiosmtpd openssl \
   libnet-ssleay-perl libauthen-sasl-perl libdigest-hmac-perl $MTA_LIBRARIES \
   chromium fonts-liberation
 make_venv

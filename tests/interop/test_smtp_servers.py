@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import smtplib
 import socket
+import ssl
 import time
 from pathlib import Path
 
@@ -54,6 +55,7 @@ EXPECTED_EHLO = {
         "SIZE": "10240000",
         "VRFY": "",
         "ETRN": "",
+        "STARTTLS": "",
         "ENHANCEDSTATUSCODES": "",
         "8BITMIME": "",
         "DSN": "",
@@ -66,6 +68,7 @@ EXPECTED_EHLO = {
         "PIPELINING": "",
         "PIPECONNECT": "",
         "CHUNKING": "",
+        "STARTTLS": "",
         "SMTPUTF8": "",
         "HELP": "",
     },
@@ -74,9 +77,21 @@ EXPECTED_EHLO = {
         "ENHANCEDSTATUSCODES": "",
         "SIZE": "36700160",
         "DSN": "",
+        "STARTTLS": "",
         "HELP": "",
     },
     "aiosmtpd": {"SIZE": "33554432", "8BITMIME": "", "HELP": ""},
+}
+
+#: what EHLO adds inside TLS (RFC 4954 AUTH), and whether a handshake
+#: completes at all: Debian 12's OpenSMTPD 6.8.0p2 with OpenSSL 3 answers
+#: STARTTLS 220 and then fails every handshake (OpenSMTPD issues #1171 and
+#: #1239: its privilege-separated key finds no private key)
+EXPECTED_INSIDE_TLS = {
+    "postfix": {},
+    "exim": {"AUTH": "PLAIN LOGIN"},
+    "opensmtpd": None,
+    "aiosmtpd": None,
 }
 
 #: trace fields each server prepends on delivery, in order
@@ -122,6 +137,48 @@ def test_server_advertises_the_measured_ehlo_keywords(server: SmtpServer):
         code, _ = client.ehlo("client.example.test")
         assert code == 250
         assert set(client.esmtp_features) == {k.lower() for k in server.ehlo_keywords}
+
+
+def test_starttls_verifies_against_the_harness_ca_and_auth_works_inside(server: SmtpServer):
+    if not server.tls:
+        assert "STARTTLS" not in server.ehlo_keywords
+        return
+    context = ssl.create_default_context(cafile=str(server.ca_path))
+    expected = EXPECTED_INSIDE_TLS[server.name]
+    with smtplib.SMTP(*server.address, timeout=10) as client:
+        assert client.ehlo("client.example.test")[0] == 250
+        client._host = server.hostname  # verify the name the certificate is for
+        if expected is None:
+            with pytest.raises(ssl.SSLError, match="INTERNAL_ERROR"):
+                client.starttls(context=context)
+            return
+        assert client.starttls(context=context)[0] == 220
+        assert client.ehlo("client.example.test")[0] == 250
+        inside = {k.upper(): v for k, v in client.esmtp_features.items()}
+        outside = {k for k in server.ehlo_keywords if k != "STARTTLS"}
+        assert set(inside) - outside == set(expected), inside
+        for keyword, params in expected.items():
+            assert inside[keyword].strip() == params
+        if server.auth_password:
+            with pytest.raises(smtplib.SMTPAuthenticationError):
+                client.login("alice", "wrong-password")
+            assert client.login("alice", server.auth_password)[0] == 235
+
+
+def test_without_tls_no_certificate_and_no_starttls():
+    cls = SMTP_SERVERS["exim"]
+    instance = cls(tls=False)
+    try:
+        instance.start()
+    except ServerUnavailable as exc:
+        instance.stop()
+        pytest.skip(f"exim unavailable: {exc}")
+    try:
+        assert "STARTTLS" not in instance.ehlo_keywords
+        assert not instance.ca_path.exists()
+        assert instance.auth_password is None
+    finally:
+        instance.stop()
 
 
 def test_smtplib_message_is_stored_as_sent_behind_trace_fields(server: SmtpServer):

@@ -1637,6 +1637,13 @@ class MailBeforeEhloAccepted(SmtpSession):
     allowed_commands = _states_with("MAIL", State.GREETED)
 
 
+class LongCommandsTaken(SmtpSession):
+    """Command lines of up to 8 KiB taken whole (Postfix, Exim; §7 item 20)."""
+
+    def _line_limit(self) -> int:
+        return 8192
+
+
 class ExpnNotOffered(SmtpSession):
     """EXPN answered 502 and not listed in EHLO (aiosmtpd, Mailpit; §7 item 13)."""
 
@@ -1760,5 +1767,19 @@ CONFORMING: list[Fault] = [
         {"smtp.limits.too-long-command": (None, "PASS")},
         LongCommandClosed,
         select=["smtp.limits.*", "smtp.line.*"],
+    ),
+    Fault(
+        "long-commands-taken",
+        LongCommandsTaken.__doc__ or "",
+        {"smtp.limits.too-long-command": (None, "PASS")},
+        LongCommandsTaken,
+        select=["smtp.limits.*", "smtp.line.*"],
+    ),
+    Fault(
+        "second-ehlo-refused",
+        "a second EHLO refused with 503 (OpenSMTPD 6.8): the name-length limits still pass",
+        {"smtp.limits.255-octet-domain": (None, "PASS")},
+        SecondEhlo503,
+        select=["smtp.limits.*"],
     ),
 ]
