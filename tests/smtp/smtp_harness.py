@@ -102,11 +102,13 @@ def caught(result: ScenarioResult) -> bool:
 @cache
 def fault_results() -> dict[str, dict[str, ScenarioResult]]:
     def one(fault: Fault) -> tuple[str, dict[str, ScenarioResult]]:
-        try:
-            scenarios = select(fault.select or list(fault.catches))
-            return fault.name, run_against(fault, scenarios, tls=fault.tls)
-        except Exception as exc:  # the run could not start: recorded as no results
-            return fault.name, {"__error__": exc}  # type: ignore[dict-item]
+        scenarios = select(fault.select or list(fault.catches))
+        for _attempt in (1, 2):  # a run that could not start (a busy machine) is retried once
+            try:
+                return fault.name, run_against(fault, scenarios, tls=fault.tls)
+            except Exception as exc:  # recorded as no results, shown by the tests
+                error = exc
+        return fault.name, {"__error__": error}  # type: ignore[dict-item]
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         return dict(pool.map(one, FAULTS))

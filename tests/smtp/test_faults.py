@@ -13,6 +13,7 @@ from smtp_faults import CONFORMING, FAULTS
 from conformance.core.results import Verdict
 
 CASES = [(fault, sid) for fault in FAULTS for sid in fault.catches]
+FAULTS_BY_NAME = {fault.name: fault for fault in FAULTS}
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,17 @@ def test_every_smtp_scenario_seen_failing():
         if sid != "__error__" and harness.caught(result)
     }
     never = sorted({s.id for s in harness.corpus()} - seen)
-    assert never == []
+    # what the faults meant to catch them got instead (verdict, message, or the run's error)
+    got = {
+        sid: [
+            f"{name}: "
+            + (f"{r[sid].verdict} {r[sid].message}" if sid in r else repr(r.get("__error__")))
+            for name, r in harness.fault_results().items()
+            if sid in r or ("__error__" in r and sid in FAULTS_BY_NAME[name].catches)
+        ]
+        for sid in never
+    }
+    assert never == [], got
 
 
 @pytest.mark.parametrize("variant", CONFORMING, ids=lambda f: f.name)
