@@ -27,9 +27,15 @@ class TlsError(Exception):
     other way (plaintext where TLS records belong, a bad certificate, a
     stall)."""
 
-    def __init__(self, message: str, *, peer_ended: bool = False) -> None:
+    def __init__(self, message: str, *, peer_ended: bool = False, deployment: bool = False) -> None:
         super().__init__(message)
         self.peer_ended = peer_ended
+        # The TLS set-up of the deployment failed, not the protocol: our
+        # client does not accept the certificate, or the server aborted the
+        # handshake with an alert (no shared version or cipher, a TLS library
+        # or key problem). The suite cannot judge the exchange then: ERROR,
+        # not FAIL (smtp-notes §7 item 32).
+        self.deployment = deployment
 
 
 @dataclass(frozen=True)
@@ -106,7 +112,9 @@ def handshake(
         )
         wrapped.do_handshake()
     except ssl.SSLCertVerificationError as exc:
-        raise TlsError(f"certificate not accepted: {_verification_reason(exc)}") from None
+        raise TlsError(
+            f"certificate not accepted: {_verification_reason(exc)}", deployment=True
+        ) from None
     except TimeoutError:
         raise TlsError(f"no TLS handshake within {remaining:.1f} s") from None
     except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
@@ -119,7 +127,9 @@ def handshake(
                 "TLS handshake failed: the server closed the connection", peer_ended=True
             ) from None
         alert = "ALERT" in str(exc.reason or "").upper()
-        raise TlsError(f"TLS handshake failed: {_reason(exc)}", peer_ended=alert) from None
+        raise TlsError(
+            f"TLS handshake failed: {_reason(exc)}", peer_ended=alert, deployment=alert
+        ) from None
     except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
         raise TlsError(
             "TLS handshake failed: connection reset by the server", peer_ended=True

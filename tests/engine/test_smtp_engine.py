@@ -7,6 +7,7 @@ errors a scenario author gets."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -49,9 +50,14 @@ def answering(prefix: bytes, answer: bytes | None) -> Script:
 
 
 @contextmanager
-def scripted(script: Script, greeting: bytes = b"220 fake.test ready\r\n") -> Iterator[int]:
+def scripted(
+    script: Script,
+    greeting: bytes = b"220 fake.test ready\r\n",
+    tls: ssl.SSLContext | None = None,
+) -> Iterator[int]:
     """A loopback server answering each command line with `script`; the
-    mail data after 354 is read up to CRLF.CRLF and answered 250."""
+    mail data after 354 is read up to CRLF.CRLF and answered 250. With
+    `tls`, STARTTLS is answered 220 and the server's handshake follows."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
@@ -81,6 +87,14 @@ def scripted(script: Script, greeting: bytes = b"220 fake.test ready\r\n") -> It
                     if not sep:
                         break
                     buffer = rest
+                    if tls is not None and line.upper() == b"STARTTLS":
+                        conn.sendall(b"220 go ahead\r\n")
+                        try:
+                            conn = tls.wrap_socket(conn, server_side=True)
+                        except (OSError, ssl.SSLError):
+                            return
+                        buffer = b""
+                        continue
                     answer = script(line)
                     if answer == CLOSE:
                         return
@@ -257,6 +271,86 @@ def test_a_closed_connection_instead_of_a_reply_fails_unless_or_close(tmp_path: 
     assert closes.verdict is Verdict.FAIL
     assert closes.failures[0].kind == "closed"
     assert allowed.verdict is Verdict.PASS, allowed.message
+
+
+STARTTLS_THEN_NOOP = """
+- open:
+  plaintext: true
+- S: 220
+- C: "EHLO {client}"
+- S: 250
+- C: STARTTLS
+- S: 220
+- starttls
+- C: "EHLO {client}"
+- S: 250
+- C: QUIT
+- S: 221
+"""
+
+
+def _tls_run(tmp_path: Path, port: int, ca_file: str | None) -> ScenarioResult:
+    path = tmp_path / "tls.yaml"
+    body = "".join(f"      {line}\n" for line in STARTTLS_THEN_NOOP.strip().splitlines())
+    path.write_text(
+        "protocol: smtp\nsection: test\nscenarios:\n  - id: t.tls\n    title: tls\n"
+        "    requirements: [SMTP-3207-TLS-02]\n    level: MUST\n    steps:\n" + body,
+        encoding="utf-8",
+    )
+    config = RunConfig(host="127.0.0.1", port=port, protocol="smtp", smtp_delivery="none")
+    config.read_timeout = 2.0
+    config.tls_ca = ca_file
+    return run_suite(load_protocol_scenarios([path], "smtp"), config).results[0]
+
+
+def _server_context(tmp_path: Path) -> tuple[ssl.SSLContext, str]:
+    import trustme
+
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return context, str(ca_file)
+
+
+def test_starttls_that_works_passes(tmp_path: Path) -> None:
+    context, ca_file = _server_context(tmp_path)
+    with scripted(conformant, tls=context) as port:
+        result = _tls_run(tmp_path, port, ca_file)
+    assert result.verdict is Verdict.PASS, result.message
+
+
+def test_a_handshake_the_server_aborts_with_an_alert_is_an_error_not_a_fail(
+    tmp_path: Path,
+) -> None:
+    # smtp-notes §7 item 32: the deployment's TLS set-up (here: no cipher in
+    # common, so the server answers the ClientHello with a handshake_failure
+    # alert), not the protocol
+    context, ca_file = _server_context(tmp_path)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers("AES128-SHA")  # RSA key exchange: the client offers none
+    with scripted(conformant, tls=context) as port:
+        result = _tls_run(tmp_path, port, ca_file)
+    assert result.verdict is Verdict.ERROR, result.message
+    assert "TLS could not be set up after the 220" in result.message
+    assert "ALERT" in result.message.upper()
+
+
+def test_a_certificate_the_run_does_not_trust_is_an_error_naming_tls_ca(tmp_path: Path) -> None:
+    context, _ = _server_context(tmp_path)
+    with scripted(conformant, tls=context) as port:
+        result = _tls_run(tmp_path, port, None)  # the trustme CA is not trusted
+    assert result.verdict is Verdict.ERROR, result.message
+    assert "certificate not accepted" in result.message and "--tls-ca" in result.message
+
+
+def test_plaintext_instead_of_the_handshake_stays_a_fail(tmp_path: Path) -> None:
+    # STARTTLS answered 220, then the server goes on in plaintext: a finding
+    script = answering(b"STARTTLS", b"220 go ahead\r\n250 still plaintext\r\n")
+    with scripted(script) as port:
+        result = _tls_run(tmp_path, port, None)
+    assert result.verdict is Verdict.FAIL, result.message
 
 
 def test_a_server_that_never_greets_cannot_be_probed(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ certificates."""
 from __future__ import annotations
 
 import datetime
+import ssl
 from pathlib import Path
 
 import pytest
@@ -178,6 +179,19 @@ def test_starttls_step_fails_plaintext_sent_after_the_ok(tmp_path: Path) -> None
         result = run_text(tmp_path, server, body, tls_ca=str(certs.ca_file))
     assert result.verdict is Verdict.FAIL
     assert "nothing in plaintext after +OK to STLS" in result.message
+
+
+def test_starttls_step_a_handshake_aborted_with_an_alert_is_an_error(tmp_path: Path) -> None:
+    # the deployment's TLS set-up (no cipher in common: a handshake_failure
+    # alert), not the protocol: the suite cannot judge the rest (ERROR)
+    certs = certificates(tmp_path)
+    certs.server.maximum_version = ssl.TLSVersion.TLSv1_2
+    certs.server.set_ciphers("AES128-SHA")  # RSA key exchange: our client offers none
+    with tls_scripted(certs.server) as server:
+        body = steps("open: a", "  plaintext: true", "S: +OK", "C: STLS", "S: +OK", "starttls")
+        result = run_text(tmp_path, server, body, tls_ca=str(certs.ca_file))
+    assert result.verdict is Verdict.ERROR, result.message
+    assert "TLS could not be set up after the +OK to STLS" in result.message
 
 
 def test_plaintext_session_skips_under_implicit_tls(tmp_path: Path) -> None:
