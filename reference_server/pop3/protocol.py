@@ -154,6 +154,8 @@ from reference_server.users import LoginMethod, UserDirectory
 
 #: RFC 2449 section 4: command lines may be up to 255 octets including CRLF.
 MAX_COMMAND_LINE_OCTETS = 255
+#: RFC 1939 section 3: keywords are three or four characters (RFC 2449 section 3).
+MAX_KEYWORD_OCTETS = 4
 #: RFC 5034 section 4: SASL responses inside an exchange may exceed the
 #: command limit; this bounds them (PLAIN's 3 x 255 octets need 1,028).
 MAX_SASL_RESPONSE_OCTETS = 8192
@@ -387,6 +389,19 @@ class Pop3Session:
     }
     #: Every keyword this implementation knows, to tell "unknown" from "wrong state".
     known_commands: frozenset[str] = frozenset().union(*allowed_commands.values())
+    #: Commands whose handlers never touch the store, per state: a transport
+    #: may run them on its event loop (:meth:`next_step_may_block`).  Every
+    #: other accepted command may wait on the disk: PASS, APOP and AUTH (and
+    #: every line of a SASL exchange) lock and read the maildrop, QUIT in
+    #: TRANSACTION is UPDATE, RETR and TOP read the message, STAT, LIST and
+    #: RSET count octets (a Maildrop subclass may read content for that).
+    store_free_commands: Mapping[State, frozenset[str]] = {
+        State.AUTHORIZATION: frozenset({"USER", "STLS", "QUIT", "CAPA", "UTF8", "LANG"}),
+        State.USER_ACCEPTED: frozenset({"QUIT", "CAPA", "STLS"}),
+        State.SASL: frozenset(),
+        State.TRANSACTION: frozenset({"DELE", "NOOP", "UIDL", "LAST", "CAPA", "LANG"}),
+        State.CLOSED: frozenset(),
+    }
 
     def __init__(
         self,
@@ -523,9 +538,41 @@ class Pop3Session:
                 yield refusal.to_bytes()
                 continue
             yield self.handle_line(line)
-            stream, self._stream = self._stream, None
-            if stream is not None:
-                yield from stream
+            if self._stream is not None:
+                # Kept while it runs: next_step_may_block() sees the body pending.
+                try:
+                    yield from self._stream
+                finally:
+                    self._stream = None
+
+    def next_step_may_block(self) -> bool:
+        """Whether advancing :meth:`replies` once may wait on the store.
+
+        False when no complete line is buffered, or the next line is refused
+        before any handler runs, or names a command in
+        :attr:`store_free_commands`; True for the next piece of a streamed
+        body (read from the store as it is sent), inside a SASL exchange,
+        and for every other command.  A transport runs the False steps
+        inline and the True ones where a slow disk stalls only this session.
+        """
+        if self._stream is not None:
+            return True
+        if self.closed or self.tls_pending:
+            return False
+        newline = self._pending.find(b"\n")
+        if newline < 0:
+            return False
+        if self.state is State.SASL:
+            return True
+        space = self._pending.find(b" ", 0, newline)
+        end = newline if space < 0 else space
+        if end > MAX_KEYWORD_OCTETS + 1:  # no keyword: refused, no handler runs
+            return False
+        keyword = bytes(self._pending[:end]).rstrip(b"\r").decode("ascii", "replace").upper()
+        return (
+            keyword in self.allowed_commands[self.state]
+            and keyword not in self.store_free_commands[self.state]
+        )
 
     def autologout(self) -> None:
         """The inactivity timer fired: close without UPDATE (RFC 1939 section 3)."""

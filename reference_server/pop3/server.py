@@ -17,11 +17,15 @@ handshake with :meth:`asyncio.StreamWriter.start_tls`; bytes that arrive
 where the ClientHello should be make the handshake, and the session, fail.
 
 Storage I/O never runs on the event loop: every step of a session that may
-touch the store (executing a command, including login and UPDATE, and
-reading the next piece of a streamed RETR) runs on a worker thread
+touch the store (login, UPDATE, RETR and TOP, the octet counts of STAT, LIST
+and RSET, the next piece of a streamed body: see
+:meth:`~.protocol.Pop3Session.next_step_may_block`) runs on a worker thread
 (STORAGE_THREADS of them), one step per session at a time, so a slow disk
-stalls only the sessions waiting for it.  Each reply piece is sent and
-drained before the next is asked for, so a streamed RETR holds one piece.
+stalls only the sessions waiting for it.  The other steps (NOOP, DELE, UIDL,
+USER, CAPA, refusals, "no complete line yet") run inline on the loop: a
+thread hop costs more CPU than they do (benchmarks/bench_turns.py).  Each
+reply piece is sent and drained before the next is asked for, so a streamed
+RETR holds one piece.
 
 Abuse limits (:class:`ServerSettings`, CLI flags): the idle timers before
 and after login, the per-address connection cap; the bad-command limit and
@@ -67,6 +71,9 @@ LISTEN_BACKLOG = 1024
 #: because they mostly wait on the disk; enough that a few slow maildrops
 #: do not hold up everyone else's logins.
 STORAGE_THREADS = 32
+#: Inline steps of one session in a row before it lets the others run:
+#: 64 KB of pipelined NOOPs would otherwise hold the loop for ~0.1 s.
+INLINE_STEPS_BEFORE_YIELD = 64
 #: Connections one client address may hold at once; 0: no cap.  Off by
 #: default because test clients (and this project's benchmarks) open
 #: thousands of sessions from 127.0.0.1; a deployment would use ~10-50.
@@ -236,7 +243,7 @@ class Pop3Server:
             session.feed(data)
             while True:
                 replies = session.replies()
-                while (reply := await steps.next(replies)) is not None:
+                while (reply := await steps.next(session, replies)) is not None:
                     if isinstance(reply, DelayedReply):
                         await asyncio.sleep(reply.delay_seconds)
                     # RFC 1939 section 3: the timer restarts on activity, i.e. on
@@ -275,14 +282,23 @@ class Pop3Server:
 
 
 class _Steps:
-    """Runs one session's steps on the storage threads, one at a time, and
-    remembers the one in flight so teardown can wait for it."""
+    """Runs one session's steps, one at a time: those that may wait on the
+    store on the storage threads (remembering the one in flight so teardown
+    can wait for it), the others inline."""
 
     def __init__(self, executor: concurrent.futures.Executor) -> None:
         self.executor = executor
         self.in_flight: asyncio.Future[bytes | None] | None = None
+        self._inline_in_a_row = 0
 
-    async def next(self, replies: Iterator[bytes]) -> bytes | None:
+    async def next(self, session: Pop3Session, replies: Iterator[bytes]) -> bytes | None:
+        if not session.next_step_may_block():
+            self._inline_in_a_row += 1
+            if self._inline_in_a_row >= INLINE_STEPS_BEFORE_YIELD:
+                self._inline_in_a_row = 0
+                await asyncio.sleep(0)  # fairness: other sessions' turn
+            return next(replies, None)
+        self._inline_in_a_row = 0
         loop = asyncio.get_running_loop()
         self.in_flight = loop.run_in_executor(self.executor, next, replies, None)
         # Shielded: a cancelled session still lets the step finish on its thread.

@@ -8,9 +8,11 @@ import itertools
 import os
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from hypothesis import given
@@ -202,6 +204,132 @@ def test_a_slow_store_read_does_not_stall_other_sessions(
         assert reader.multiline() == [b"Subject: one\r\n", b"\r\n", b"first body\r\n"]
         reader.close()
         other.close()
+
+
+class SlowLogins(MaildirMaildrop):
+    """A disk that takes two seconds to open a maildrop (the login scan)."""
+
+    def load(self) -> list[storage.StoredMessage]:
+        time.sleep(2.0)
+        return super().load()
+
+
+class SlowLoginStore(MaildirStore):
+    maildrop_class = SlowLogins
+
+
+def test_a_slow_login_scan_does_not_stall_other_sessions(
+    store: MaildirStore, users: UserDirectory
+) -> None:
+    slow = SlowLoginStore(store.path_template)
+    with start_server(store=slow, users=users) as handle:
+        other = LineClient(handle.host, handle.port)
+        login = LineClient(handle.host, handle.port)
+        assert login.command("USER alice").startswith(b"+OK")
+        login.send(f"PASS {PASSWORD}\r\n".encode())  # its worker thread sleeps 2 s
+        time.sleep(0.2)
+        started = time.monotonic()
+        assert other.command("CAPA").startswith(b"+OK")
+        assert b"USER\r\n" in other.multiline()
+        assert time.monotonic() - started < 1.0
+        assert login.readline().startswith(b"+OK")
+        login.close()
+        other.close()
+
+
+class WhereStepsRun(Pop3Session):
+    """Records the thread each command's handler ran on."""
+
+    threads: ClassVar[dict[str, str]] = {}
+
+    def _dispatch(self, line: bytes):  # type: ignore[no-untyped-def]
+        self.threads[line.split(b" ")[0].decode()] = threading.current_thread().name
+        return super()._dispatch(line)
+
+
+def test_store_free_steps_run_on_the_loop_and_storage_steps_on_a_worker(
+    store: MaildirStore, users: UserDirectory
+) -> None:
+    WhereStepsRun.threads = {}
+    with start_server(store=store, users=users, session_class=WhereStepsRun) as handle:
+        client = LineClient(handle.host, handle.port)
+        for line in ("CAPA", "USER alice", f"PASS {PASSWORD}", "NOOP", "RETR 1", "DELE 1"):
+            assert client.command(line).startswith(b"+OK"), line
+            if line in ("CAPA", "RETR 1"):
+                client.multiline()
+        assert client.command("QUIT").startswith(b"+OK")
+        client.close()
+    on_loop = {k for k, v in WhereStepsRun.threads.items() if v.startswith(handle.thread_name)}
+    on_worker = {k for k, v in WhereStepsRun.threads.items() if v.startswith("pop3-storage")}
+    assert on_loop == {"CAPA", "USER", "NOOP", "DELE"}
+    assert on_worker == {"PASS", "RETR", "QUIT"}
+
+
+def test_next_step_may_block_names_the_steps_that_touch_the_store(
+    store: MaildirStore, users: UserDirectory
+) -> None:
+    session = Pop3Session(store, users, SessionConfig(hostname="t"))
+    session.greeting()
+    assert not session.next_step_may_block()  # nothing buffered
+    for partial in (b"PA", b"PASS x"):  # no complete line yet: nothing runs
+        session._pending[:] = partial
+        assert not session.next_step_may_block()
+    session._pending.clear()
+    authorization = {
+        b"USER alice": False,
+        b"CAPA": False,
+        b"quit": False,
+        b"NOOP": False,  # refused in this state: no handler runs
+        b"XYZZY": False,
+        b"\xff\xfe": False,
+        b"A" * 300: False,
+        b"AUTH PLAIN": True,
+        b"APOP alice 0123": True,
+    }
+    for line, blocks in authorization.items():
+        session._pending[:] = line + b"\r\n"
+        assert session.next_step_may_block() is blocks, line
+    session._pending.clear()
+    session.receive_data(f"USER alice\r\nPASS {PASSWORD}\r\n".encode())
+    transaction = {
+        b"NOOP": False,
+        b"DELE 1": False,
+        b"UIDL": False,
+        b"LAST": False,
+        b"RETR 1": True,
+        b"TOP 1 0": True,
+        b"STAT": True,
+        b"LIST": True,
+        b"RSET": True,
+        b"QUIT": True,
+        b"USER bob": False,  # refused in TRANSACTION
+    }
+    for line, blocks in transaction.items():
+        session._pending[:] = line + b"\r\n"
+        assert session.next_step_may_block() is blocks, line
+    session._pending.clear()
+    session.connection_lost()
+
+
+def test_next_step_may_block_while_a_streamed_body_is_pending(
+    big_store: tuple[MaildirStore, bytes],
+) -> None:
+    store, _ = big_store
+    session = Pop3Session(store, UserDirectory({"alice": PASSWORD}), SessionConfig(hostname="t"))
+    session.greeting()
+    session.receive_data(f"USER alice\r\nPASS {PASSWORD}\r\n".encode())
+    session.feed(b"RETR 2\r\nNOOP\r\n")
+    replies = session.replies()
+    assert next(replies).startswith(b"+OK")  # the status line; the body is to come
+    while session.next_step_may_block():  # every body piece is read from the store
+        piece = next(replies)
+        if piece == b"+OK\r\n":
+            break
+    else:
+        raise AssertionError("the NOOP's reply came before the body ended")
+    assert not session.next_step_may_block()
+    assert next(replies, None) is None
+    session.connection_lost()
 
 
 # --- UPDATE is all or nothing -------------------------------------------------
