@@ -16,7 +16,14 @@ measures both in the same run and prints the ratio:
 6. the per-turn overhead: what engine and server add to each request/response
    turn beyond the loopback round trip, connects, transfer and waits; and
    how it splits: the CPU this process (the engine) and the embedded server
-   (a child process, reaped at the end of the run) spent, per turn;
+   (a child process, reaped at the end of the run) spent, per turn. This
+   figure is the whole run's residual divided by its turns: it includes the
+   server's start-up, the target probe and measurements, and every
+   scenario's set-up (re-provisioning, the maildrop check sessions);
+6b. the same serial run split in two: the time inside the scenarios
+   beyond their waits (per turn: the turns with every scenario's set-up and
+   checks), and outside them (start-up, probe, measurements). One turn
+   alone, engine and server apart: benchmarks/bench_turns.py;
 7. serial (`--jobs 1`) vs parallel (`--jobs` automatic) vs the critical path
    (the longest single scenario of the serial run), with a check that both
    runs gave the same verdicts;
@@ -45,7 +52,7 @@ import time
 from pathlib import Path
 
 from conformance.core.config import RunConfig
-from conformance.core.results import Direction, RunResult
+from conformance.core.results import Direction, RunResult, ScenarioResult
 from conformance.core.scenario import (
     ExpectOpenStep,
     IdleStep,
@@ -137,9 +144,9 @@ def deliberate_waits(scenarios: list[Scenario]) -> float:
     )
 
 
-def wire_figures(run: RunResult) -> dict[str, int]:
+def wire_figures(results: list[ScenarioResult]) -> dict[str, int]:
     connects = turns = octets = 0
-    for result in run.results:
+    for result in results:
         last_direction = None
         for entry in result.transcript:
             if entry.direction is Direction.EVENT:
@@ -151,6 +158,14 @@ def wire_figures(run: RunResult) -> dict[str, int]:
                 turns += 1
             last_direction = entry.direction
     return {"connects": connects, "turns": turns, "octets": octets}
+
+
+def in_scenarios(run: RunResult, scenarios: list[Scenario]) -> tuple[float, int]:
+    """Seconds the run's scenarios took beyond their deliberate waits, and
+    their turns (their own set-up and checks included)."""
+    waits = {s.id: deliberate_waits([s]) for s in scenarios}
+    seconds = sum(r.duration - waits.get(r.scenario_id, 0.0) for r in run.results)
+    return seconds, wire_figures(run.results)["turns"]
 
 
 def children_cpu() -> float:
@@ -231,7 +246,7 @@ def main() -> int:
     base = loopback_baseline()
     walls, run, (engine_cpu, server_cpu) = timed_runs(scenarios, args.repeat, jobs=1)
     parallel_walls, parallel, _ = timed_runs(scenarios, args.repeat, jobs=None)
-    wire = wire_figures(run)
+    wire = wire_figures(run.results)
     waits = deliberate_waits(scenarios)
     wire_seconds = (
         wire["connects"] * base["connect"]
@@ -285,6 +300,15 @@ def main() -> int:
     print(
         f"  of which server CPU    {server_cpu / turns * 1e3:8.3f} ms a turn "
         f"({server_cpu:.2f} s: the embedded reference server process)"
+    )
+    inside, inside_turns = in_scenarios(run, scenarios)
+    print(
+        f"  inside the scenarios   {inside / max(1, inside_turns) * 1e3:8.3f} ms a turn "
+        f"({inside:.2f} s beyond their waits: turns, their set-up and checks)"
+    )
+    print(
+        f"  outside the scenarios  {best - waits - inside:8.3f} s (server start-up, probe, "
+        f"measurements, scheduling)"
     )
     longest = max(run.results, key=lambda r: r.duration)
     parallel_best = min(parallel_walls)

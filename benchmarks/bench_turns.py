@@ -1,5 +1,5 @@
-"""What does our POP3 client add to one request/response turn, compared
-with a bare socket talking to the same server in the same run?
+"""What do our POP3 client and our reference server add to one
+request/response turn, compared with what loopback costs, in the same run?
 
 One embedded reference server (its own process, loopback), one account,
 the same commands, three clients, one after the other:
@@ -16,19 +16,34 @@ the same commands, three clients, one after the other:
    (set-up, login and the maildrop checks cancel out).
 
 Printed per kind of turn (NOOP; RETR of the fixture's large message,
-about 1 MB): the time per turn of each client and the overhead of 2 and 3
-beyond 1. Best of --repeat rounds; prints figures, asserts nothing.
+about 1 MB): the time per turn of each client, the client's CPU and the
+server process's CPU per turn (from /proc), and the overhead of 2 and 3
+beyond 1: that is the ENGINE alone (the server's share is in the raw
+figure too, so it cancels). The server's share is the raw turn beyond a
+loopback round trip to a bare echo peer, printed as "server"; "engine +
+server" is the engine turn beyond that round trip. Best of --repeat rounds.
+
+With --compare CHECKOUT, a second reference server is started from that
+checkout's reference_server package (e.g. /work/main: the code before a
+change) over the same fixture, and the raw and session clients also run
+against it in the same rounds: a before/after of the server in one run.
 
     python benchmarks/bench_turns.py [--noops 1000] [--retrs 20] [--repeat 5]
+        [--compare /work/main]
+
+Prints figures, asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import socket
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from conformance.core.config import RunConfig, finalize
@@ -37,27 +52,95 @@ from conformance.core.fixture import Account
 from conformance.core.results import Verdict
 from conformance.core.scenario import Scenario, load_scenario_file
 from conformance.core.transcript import Transcript
+from conformance.embedded import EmbeddedServer
 from conformance.pop3.engine import Runner
 from conformance.pop3.session import Pop3Session
 
 TIMEOUT = 10.0
 RECV_OCTETS = 65_536
+RTT_SAMPLES = 2000
 
 
 class Timing:
-    """Best wall-clock and best client-CPU seconds of a kind of turn."""
+    """Best wall-clock, client-CPU and server-CPU seconds of a kind of turn."""
 
     def __init__(self) -> None:
-        self.wall = self.cpu = float("inf")
+        self.wall = self.cpu = self.server = float("inf")
 
-    def add(self, wall: float, cpu: float) -> None:
+    def add(self, wall: float, cpu: float, server: float = float("nan")) -> None:
         self.wall, self.cpu = min(self.wall, wall), min(self.cpu, cpu)
+        self.server = min(self.server, server) if server == server else self.server
 
 
-def timed(action: Callable[[], object]) -> tuple[float, float]:
-    wall, cpu = time.perf_counter(), time.process_time()
+#: pid of the server process the current round talks to (for its CPU)
+SERVER_PID: dict[str, int] = {}
+
+
+def process_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) of process `pid` so far; NaN if unknown."""
+    if pid is None:
+        return float("nan")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(action: Callable[[], object]) -> tuple[float, float, float]:
+    pid = SERVER_PID.get("now")
+    wall, cpu, server = time.perf_counter(), time.process_time(), process_cpu(pid)
     action()
-    return time.perf_counter() - wall, time.process_time() - cpu
+    return (
+        time.perf_counter() - wall,
+        time.process_time() - cpu,
+        process_cpu(pid) - server,
+    )
+
+
+def loopback_rtt() -> float:
+    """Median round trip of a small request/response to a bare echo thread."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(TIMEOUT)
+
+    def echo() -> None:
+        conn, _ = listener.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with conn:
+            while data := conn.recv(64):
+                conn.sendall(b"+OK\r\n" * data.count(b"\n"))
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    samples = []
+    with listener, socket.create_connection(listener.getsockname(), timeout=TIMEOUT) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(RTT_SAMPLES):
+            started = time.perf_counter()
+            sock.sendall(b"NOOP\r\n")
+            sock.recv(64)
+            samples.append(time.perf_counter() - started)
+    thread.join(TIMEOUT)
+    samples.sort()
+    return samples[len(samples) // 2]
+
+
+@contextlib.contextmanager
+def other_server(checkout: Path, runner: Runner) -> Iterator[tuple[str, int, int | None]]:
+    """The reference server of another checkout, over the same fixture."""
+    import conformance.embedded as embedded
+
+    located = embedded.locate_server_package
+    embedded.locate_server_package = lambda: checkout  # type: ignore[assignment]
+    server = EmbeddedServer(runner.fixture, finalize(RunConfig()))
+    try:
+        host, port = server.start()
+    finally:
+        embedded.locate_server_package = located
+    try:
+        yield host, port, server.process.pid if server.process else None
+    finally:
+        server.stop()
 
 
 def raw_round(
@@ -145,14 +228,15 @@ def engine_scenario(directory: Path, turn: str, count: int) -> Scenario:
     return scenario
 
 
-def engine_round(runner: Runner, scenario: Scenario) -> tuple[float, float]:
-    """One run of `scenario` by the engine: wall (its duration) and CPU."""
-    cpu = time.process_time()
+def engine_round(runner: Runner, scenario: Scenario) -> tuple[float, float, float]:
+    """One run of `scenario` by the engine: wall (its duration), CPU, server CPU."""
+    pid = SERVER_PID.get("now")
+    cpu, server = time.process_time(), process_cpu(pid)
     result = runner.run(scenario)
-    cpu = time.process_time() - cpu
+    cpu, server = time.process_time() - cpu, process_cpu(pid) - server
     if result.verdict is not Verdict.PASS:
         raise RuntimeError(f"engine scenario: {result.verdict} {result.message}")
-    return result.duration, cpu
+    return result.duration, cpu, server
 
 
 def large_message(account: Account) -> int:
@@ -165,9 +249,17 @@ def main() -> int:
     parser.add_argument("--noops", type=int, default=1000, help="NOOP turns per round")
     parser.add_argument("--retrs", type=int, default=20, help="RETR turns per round")
     parser.add_argument("--repeat", type=int, default=5, help="rounds (best is used)")
+    parser.add_argument("--compare", type=Path, metavar="CHECKOUT", help="a second server")
     args = parser.parse_args()
 
-    with Runner(finalize(RunConfig())) as runner, tempfile.TemporaryDirectory() as tmp:
+    with contextlib.ExitStack() as stack:
+        runner = stack.enter_context(Runner(finalize(RunConfig())))
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        embedded = runner._embedded  # the server process, for its CPU
+        pid = embedded.process.pid if embedded and embedded.process else None
+        servers = {"": (runner.host, runner.port, pid)}
+        if args.compare:
+            servers[" (cmp)"] = stack.enter_context(other_server(args.compare.resolve(), runner))
         account = runner.account("main")
         number = large_message(account)
         octets = account.messages[number - 1].octets
@@ -181,33 +273,53 @@ def main() -> int:
                 f"      - C: RETR {number}\n      - S: +OK\n        body: {{message: {number}}}\n",
             ),
         ]
+        rtt = loopback_rtt()
         print(f"server: embedded reference server {runner.host}:{runner.port}")
-        print("per turn: wall-clock ms / client CPU ms; overhead = beyond the raw socket")
+        if args.compare:
+            host, port, _ = servers[" (cmp)"]
+            print(f"  (cmp): the reference server of {args.compare} on {host}:{port}")
+        print(f"loopback round trip to a bare echo thread: {rtt * 1e3:.3f} ms (median)")
+        print(
+            "per turn: wall ms / client CPU ms / server CPU ms; overhead = beyond the raw "
+            "socket to the same server (the engine's share alone)"
+        )
         for label, command, multiline, count, step in kinds:
             with_turns = engine_scenario(Path(tmp), step, count)
             without = engine_scenario(Path(tmp), step, 0)
-            timings = {name: Timing() for name in ("raw", "session", "engine", "engine-0")}
+            timings: dict[str, Timing] = {}
             for _ in range(args.repeat):  # rounds interleave the clients: same load for each
-                args_ = (runner.host, runner.port, account, command, multiline, count)
-                timings["raw"].add(*raw_round(*args_))
-                timings["session"].add(*session_round(*args_))
-                timings["engine"].add(*engine_round(runner, with_turns))
-                timings["engine-0"].add(*engine_round(runner, without))
+                for suffix, (host, port, server_pid) in servers.items():
+                    SERVER_PID["now"] = server_pid  # type: ignore[assignment]
+                    args_ = (host, port, account, command, multiline, count)
+                    timings.setdefault("raw" + suffix, Timing()).add(*raw_round(*args_))
+                    timings.setdefault("session" + suffix, Timing()).add(*session_round(*args_))
+                SERVER_PID["now"] = pid  # type: ignore[assignment]
+                timings.setdefault("engine", Timing()).add(*engine_round(runner, with_turns))
+                timings.setdefault("engine-0", Timing()).add(*engine_round(runner, without))
             base = timings.pop("engine-0")
             timings["engine"].wall -= base.wall
             timings["engine"].cpu -= base.cpu
-            raw = timings["raw"]
+            timings["engine"].server -= base.server
             print(f"{label}: {count} turns a round, best of {args.repeat}")
             for name, timing in timings.items():
+                raw = timings["raw" + name.partition(" ")[1] + name.partition(" ")[2]]
                 wall, cpu = timing.wall / count * 1e3, timing.cpu / count * 1e3
-                line = f"  {name:<8} {wall:8.3f} ms wall {cpu:8.3f} ms CPU"
-                if name != "raw":
+                server = timing.server / count * 1e3
+                line = f"  {name:<13} {wall:8.3f} ms wall {cpu:7.3f} ms CPU {server:7.3f} ms server"
+                if not name.startswith("raw"):
                     line += (
                         f"   overhead {(timing.wall - raw.wall) / count * 1e3:7.3f} ms wall "
                         f"({timing.wall / raw.wall:.2f}x), "
                         f"{(timing.cpu - raw.cpu) / count * 1e3:7.3f} ms CPU"
                     )
+                else:
+                    line += f"   server {(timing.wall / count - rtt) * 1e3:7.3f} ms beyond the rtt"
                 print(line)
+            engine = timings["engine"]
+            print(
+                f"  engine + server beyond the loopback round trip: "
+                f"{(engine.wall / count - rtt) * 1e3:.3f} ms a turn"
+            )
     return 0
 
 
