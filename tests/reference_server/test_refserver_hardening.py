@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import itertools
 import os
+import re
 import socket
 import sys
 import threading
@@ -55,6 +56,18 @@ WIRE_TEXT = st.lists(st.sampled_from([b"a", b".", b"\r", b"\r\n", b" ", b"From "
 
 
 # --- piecewise helpers equal their whole-message forms ----------------------
+
+
+@given(raw=st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b"\r\r", b"."])))
+def test_crlf_line_ends_turn_every_lf_into_crlf_and_keep_lone_crs(raw: list[bytes]) -> None:
+    data = b"".join(raw)
+    # the rule, written as the regular expression the server used before
+    assert storage.crlf_line_ends(data) == re.sub(rb"\r?\n", b"\r\n", data)
+
+
+def test_crlf_line_ends_examples() -> None:
+    assert storage.crlf_line_ends(b"a\nb\r\nc\rd\r\r\n") == b"a\r\nb\r\nc\rd\r\r\n"
+    assert storage.crlf_line_ends(b"") == b""
 
 
 @given(raw=st.binary(max_size=200), chunk=st.integers(min_value=1, max_value=9))
