@@ -216,3 +216,64 @@ def test_dovecot_over_stls_and_implicit_tls_gives_every_scenario_a_verdict(tmp_p
     assert len(implicit["results"]) > 100
     counts = implicit["counts"]
     assert counts["PASS"] > counts["FAIL"] * 5, counts
+
+
+# --- account pools (mailspec run --jobs N) -------------------------------------
+
+
+def test_pool_accounts_are_the_users_the_run_config_names(tmp_path: Path):
+    from conformance.core.config import load_config
+    from conformance.core.pools import templated_accounts
+
+    fixture = load_fixture()
+    server = DovecotServer(fixture, workdir=str(tmp_path / "dovecot"), pools=3)
+    server.port = 1100
+    config = load_config(server.write_run_config(tmp_path / "pools.yaml"))
+    assert (config.host, config.port, config.pool) == ("127.0.0.1", 1100, 3)
+    assert config.provision == server.provision_spec
+    held = {(a.user, a.password) for a in server.accounts()}
+    named = {
+        (entry["user"], entry["password"])
+        for n in range(1, 4)
+        for entry in templated_accounts(config.accounts, n).values()
+    }
+    assert held == named
+    assert len(held) == 3 * len(fixture.accounts)  # disjoint pools
+    assert {a.user for a in server.accounts() if a.role == "main"} == {
+        "msmain1",
+        "msmain2",
+        "msmain3",
+    }
+
+
+def test_one_pool_keeps_the_fixture_names(tmp_path: Path):
+    fixture = load_fixture()
+    server = DovecotServer(fixture, workdir=str(tmp_path / "dovecot"))
+    assert [a.user for a in server.accounts()] == [a.user for a in fixture.accounts.values()]
+
+
+@pytest.mark.timeout(240)
+def test_parallel_run_against_dovecot_gives_the_serial_golden_verdicts(tmp_path: Path):
+    need(DovecotServer)
+    server = DovecotServer(load_fixture(), fast_failures=True, pools=8)
+    server.start()
+    report = tmp_path / "dovecot-parallel.json"
+    try:
+        config = server.write_run_config(tmp_path / "pools.yaml")
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        argv = [sys.executable, "-m", "conformance", "run", "--config", str(config)]
+        done = subprocess.run(
+            [*argv, "--json", str(report)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=220,
+            cwd=tmp_path,
+        )
+    finally:
+        server.stop()
+    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
+    data = json.loads(report.read_text())
+    assert data["config"].get("pool") == 8, data["config"]
+    assert harness_errors(data) == [], done.stdout[-2000:]
+    assert changed_verdicts(data, "dovecot") == [], done.stdout[-2000:]
