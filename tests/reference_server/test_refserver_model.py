@@ -311,6 +311,9 @@ def test_the_model_catches_a_faulty_session(faulty: type[Pop3Session]) -> None:
             machine,
             settings=settings(
                 max_examples=300,
+                # the same examples every run: a random search that can miss the
+                # fault would make this test flaky (seen once under load)
+                derandomize=True,
                 phases=[Phase.generate],  # finding it is the point; no shrinking
                 stateful_step_count=40,
                 deadline=None,
