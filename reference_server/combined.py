@@ -48,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=FIXTURE_DOMAIN,
         help=f"SMTP server name and local recipients' domain (default {FIXTURE_DOMAIN})",
     )
+    parser.add_argument(
+        "--smtp-refuse-sessions",
+        action="store_true",
+        help="SMTP greets every client with 554 and serves only QUIT (RFC 5321 section 3.1)",
+    )
 
 
 def smtp_server_for(
@@ -55,7 +60,10 @@ def smtp_server_for(
 ) -> SmtpServer | None:
     if not arguments.smtp_listen:
         return None
-    settings = SmtpSettings(config=SmtpConfig(domain=arguments.smtp_domain))
+    config = SmtpConfig(
+        domain=arguments.smtp_domain, refuse_sessions=arguments.smtp_refuse_sessions
+    )
+    settings = SmtpSettings(config=config)
     return SmtpServer(store, users, settings=settings)
 
 

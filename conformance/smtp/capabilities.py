@@ -52,6 +52,10 @@ def open_session(
     return client_tls.connect(SmtpSession, name, host, port, transcript, config, timeout=timeout)
 
 
+#: RFC 5321 §3.1 (554) and RFC 7504 §2 (521): the session is refused at connect.
+REFUSED_GREETINGS = frozenset({554, 521})
+
+
 def probe(host: str, port: int, config: RunConfig, *, embedded: bool) -> TargetFingerprint:
     """Greeting and EHLO keywords; TargetUnreachable when nobody answers."""
     transcript = Transcript()
@@ -98,6 +102,18 @@ def _ehlo_dialogue(
     session: SmtpSession, config: RunConfig, host: str, deadline: float
 ) -> EhloResult:
     greeting = _read(session, deadline, "the connection (greeting)")
+    if greeting.code in REFUSED_GREETINGS:
+        # RFC 5321 §3.1 / RFC 7504 §2: the target refuses sessions; it offers
+        # no extensions, and the scenarios judge the refusal (the refused-
+        # session branch) or fail on their 220.
+        try:
+            session.send(b"QUIT\r\n")
+            session.read_reply(min(deadline, deadline_after(2.0)))
+        except OSError:
+            pass  # a 521 server may already have closed (RFC 7504 §2)
+        return EhloResult(
+            greeting=greeting.raw.decode("utf-8", "replace").rstrip("\r\n"), keywords=[], lines=[]
+        )
     if greeting.code != 220:
         raise ProbeFailed(f"greeting {show_bytes(greeting.raw)}")
     session.send(f"EHLO {CLIENT_NAME}\r\n".encode())

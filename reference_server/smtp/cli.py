@@ -73,6 +73,11 @@ def add_smtp_options(parser: argparse.ArgumentParser) -> None:
         help="offer AUTH PLAIN/LOGIN on unencrypted connections (tests on loopback)",
     )
     parser.add_argument(
+        "--refuse-sessions",
+        action="store_true",
+        help="greet every client with 554 and serve only QUIT (RFC 5321 section 3.1)",
+    )
+    parser.add_argument(
         "--keep-bare-line-ends",
         action="store_true",
         help="store messages with bare CR/LF verbatim instead of refusing them",
@@ -131,6 +136,7 @@ def smtp_settings(arguments: argparse.Namespace) -> SmtpSettings:
             auth_without_tls=arguments.auth_without_tls,
             refuse_bare_line_ends=not arguments.keep_bare_line_ends,
             any_domain=arguments.any_domain,
+            refuse_sessions=arguments.refuse_sessions,
         ),
         tls_context=context,
     )

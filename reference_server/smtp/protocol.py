@@ -15,6 +15,7 @@ State machine
 A session is always in exactly one of these states::
 
     GREETED      greeting sent; no EHLO/HELO yet (again after STARTTLS)
+    REFUSED      554 greeting sent (``refuse_sessions``): only QUIT is served
     READY        EHLO/HELO accepted, no mail transaction
     MAIL         MAIL accepted, no recipient yet
     RCPT         at least one recipient accepted
@@ -30,6 +31,7 @@ Commands accepted in each command state (the table
 state's row is refused with 503, an unknown one with 500, RFC 5321 section
 4.3.2)::
 
+    REFUSED   QUIT
     GREETED   EHLO HELO NOOP RSET VRFY EXPN HELP QUIT
     READY     EHLO HELO MAIL STARTTLS AUTH NOOP RSET VRFY EXPN HELP QUIT
     MAIL      EHLO HELO RCPT NOOP RSET VRFY EXPN HELP QUIT
@@ -37,6 +39,8 @@ state's row is refused with 503, an unknown one with 500, RFC 5321 section
     CHUNKING  EHLO HELO BDAT NOOP RSET VRFY EXPN HELP QUIT
 
 Transitions::
+
+    (connect) --refuse_sessions----------------------->  REFUSED (554 greeting; 503 to all but QUIT)
 
     GREETED/READY/MAIL/RCPT/CHUNKING --EHLO/HELO ok----->  READY (transaction reset)
     READY     --MAIL ok------------------------------>  MAIL
@@ -160,6 +164,7 @@ log = logging.getLogger("reference_server.smtp.session")
 
 
 class State(enum.Enum):
+    REFUSED = "REFUSED"
     GREETED = "GREETED"
     READY = "READY"
     MAIL = "MAIL"
@@ -174,7 +179,7 @@ class State(enum.Enum):
 
 #: States in which the next line is a command (the others consume text,
 #: chunk octets or a SASL response, or nothing at all).
-COMMAND_STATES = frozenset({State.GREETED, State.READY, State.MAIL, State.RCPT, State.CHUNKING})
+COMMAND_STATES = frozenset({State.REFUSED, State.GREETED, State.READY, State.MAIL, State.RCPT, State.CHUNKING})
 TRANSACTION_STATES = frozenset({State.MAIL, State.RCPT, State.CHUNKING})
 
 
@@ -237,6 +242,9 @@ class SmtpConfig:
     #: Accept recipients in any domain (a catch-all for client testing):
     #: delivered to the maildrop named by the local part.
     any_domain: bool = False
+    #: RFC 5321 section 3.1: refuse every session with a 554 greeting, then
+    #: answer 503 to every command but QUIT and close only after QUIT.
+    refuse_sessions: bool = False
 
 
 @dataclass
@@ -261,6 +269,9 @@ class SmtpSession:
     """One SMTP conversation, from greeting to close, with no I/O of its own."""
 
     allowed_commands: Mapping[State, frozenset[str]] = {
+        # RFC 5321 section 3.1: after a 554 greeting the server waits for QUIT
+        # and answers everything else 503.
+        State.REFUSED: frozenset({"QUIT"}),
         State.GREETED: frozenset({"EHLO", "HELO", "NOOP", "RSET", "VRFY", "EXPN", "HELP", "QUIT"}),
         State.READY: frozenset(
             {
@@ -308,7 +319,7 @@ class SmtpSession:
         self.session_id = session_id
         self.peer = peer
         self.tls = tls
-        self.state = State.GREETED
+        self.state = State.REFUSED if self.config.refuse_sessions else State.GREETED
         self.client_name: str | None = None
         self.extended = False  # EHLO (True) or HELO (False)
         self.authenticated_user: str | None = None
@@ -336,8 +347,13 @@ class SmtpSession:
         return self.state is State.TLS
 
     def greeting(self) -> bytes:
-        """The 220 greeting; the server's name is its first word (section 4.3.1)."""
+        """The 220 greeting; the server's name is its first word (section 4.3.1).
+        A refusing server greets 554 with a reason (section 3.1)."""
         self._log("connect", peer=self.peer, tls=self.tls)
+        if self.state is State.REFUSED:
+            return reply(
+                554, "", f"{self.config.domain} no SMTP service here: sessions refused by policy"
+            ).to_bytes()
         return reply(220, "", f"{self.config.domain} ESMTP {IMPLEMENTATION_NAME} ready").to_bytes()
 
     def receive_data(self, data: bytes) -> bytes:
@@ -478,6 +494,8 @@ class SmtpSession:
         return refusal
 
     def _sequence_hint(self, keyword: str) -> str:
+        if self.state is State.REFUSED:
+            return "session refused at connect: only QUIT"
         if self.state is State.GREETED and keyword in ("MAIL", "STARTTLS", "AUTH", "BDAT"):
             return "send EHLO first"
         if keyword in self.extension_commands and not self.extended:

@@ -1098,6 +1098,54 @@ class AuthSuccessWithoutDelivery(SmtpSession):
         return super()._deliver()
 
 
+
+# --- the refused session (RFC 5321 §3.1) -------------------------------------------
+
+
+class RefusedSessionAcceptsMail(SmtpSession):
+    """Greets 554 but then serves EHLO and MAIL as if the session were open."""
+
+    def _dispatch(self, line: bytes) -> Reply:
+        if self.state is State.REFUSED and not line.upper().startswith(b"QUIT"):
+            self.state = State.GREETED
+        return super()._dispatch(line)
+
+
+class RefusedSessionClosesAtOnce(SmtpSession):
+    """Greets 554 and closes the connection without waiting for QUIT."""
+
+    def greeting(self) -> bytes:
+        data = super().greeting()
+        self.state = State.CLOSED
+        return data
+
+
+class RefusedSession554ToEverything(SmtpSession):
+    """Greets 554 and answers every later command 554, not 503."""
+
+    def refuse_out_of_sequence(self, keyword: str, args: str) -> Reply:
+        if self.state is State.REFUSED:
+            return reply(554, "5.7.1", "no service")
+        return super().refuse_out_of_sequence(keyword, args)
+
+
+class RefusedSessionBareGreeting(SmtpSession):
+    """Greets '554 <domain>' with no text saying why."""
+
+    def greeting(self) -> bytes:
+        super().greeting()
+        return f"554 {self.config.domain}\r\n".encode()
+
+
+class Greets521AndCloses(SmtpSession):
+    """A dummy server that never takes mail: 521 and close (RFC 7504 §2)."""
+
+    def greeting(self) -> bytes:
+        super().greeting()
+        self.state = State.CLOSED
+        return f"521 {self.config.domain} does not accept mail\r\n".encode()
+
+
 def F(
     name: str, session: type[SmtpSession], *catches: tuple[str, str | None, str], **kw: Any
 ) -> Fault:
@@ -1701,7 +1749,50 @@ class LongCommandClosed(SmtpSession):
         return super()._finish_reply(response)
 
 
+REFUSE = {"refuse_sessions": True}
+FAULTS += [
+    F(
+        "refused-session-accepts-mail",
+        RefusedSessionAcceptsMail,
+        ("smtp.greeting.refused-session", M + "GREET-07", FAIL),
+        config=REFUSE,
+    ),
+    F(
+        "refused-session-closes-at-once",
+        RefusedSessionClosesAtOnce,
+        ("smtp.greeting.refused-session", M + "GREET-04", FAIL),
+        config=REFUSE,
+    ),
+    F(
+        "refused-session-554-not-503",
+        RefusedSession554ToEverything,
+        # 554 to EHLO is outside its code set (REPLY-05) before GREET-05's 503 check
+        ("smtp.greeting.refused-session", None, WARN),
+        config=REFUSE,
+    ),
+    F(
+        "refused-session-bare-greeting",
+        RefusedSessionBareGreeting,
+        ("smtp.greeting.refused-session", M + "GREET-06", WARN),
+        config=REFUSE,
+    ),
+]
+
 CONFORMING: list[Fault] = [
+    Fault(
+        "refuse-sessions",
+        "the reference server's --refuse-sessions: 554, 503 to all but QUIT, 221",
+        {"smtp.greeting.refused-session": (None, "PASS")},
+        config=REFUSE,
+        select=["smtp.greeting.refused-session"],
+    ),
+    Fault(
+        "greets-521-and-closes",
+        Greets521AndCloses.__doc__ or "",
+        {"smtp.greeting.refused-session": (None, "PASS")},
+        Greets521AndCloses,
+        select=["smtp.greeting.refused-session"],
+    ),
     Fault(
         "stores-bare-line-ends",
         "bare CR/LF stored inside the one message (aiosmtpd 1.4.5+)",
