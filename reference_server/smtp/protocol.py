@@ -179,7 +179,9 @@ class State(enum.Enum):
 
 #: States in which the next line is a command (the others consume text,
 #: chunk octets or a SASL response, or nothing at all).
-COMMAND_STATES = frozenset({State.REFUSED, State.GREETED, State.READY, State.MAIL, State.RCPT, State.CHUNKING})
+COMMAND_STATES = frozenset(
+    {State.REFUSED, State.GREETED, State.READY, State.MAIL, State.RCPT, State.CHUNKING}
+)
 TRANSACTION_STATES = frozenset({State.MAIL, State.RCPT, State.CHUNKING})
 
 

@@ -1098,7 +1098,6 @@ class AuthSuccessWithoutDelivery(SmtpSession):
         return super()._deliver()
 
 
-
 # --- the refused session (RFC 5321 §3.1) -------------------------------------------
 
 
