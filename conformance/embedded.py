@@ -27,6 +27,7 @@ from conformance.core.fixture import Fixture
 from conformance.provision import MaildirProvisioner
 
 REFERENCE_DEFAULT_AUTOLOGOUT = 600  # seconds; what the server uses without --autologout
+REFERENCE_DEFAULT_SMTP_TIMEOUT = 300  # seconds; the SMTP server without --smtp-timeout
 SERVER_MODULE = "reference_server"
 READY_LINE_PREFIX = b"mailspec-reference-server listening on "
 IMPLICIT_READY_LINE_PREFIX = b"mailspec-reference-server listening (implicit TLS) on "
@@ -132,6 +133,11 @@ class EmbeddedServer:
             "--domain", self.config.smtp_domain or EMBEDDED_SMTP_DOMAIN,
             "--log-level", "WARNING",
         ]  # fmt: skip
+        # the slow tier's `timeout: autologout` waits for the command timer
+        if self.config.autologout is not None:
+            command += ["--smtp-timeout", str(self.config.autologout)]
+        else:  # the reference SMTP server's default is the RFC 5321 §4.5.3.2.7 minimum
+            self.config.autologout = REFERENCE_DEFAULT_SMTP_TIMEOUT
         # STARTTLS is an extension of the session (RFC 3207), offered by
         # deployed servers on port 25 whatever the client does: the embedded
         # server always has a certificate, so the STARTTLS and AUTH scenarios

@@ -21,6 +21,8 @@ other code the step did not list.
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -94,6 +96,9 @@ NOTHING_DELIVERED_WAIT = 2.0
 #: for this long means the earlier scenarios' messages have all arrived.
 SETTLE_QUIET_SECONDS = 1.0
 SETTLE_LIMIT_SECONDS = 4.0
+#: `timeout: autologout`: how long past the target's stated command timer
+#: the suite waits for its 421 or close
+COMMAND_TIMER_GRACE_SECONDS = 60.0
 GREETING_TIMEOUT = 30.0  # RFC 5321 §4.5.3.2.1 lets a client wait 5 minutes; postscreen delays
 
 
@@ -165,6 +170,20 @@ class _SmtpScenarioRun(ScenarioRunBase):
     def _skips(self, step: Step) -> bool:
         connection = self.connections.get(step.session)
         return connection is not None and connection.gone
+
+    def _prepare(self, step: Step) -> Step:
+        """`timeout: autologout`: the target's command timer (RFC 5321
+        §4.5.3.2.7) plus a grace period, as the operator stated it."""
+        if not step.until_autologout:
+            return step
+        if self.config.autologout is None:
+            raise SkipScenario(
+                "the target's command timeout is unknown: give it as 'autologout:' in the "
+                "target config or with --autologout SECONDS"
+            )
+        return dataclasses.replace(
+            step, timeout=float(self.config.autologout) + COMMAND_TIMER_GRACE_SECONDS
+        )
 
     def _intrinsic_rule(self, step: Step | None) -> tuple[str, str] | None:
         connection = self.connections.get(step.session) if step is not None else None
@@ -511,6 +530,14 @@ class _SmtpScenarioRun(ScenarioRunBase):
         if quiet.outcome in (Outcome.CLOSED, Outcome.RESET):
             self._stop(
                 step, f"the connection open for {step.seconds:g} s", f"it was {quiet.outcome.value}"
+            )
+        if quiet.outcome is Outcome.DATA and quiet.data.startswith(b"421"):
+            # RFC 5321 §3.8: 421 may come at any time, ahead of a close (a
+            # timer, a shutdown): the session ends early, no extra reply
+            self._stop(
+                step,
+                f"the connection open for {step.seconds:g} s",
+                f"the server ended it early: {show_bytes(quiet.data[:200])}",
             )
         if quiet.outcome is Outcome.DATA:
             self._unsolicited(step, quiet.data, f"during {step.seconds:g} s")

@@ -46,6 +46,7 @@ class Fault:
     config: dict[str, Any] = field(default_factory=dict)  # SmtpConfig overrides
     select: list[str] = field(default_factory=list)  # default: the caught scenarios
     command_timeout: float = 300.0
+    slow: bool = False  # run the slow tier (with a short command_timeout it takes seconds)
     tls: str = "stls"  # the run's --tls: stls probes STARTTLS and AUTH; plain does not
 
 
@@ -1145,6 +1146,35 @@ class Greets521AndCloses(SmtpSession):
         return f"521 {self.config.domain} does not accept mail\r\n".encode()
 
 
+
+# --- timeouts (RFC 5321 §4.5.3.2.7, §3.8; the slow tier) ---------------------------
+
+
+class TimeoutSays250(SmtpSession):
+    """On its command timeout the server sends '250 ok' before closing."""
+
+    def timeout(self) -> bytes:
+        super().timeout()
+        return b"250 2.0.0 ok\r\n"
+
+
+class TimeoutStaysOpen(SmtpServer):
+    """On its command timeout the server says 421 but keeps the connection open."""
+
+    async def _converse(self, session: SmtpSession, reader: Any, writer: Any) -> None:
+        await super()._converse(session, reader, writer)
+        if session.closed and not reader.at_eof():
+            await asyncio.sleep(8)  # the 421 went out; the close comes late
+
+
+class TimeoutClosesSilently(SmtpSession):
+    """The command timeout closes without a 421 (aiosmtpd)."""
+
+    def timeout(self) -> bytes:
+        super().timeout()
+        return b""
+
+
 def F(
     name: str, session: type[SmtpSession], *catches: tuple[str, str | None, str], **kw: Any
 ) -> Fault:
@@ -1777,7 +1807,52 @@ FAULTS += [
     ),
 ]
 
+FAULTS += [
+    Fault(
+        "command-timeout-two-seconds",
+        "the command timer fires after 2 s, inside DATA too",
+        {
+            "smtp.timeout.idle-five-minutes": (M + "TIMEOUT-01", WARN),
+            "smtp.timeout.idle-inside-data": (M + "TIMEOUT-01", WARN),
+        },
+        command_timeout=2,
+        slow=True,
+    ),
+    F(
+        "timeout-says-250",
+        TimeoutSays250,
+        ("smtp.timeout.421-then-close", M + "TIMEOUT-02", FAIL),
+        command_timeout=2,
+        slow=True,
+    ),
+    Fault(
+        "timeout-421-stays-open",
+        TimeoutStaysOpen.__doc__ or "",
+        {"smtp.timeout.421-then-close": (M + "TIMEOUT-02", FAIL)},
+        server=TimeoutStaysOpen,
+        command_timeout=2,
+        slow=True,
+    ),
+]
+
 CONFORMING: list[Fault] = [
+    Fault(
+        "short-command-timeout",
+        "the reference with a 2 s command timer: 421, then the close",
+        {"smtp.timeout.421-then-close": (None, "PASS")},
+        command_timeout=2,
+        slow=True,
+        select=["smtp.timeout.421-then-close"],
+    ),
+    Fault(
+        "timeout-closes-silently",
+        TimeoutClosesSilently.__doc__ or "",
+        {"smtp.timeout.421-then-close": (None, "PASS")},
+        TimeoutClosesSilently,
+        command_timeout=2,
+        slow=True,
+        select=["smtp.timeout.421-then-close"],
+    ),
     Fault(
         "refuse-sessions",
         "the reference server's --refuse-sessions: 554, 503 to all but QUIT, 221",

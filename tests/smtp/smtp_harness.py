@@ -38,6 +38,11 @@ def corpus() -> tuple[Scenario, ...]:
     return tuple(load_scenarios([SCENARIO_DIR], "smtp"))
 
 
+def quick_corpus() -> list[Scenario]:
+    """The corpus without the slow tier (idles of minutes, `--slow`)."""
+    return [s for s in corpus() if not s.slow]
+
+
 def select(patterns: list[str]) -> list[Scenario]:
     return [s for s in corpus() if any(fnmatch.fnmatch(s.id, p) for p in patterns)]
 
@@ -88,6 +93,10 @@ def run_against(
                 smtp_delivery_wait=1.0,
                 read_timeout=READ_TIMEOUT,
                 auth_timeout=READ_TIMEOUT,
+                # the slow tier: faults with a short command timer run it in
+                # seconds; `timeout: autologout` waits for that timer
+                slow=bool(fault and fault.slow),
+                autologout=max(1, round(fault.command_timeout)) if fault else 300,
             )
             with SmtpRunner(config) as runner:
                 return {s.id: runner.run(s) for s in scenarios}
