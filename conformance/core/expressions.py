@@ -38,6 +38,7 @@ FUNCTION_NAMES = frozenset(
         "capa_args",
         "capa_number",
         "capa_has",
+        "ehlo_keywords",
     }
 )
 
@@ -215,6 +216,7 @@ BUILTINS: dict[str, Callable[..., Any]] = {
     "capa_args": lambda lines, tag: capa_args(lines, tag),
     "capa_number": lambda lines, tag: capa_number(lines, tag),
     "capa_has": lambda lines, tag: capa_has(lines, tag),
+    "ehlo_keywords": lambda lines: ehlo_keywords(lines),
 }
 
 #: `capa_number` for EXPIRE NEVER (RFC 2449 §6.7): later than any day count.
@@ -234,6 +236,16 @@ def _capa_line(lines: Any, tag: Any) -> list[str] | None:
         if words and words[0].upper() == str(tag).upper():
             return words
     return None
+
+
+def ehlo_keywords(lines: Any) -> list[str]:
+    """The EHLO keywords of a saved 250 reply (its text lines after the
+    first, which names the server), upper-cased, without the private 'X'
+    ones (RFC 5321 §2.2.2)."""
+    if not isinstance(lines, list | tuple):
+        raise ExpressionError(f"ehlo_keywords takes the EHLO lines, not {type(lines).__name__}")
+    words = [str(line).split()[:1] for line in lines[1:]]
+    return [w[0].upper() for w in words if w and not w[0].upper().startswith("X")]
 
 
 def capa_args(lines: Any, tag: Any) -> list[str]:

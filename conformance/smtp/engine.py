@@ -619,6 +619,26 @@ class _SmtpScenarioRun(ScenarioRunBase):
                         # the trace rule broke, whatever else the step checks
                         requirement=TRACE_RULE,
                     )
+        trace_text = b"".join(trace).decode("utf-8", "replace")
+        for pattern in step.trace_matches:
+            if not pattern.search(trace_text):
+                self._record(
+                    step,
+                    f"trace fields matching /{pattern.pattern}/",
+                    show_bytes(b"".join(trace)[:300]),
+                    level=None,
+                    kind="delivery",
+                )
+        for pattern in step.trace_lacks:
+            found = pattern.search(trace_text)
+            if found:
+                self._record(
+                    step,
+                    f"no trace field matching /{pattern.pattern}/",
+                    f"found {found.group(0)!r} in {show_bytes(b''.join(trace)[:300])}",
+                    level=None,
+                    kind="delivery",
+                )
         text = rest.decode("utf-8", "replace")
         for needle in step.contains:
             if needle not in text:

@@ -13,7 +13,7 @@ On top of the protocol-neutral actions (`open`, `C:`, `pipeline:`, `send:`,
 * `data: [LINES]` — the message text after a 354: each line sent with CRLF,
   dot-stuffed (RFC 5321 §4.5.2), then the end-of-data line `.`.
 * `delivered: {to: ROLE, count: N, contains: [TEXT], body: [LINES],
-  starts_with: [LINES], trace: BOOL}`
+  starts_with: [LINES], trace: BOOL, trace_matches: [REGEX], trace_lacks: [REGEX]}`
   — delivery inspection: what the scenario's messages left in that
   account's maildrop (conformance.smtp.delivery).
 """
@@ -121,6 +121,10 @@ class DeliveredStep(Step):
     #: (a leading dot on the very first line, RFC 5321 §4.5.2)
     starts_with: tuple[str, ...] = ()
     trace: bool = False  # Return-Path: and Received: on top (RFC 5321 §4.4)
+    #: regular expressions the trace fields on top (Return-Path:, Received:)
+    #: must match / must not match (RFC 5321 §4.4, RFC 4954 §7, RFC 6531 §3.7.3)
+    trace_matches: tuple[re.Pattern[str], ...] = ()
+    trace_lacks: tuple[re.Pattern[str], ...] = ()
     checks: ClassVar[bool] = True
 
 
@@ -256,7 +260,9 @@ class SmtpStepParser(_StepParser):
     def _delivered(self, value: Any, common: dict[str, Any], line: int) -> DeliveredStep:
         if not isinstance(value, dict):
             raise _Problem(line, "'delivered' takes a mapping {to: ROLE, count: N, ...}")
-        allowed = {"to", "count", "contains", "body", "starts_with", "trace"}
+        allowed = {
+            "to", "count", "contains", "body", "starts_with", "trace", "trace_matches", "trace_lacks",
+        }  # fmt: skip
         unknown = sorted(set(value) - allowed)
         if unknown:
             raise _Problem(
@@ -284,8 +290,25 @@ class SmtpStepParser(_StepParser):
         trace = value.get("trace", False)
         if not isinstance(trace, bool):
             raise _Problem(line, "'delivered': trace is true or false")
+        patterns: dict[str, tuple[re.Pattern[str], ...]] = {}
+        for key in ("trace_matches", "trace_lacks"):
+            raw = value.get(key, [])
+            if not isinstance(raw, list) or not all(isinstance(r, str) for r in raw):
+                raise _Problem(
+                    _line_of(value, key, line), f"'delivered': {key} is a list of regexes"
+                )
+            try:
+                patterns[key] = tuple(re.compile(r) for r in raw)
+            except re.error as exc:
+                raise _Problem(
+                    _line_of(value, key, line), f"'delivered': {key}: bad regex: {exc}"
+                ) from None
+        if (patterns["trace_matches"] or patterns["trace_lacks"]) and count != 1:
+            raise _Problem(line, "'delivered': trace_matches/trace_lacks need count 1")
         return DeliveredStep(
             role=role,
+            trace_matches=patterns["trace_matches"],
+            trace_lacks=patterns["trace_lacks"],
             count=count,
             contains=tuple(contains),
             body=None if body is None else tuple(body),

@@ -1,7 +1,7 @@
 """Sans-I/O SMTP protocol core (RFC 5321) with PIPELINING (RFC 2920), SIZE
 (RFC 1870), 8BITMIME (RFC 6152), ENHANCEDSTATUSCODES (RFC 2034 / RFC 3463),
-STARTTLS (RFC 3207), AUTH PLAIN and LOGIN (RFC 4954, RFC 4616), SMTPUTF8
-(RFC 6531) and CHUNKING (RFC 3030).
+STARTTLS (RFC 3207), AUTH PLAIN, LOGIN and CRAM-MD5 (RFC 4954, RFC 4616,
+RFC 2195), SMTPUTF8 (RFC 6531) and CHUNKING with BINARYMIME (RFC 3030).
 
 Nothing in this module touches a socket or an event loop: feed received
 octets to :meth:`SmtpSession.receive_data` and send back the bytes it returns
@@ -97,7 +97,9 @@ import enum
 import hmac
 import logging
 import re
+import secrets
 import socket
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -303,7 +305,7 @@ class SmtpSession:
     known_commands: frozenset[str] = frozenset().union(*allowed_commands.values())
     #: Commands that exist only once EHLO negotiated them (RFC 5321 section 2.2).
     extension_commands: frozenset[str] = frozenset({"STARTTLS", "AUTH", "BDAT"})
-    auth_mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN")
+    auth_mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN", "CRAM-MD5")
 
     def __init__(
         self,
@@ -336,6 +338,7 @@ class SmtpSession:
         self._resume_state = State.READY  # where a refused BDAT chunk returns to
         self._sasl_step: SaslStep | None = None
         self._login_user = b""
+        self._cram_challenge = ""
 
     # --- Public driver API ----------------------------------------------------
 
@@ -438,6 +441,10 @@ class SmtpSession:
         del self._pending[: newline + 1]
         if self._discarding_long_line or len(line) + 1 > limit:
             self._discarding_long_line = False
+            if self.state is State.AUTH:
+                # RFC 4954 section 4: an over-long response fails the exchange.
+                self._sasl_step = None
+                self.state = State.READY
             return self._finish_reply(reply(500, "5.5.6", "line too long"))
         if not line.endswith(b"\r"):
             # RFC 5321 section 2.3.8: a bare LF does not end a command line.
@@ -525,6 +532,7 @@ class SmtpSession:
             "ENHANCEDSTATUSCODES",
             "SMTPUTF8",
             "CHUNKING",
+            "BINARYMIME",
             "EXPN",
             "HELP",
         ]
@@ -587,9 +595,10 @@ class SmtpSession:
                 raise refuse(552, "5.3.4", "message size exceeds the fixed maximum")
             transaction.declared_size = int(value)
         elif name == "BODY":
-            # RFC 6152 section 2: BODY=7BIT or BODY=8BITMIME, any case.
-            if value is None or value.upper() not in ("7BIT", "8BITMIME"):
-                raise refuse(501, "5.5.4", "BODY must be 7BIT or 8BITMIME")
+            # RFC 6152 section 2: BODY=7BIT or BODY=8BITMIME, any case;
+            # RFC 3030 section 3: BODY=BINARYMIME (sent with BDAT only).
+            if value is None or value.upper() not in ("7BIT", "8BITMIME", "BINARYMIME"):
+                raise refuse(501, "5.5.4", "BODY must be 7BIT, 8BITMIME or BINARYMIME")
             transaction.body = value.upper()
         elif name == "SMTPUTF8":
             if value is not None:
@@ -689,6 +698,9 @@ class SmtpSession:
     def cmd_data(self, args: str) -> Reply:
         if args:
             raise refuse(501, "5.5.4", "DATA takes no arguments")
+        if self.transaction.body == "BINARYMIME":
+            # RFC 3030 section 3: a BINARYMIME message is sent with BDAT only.
+            raise refuse(503, "5.5.1", "BODY=BINARYMIME needs BDAT, not DATA")
         self.state = State.DATA
         self._text_line_start = True
         self._text_line_octets = 0
@@ -905,6 +917,17 @@ class SmtpSession:
             if not initial:
                 self.state = State.AUTH
                 return reply(334, "", "")
+        elif mechanism == "CRAM-MD5":
+            # RFC 2195: the server speaks first, so RFC 4954 section 4 refuses
+            # an initial response with 501.
+            if initial:
+                raise refuse(501, "5.7.0", "CRAM-MD5 takes no initial response")
+            self._cram_challenge = (
+                f"<{secrets.token_hex(8)}.{int(time.time())}@{self.config.domain}>"
+            )
+            self._sasl_step = self._cram_response
+            self.state = State.AUTH
+            return reply(334, "", base64.b64encode(self._cram_challenge.encode()).decode())
         else:
             self._sasl_step = self._login_username
             if not initial:
@@ -939,6 +962,25 @@ class SmtpSession:
         if authzid and authzid != authcid:
             return self._auth_failed()
         return self._check_password(authcid, password)
+
+    def _cram_response(self, decoded: bytes) -> Reply:
+        """RFC 2195: ``user SP hex(HMAC-MD5(secret, challenge))``."""
+        self._sasl_step = None
+        self.state = State.READY
+        user_octets, _, digest = decoded.rpartition(b" ")
+        try:
+            user = user_octets.decode("utf-8")
+        except UnicodeDecodeError:
+            return self._auth_failed()
+        secret = self.users.secret_for(user)
+        if secret is None:
+            return self._auth_failed(user)
+        wanted = hmac.new(secret.encode(), self._cram_challenge.encode(), "md5").hexdigest()
+        if not hmac.compare_digest(wanted.encode(), digest.lower()):
+            return self._auth_failed(user)
+        self.authenticated_user = user
+        self._log("auth", user=user, mechanism="CRAM-MD5")
+        return reply(235, "2.7.0", "authentication succeeded")
 
     def _login_username(self, decoded: bytes) -> Reply:
         self._login_user = decoded

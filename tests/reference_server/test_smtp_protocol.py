@@ -55,6 +55,8 @@ EXAMPLES: dict[str, tuple[str, int]] = {
 }
 
 SETUP: dict[State, Callable[[SmtpConversation], None]] = {
+    # where a refuse_sessions server starts (its greeting is tested below)
+    State.REFUSED: lambda c: setattr(c.session, "state", State.REFUSED),
     State.GREETED: lambda c: None,
     State.READY: lambda c: c.ehlo(),
     State.MAIL: lambda c: (c.ehlo(), c.send("MAIL FROM:<s@client.test>")) and None,
@@ -560,7 +562,7 @@ def test_state_is_reset_after_tls(smtp: SmtpConversation) -> None:
     assert smtp.session.client_name is None
     assert smtp.code("MAIL FROM:<a@client.test>") == 503  # EHLO forgotten
     ehlo = smtp.send("EHLO client.test")
-    assert b"STARTTLS" not in ehlo and b"AUTH PLAIN LOGIN" in ehlo
+    assert b"STARTTLS" not in ehlo and b"AUTH PLAIN LOGIN CRAM-MD5" in ehlo
     assert smtp.code("STARTTLS") == 503
 
 
@@ -611,10 +613,39 @@ def test_auth_failures(smtp: SmtpConversation) -> None:
     assert smtp.code("AUTH PLAIN !!!") == 501  # not base64
     smtp.send("AUTH PLAIN")
     assert smtp.code("*") == 501  # cancelled
-    assert smtp.code("AUTH CRAM-MD5") == 504
+    assert smtp.code("AUTH GSSAPI") == 504
     assert smtp.code("AUTH") == 501
     assert not smtp.session.closed  # RFC 4954 section 9: no drop after 3 failures
     assert smtp.code(f"AUTH PLAIN {plain_credentials()}") == 235
+
+
+def test_auth_cram_md5_refuses_an_initial_response_and_checks_the_digest(
+    smtp: SmtpConversation,
+) -> None:
+    import base64
+    import hmac
+
+    smtp.ehlo()
+    assert smtp.send("AUTH CRAM-MD5 YWxpY2UgMDA=").startswith(b"501 5.7.0 ")  # RFC 4954 §4
+    challenge = base64.b64decode(smtp.send("AUTH CRAM-MD5")[4:].strip())
+    assert challenge.startswith(b"<") and challenge.endswith(f"@{DOMAIN}>".encode())
+    digest = hmac.new(PASSWORD.encode(), challenge, "md5").hexdigest()
+    assert smtp.code(base64.b64encode(f"alice {digest}".encode())) == 235
+
+
+def test_auth_cram_md5_wrong_digest_is_535(smtp: SmtpConversation) -> None:
+    import base64
+
+    smtp.ehlo()
+    smtp.send("AUTH CRAM-MD5")
+    assert smtp.code(base64.b64encode(b"alice 00000000000000000000000000000000")) == 535
+
+
+def test_an_over_long_sasl_response_ends_the_exchange(smtp: SmtpConversation) -> None:
+    smtp.ehlo()
+    smtp.send("AUTH PLAIN")
+    assert smtp.send(b"A" * 20000).startswith(b"500 5.5.6 ")  # RFC 4954 §4
+    assert smtp.code("NOOP") == 250  # a command again, not a SASL response
 
 
 def test_auth_inside_a_transaction_is_503(smtp: SmtpConversation) -> None:
@@ -646,3 +677,23 @@ def test_a_dropped_connection_delivers_nothing(smtp: SmtpConversation) -> None:
     send_message(smtp, b"half a message\r\n")
     smtp.session.connection_lost()
     assert smtp.session.closed and smtp.messages() == []
+
+
+# --- Refused sessions (RFC 5321 section 3.1) and BINARYMIME (RFC 3030 section 3)
+
+
+def test_a_refusing_server_greets_554_and_serves_only_quit(tmp_path: Path) -> None:
+    smtp = SmtpConversation(tmp_path, SmtpConfig(domain=DOMAIN, refuse_sessions=True))
+    assert smtp.greeting.startswith(f"554 {DOMAIN} ".encode())
+    for command in ("EHLO client.test", "HELO client.test", "MAIL FROM:<a@b.test>", "NOOP"):
+        assert smtp.code(command) == 503
+        assert not smtp.session.closed
+    assert smtp.code("QUIT") == 221 and smtp.session.closed
+
+
+def test_binarymime_is_sent_with_bdat_only(smtp: SmtpConversation) -> None:
+    assert b"250-BINARYMIME\r\n" in smtp.send("EHLO client.test")
+    assert smtp.code("MAIL FROM:<a@b.test> BODY=BINARYMIME") == 250
+    assert smtp.code(f"RCPT TO:<alice@{DOMAIN}>") == 250
+    assert smtp.code("DATA") == 503
+    assert smtp.raw(b"BDAT 5 LAST\r\n\x00\xff\r\x80\n").startswith(b"250 ")

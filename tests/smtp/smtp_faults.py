@@ -1146,7 +1146,6 @@ class Greets521AndCloses(SmtpSession):
         return f"521 {self.config.domain} does not accept mail\r\n".encode()
 
 
-
 # --- timeouts (RFC 5321 §4.5.3.2.7, §3.8; the slow tier) ---------------------------
 
 
