@@ -22,7 +22,6 @@ other code the step did not list.
 from __future__ import annotations
 
 import dataclasses
-
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any

@@ -260,9 +260,8 @@ class SmtpStepParser(_StepParser):
     def _delivered(self, value: Any, common: dict[str, Any], line: int) -> DeliveredStep:
         if not isinstance(value, dict):
             raise _Problem(line, "'delivered' takes a mapping {to: ROLE, count: N, ...}")
-        allowed = {
-            "to", "count", "contains", "body", "starts_with", "trace", "trace_matches", "trace_lacks",
-        }  # fmt: skip
+        allowed = {"to", "count", "contains", "body", "starts_with", "trace"}
+        allowed |= {"trace_matches", "trace_lacks"}
         unknown = sorted(set(value) - allowed)
         if unknown:
             raise _Problem(
