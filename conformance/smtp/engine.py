@@ -788,6 +788,8 @@ class SmtpRunner(TargetRunner):
     def _judge(
         self, scenario: Scenario, transcript: Transcript, result: ScenarioResult, pool: int
     ) -> tuple[Verdict, str]:
+        if scenario.slow and not self.config.slow:
+            return Verdict.SKIP, "slow scenario (minutes): run with --slow"
         # under --tls stls the probe lists the EHLO keywords inside TLS; a
         # scenario that speaks STARTTLS itself needs the plaintext ones too
         offered = set(self.fingerprint.capabilities) | set(self.fingerprint.capa_plaintext or ())

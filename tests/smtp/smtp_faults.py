@@ -18,10 +18,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from reference_server.smtp.delivery import Deliverer, Envelope
+from reference_server.smtp.delivery import Deliverer, Envelope, trace_headers
 from reference_server.smtp.protocol import (
     CRLF,
     TRANSACTION_STATES,
+    CommandError,
     Reply,
     Response,
     SmtpSession,
@@ -1174,6 +1175,407 @@ class TimeoutClosesSilently(SmtpSession):
         return b""
 
 
+# --- coverage: reply grammar ---------------------------------------------------------
+
+
+class NoopCodeSixFifty(SmtpSession):
+    """NOOP answered with a code whose first digit is 6."""
+
+    def cmd_noop(self, args: str) -> Reply:
+        return b"650 2.0.0 OK\r\n"
+
+
+class HelpLineTooLong(SmtpSession):
+    """HELP answered with a 600-octet reply line."""
+
+    def cmd_help(self, args: str) -> Reply:
+        return reply(214, "2.0.0", "commands: " + "X" * 590)
+
+
+class NoopTextWithControlCharacter(SmtpSession):
+    """NOOP's reply text holds a control character (BEL)."""
+
+    def cmd_noop(self, args: str) -> Reply:
+        return b"250 2.0.0 OK\x07\r\n"
+
+
+class QuitWithoutServerName(SmtpSession):
+    """QUIT answered '221 2.0.0 * bye': no server name first."""
+
+    def cmd_quit(self, args: str) -> Reply:
+        super().cmd_quit(args)
+        self._finish()
+        return b"221 2.0.0 * bye\r\n"
+
+
+# --- coverage: EHLO ------------------------------------------------------------------
+
+
+class MailRefusedForForeignEhloName(SmtpSession):
+    """MAIL refused when the EHLO name is not the suite's own (a 'name must match
+    the address' check)."""
+
+    def cmd_mail(self, args: str) -> Reply:
+        if self.client_name and "elsewhere" in self.client_name:
+            raise refuse(550, "5.7.1", "EHLO name does not match your address")
+        return super().cmd_mail(args)
+
+
+class EtrnServedButNotListed(SmtpSession):
+    """ETRN (RFC 1985) is answered 250 but not listed in the EHLO reply."""
+
+    allowed_commands = _states_with("ETRN", State.READY)
+    known_commands = frozenset().union(*allowed_commands.values())
+
+    def cmd_etrn(self, args: str) -> Reply:
+        return reply(250, "2.0.0", "queuing started")
+
+
+class UnregisteredEhloKeyword(SmtpSession):
+    """The EHLO reply offers an unregistered keyword without the X prefix."""
+
+    def ehlo_keywords(self) -> list[str]:
+        return [*super().ehlo_keywords(), "TURBOMAIL"]
+
+
+# --- coverage: MAIL and RCPT ---------------------------------------------------------
+
+
+class SpaceBeforeColonAccepted(SmtpSession):
+    """'MAIL FROM :<x>' accepted (lenient envelope syntax)."""
+
+    def cmd_mail(self, args: str) -> Reply:
+        return super().cmd_mail(args.replace("FROM :", "FROM:").replace("from :", "from:"))
+
+
+class MailKeepsRecipients(SmtpSession):
+    """MAIL does not clear the recipients of the session's last message."""
+
+    def cmd_mail(self, args: str) -> Reply:
+        response = super().cmd_mail(args)
+        old_recipients, old_maildrops = getattr(self, "_old_recipients", ([], []))
+        self.transaction.recipients += old_recipients
+        self.transaction.maildrops += old_maildrops
+        return response
+
+    def _deliver(self) -> Reply:
+        self._old_recipients = (list(self.transaction.recipients), list(self.transaction.maildrops))
+        return super()._deliver()
+
+
+class RcptParametersIgnored(SmtpSession):
+    """Unknown RCPT parameters are ignored and the recipient accepted."""
+
+    def cmd_rcpt(self, args: str) -> Reply:
+        return super().cmd_rcpt(args.split(" ")[0])
+
+
+class SenderLowerCased(SmtpSession):
+    """The reverse-path is stored in lower case."""
+
+    def cmd_mail(self, args: str) -> Reply:
+        response = super().cmd_mail(args)
+        self.transaction.reverse_path = self.transaction.reverse_path.lower()
+        return response
+
+
+class UnderscoreDomainAccepted(SmtpSession):
+    """Underscores are accepted in envelope domains."""
+
+    def _parse_path(self, text: str, *, allow_null: bool, smtputf8: bool, mail: bool) -> str:
+        return super()._parse_path(
+            text.replace("_", "-"), allow_null=allow_null, smtputf8=smtputf8, mail=mail
+        )
+
+
+class ControlCharactersDropped(SmtpSession):
+    """Control characters are removed from command lines, which then run."""
+
+    def _dispatch(self, line: bytes) -> Reply:
+        return super()._dispatch(bytes(b for b in line if b >= 0x20 and b != 0x7F))
+
+
+class RecipientLimitDropsTransaction(SmtpSession):
+    """At the recipient limit the whole transaction is thrown away."""
+
+    def cmd_rcpt(self, args: str) -> Reply:
+        try:
+            return super().cmd_rcpt(args)
+        except CommandError as refusal:
+            if refusal.reply.code == 452:
+                self.transaction = Transaction()
+                self.state = State.READY
+            raise
+
+
+# --- coverage: VRFY ------------------------------------------------------------------
+
+
+class VrfyUnknownForUsers(SmtpSession):
+    """VRFY of a local user name is answered 550."""
+
+    def cmd_vrfy(self, args: str) -> Reply:
+        raise refuse(550, "5.1.1", "no such user")
+
+
+# --- coverage: trace fields ----------------------------------------------------------
+
+
+class _TraceDeliverer(Deliverer):
+    """Deliverer whose trace fields a subclass rewrites."""
+
+    def rewrite(self, trace: bytes, envelope: Envelope) -> bytes:
+        return trace
+
+    def deliver(self, envelope: Envelope) -> str:
+        now = time.time()
+        message_id = self.unique_name(now)
+        copies = [
+            (
+                maildrop,
+                self.rewrite(trace_headers(envelope, message_id, recipient, now), envelope)
+                + envelope.content,
+            )
+            for recipient, maildrop in zip(envelope.recipients, envelope.maildrops, strict=True)
+        ]
+        self._deliver_maildir(message_id, copies)
+        return message_id
+
+
+class _NamedZoneDeliverer(_TraceDeliverer):
+    def rewrite(self, trace: bytes, envelope: Envelope) -> bytes:
+        return trace.replace(b" +0000\r\n", b" GMT\r\n")
+
+
+class _AllRecipientsDeliverer(_TraceDeliverer):
+    def rewrite(self, trace: bytes, envelope: Envelope) -> bytes:
+        everyone = ", ".join(f"<{r}>" for r in envelope.recipients).encode()
+        return re.sub(rb"for <[^>]*>", b"for " + everyone, trace)
+
+
+class ReceivedDateWithZoneName(SmtpSession):
+    """The Received date names its zone ('GMT') instead of a numeric offset."""
+
+    def __init__(self, deliverer: Deliverer, *args: Any, **kwargs: Any) -> None:
+        super().__init__(_NamedZoneDeliverer(deliverer.store), *args, **kwargs)
+
+
+class ReceivedForEveryRecipient(SmtpSession):
+    """The Received FOR clause lists every recipient of the message."""
+
+    def __init__(self, deliverer: Deliverer, *args: Any, **kwargs: Any) -> None:
+        super().__init__(_AllRecipientsDeliverer(deliverer.store), *args, **kwargs)
+
+
+class EarlierReceivedDropped(SmtpSession):
+    """Received fields already in the message are removed before storing."""
+
+    def _deliver(self) -> Reply:
+        content = bytes(self.transaction.content)
+        self.transaction.content = bytearray(re.sub(rb"(?m)^Received:[^\r\n]*\r\n", b"", content))
+        return super()._deliver()
+
+
+class ReceivedWithoutAuthMark(SmtpSession):
+    """Received says ESMTPS after AUTH, not ESMTPSA (RFC 3848)."""
+
+    def received_protocol(self, transaction: Transaction) -> str:
+        return super().received_protocol(transaction).rstrip("A")
+
+
+class ReceivedWithoutUtf8Mark(SmtpSession):
+    """Received says ESMTP for a message sent with SMTPUTF8."""
+
+    def received_protocol(self, transaction: Transaction) -> str:
+        return super().received_protocol(transaction).replace("UTF8SMTP", "ESMTP")
+
+
+# --- coverage: PIPELINING ------------------------------------------------------------
+
+
+class _HeldReplies(SmtpSession):
+    """Holds some replies back until more input arrives (a buffering bug)."""
+
+    def hold(self, response: Reply) -> bytes:
+        data = self._finish_reply(response)
+        self._held = getattr(self, "_held", b"") + data
+        return b""
+
+    def replies(self) -> Any:
+        held = getattr(self, "_held", b"")
+        if held and self._pending:
+            self._held = b""
+            yield held
+        yield from super().replies()
+
+
+class NoopReplyHeld(_HeldReplies):
+    """NOOP's reply is held back until more input arrives (RFC 2920 §3.2)."""
+
+    def cmd_noop(self, args: str) -> Reply:
+        return self.hold(super().cmd_noop(args))
+
+
+class UnknownCommandReplyHeld(_HeldReplies):
+    """The 500 to an unknown command is held back until more input arrives."""
+
+    def _dispatch(self, line: bytes) -> Reply:
+        response = super()._dispatch(line)
+        if isinstance(response, Response) and response.code == 500:
+            return self.hold(response)
+        return response
+
+
+# --- coverage: CHUNKING, BINARYMIME --------------------------------------------------
+
+
+class BinaryCommandLineCloses(SmtpSession):
+    """A command line that is not UTF-8 makes the server close the connection."""
+
+    def _dispatch(self, line: bytes) -> Reply:
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return reply(500, "5.5.2", "garbage", close=True)
+        return super()._dispatch(line)
+
+
+class BinarymimeDataAccepted(SmtpSession):
+    """DATA is accepted in a BODY=BINARYMIME transaction."""
+
+    def cmd_data(self, args: str) -> Reply:
+        self.transaction.body = "8BITMIME"
+        return super().cmd_data(args)
+
+
+# --- coverage: 8BITMIME, SIZE --------------------------------------------------------
+
+
+class DuplicateMailParametersAccepted(SmtpSession):
+    """A MAIL parameter given twice is accepted (the last one wins)."""
+
+    def _split_path(self, args: str, prefix: str) -> tuple[str, list[tuple[str, str | None]]]:
+        path, parameters = super()._split_path(args, prefix)
+        return path, list(dict(parameters).items())
+
+
+class DeclaredSizeCountsStuffing(SmtpSession):
+    """The declared SIZE is enforced on the text as sent: stuffing dots and the
+    final '.' CRLF counted."""
+
+    def _end_of_data(self) -> Reply:
+        declared = self.transaction.declared_size
+        content = bytes(self.transaction.content)
+        stuffed = content.startswith(b".") + content.count(b"\r\n.")
+        if declared is not None and len(content) + stuffed + 3 > declared:
+            self.transaction = Transaction()
+            self.state = State.READY
+            return reply(552, "5.3.4", "message larger than declared")
+        return super()._end_of_data()
+
+
+class SizeLimitWithoutSizeKeyword(SmtpSession):
+    """Limits messages (to 70 000 octets) without offering SIZE."""
+
+    def ehlo_keywords(self) -> list[str]:
+        return [k for k in super().ehlo_keywords() if not k.startswith("SIZE")]
+
+
+# --- coverage: AUTH ------------------------------------------------------------------
+
+
+class AuthParameterRefused(SmtpSession):
+    """MAIL with AUTH=<> from an unauthenticated client is refused."""
+
+    def _mail_parameter(self, transaction: Transaction, name: str, value: str | None) -> None:
+        if name == "AUTH":
+            raise refuse(555, "5.5.4", "AUTH= not allowed")
+        super()._mail_parameter(transaction, name, value)
+
+
+class CramInitialResponseProcessed(SmtpSession):
+    """An initial response to CRAM-MD5 is taken as the client's answer (535), not refused."""
+
+    def cmd_auth(self, args: str) -> Reply:
+        if args.upper().startswith("CRAM-MD5 "):
+            return self._auth_failed()
+        return super().cmd_auth(args)
+
+
+class LenientBase64(SmtpSession):
+    """Base64 decoded leniently: characters outside the alphabet are skipped."""
+
+    def _sasl_feed(self, encoded: bytes) -> Reply:
+        import base64
+
+        cleaned = base64.b64encode(base64.b64decode(encoded, validate=False))
+        return super()._sasl_feed(cleaned)
+
+
+class AuthLineLimit512(SmtpSession):
+    """AUTH lines are held to the 512-octet command limit."""
+
+    def _line_limit(self) -> int:
+        return 512
+
+
+class OverLongSaslResponseKeepsExchange(SmtpSession):
+    """An over-long SASL response gets 500 but the exchange stays open (the next
+    command is taken as a SASL response)."""
+
+    def _read_line(self) -> bytes | None:
+        state = self.state
+        produced = super()._read_line()
+        if state is State.AUTH and produced and produced.startswith(b"500 5.5.6"):
+            self.state = State.AUTH
+            self._sasl_step = self._plain_response
+        return produced
+
+
+class AuthzidIgnored(SmtpSession):
+    """The PLAIN authorization identity is ignored, whatever it holds."""
+
+    def _plain_response(self, decoded: bytes) -> Reply:
+        parts = decoded.split(b"\x00")
+        if len(parts) == 3:
+            decoded = b"\x00" + parts[1] + b"\x00" + parts[2]
+        return super()._plain_response(decoded)
+
+
+# --- coverage: TLS/AUTH policy, SMTPUTF8 ---------------------------------------------
+
+
+class _DemandsTls(SmtpSession):
+    """Demands STARTTLS before mail: 530 to all but NOOP, EHLO, STARTTLS, QUIT."""
+
+    exempt = frozenset({"NOOP", "EHLO", "STARTTLS", "QUIT"})
+
+    def _dispatch(self, line: bytes) -> Reply:
+        keyword = line.split(b" ", 1)[0].decode("ascii", "replace").upper()
+        if not self.tls and keyword not in self.exempt:
+            return reply(530, "5.7.0", "Must issue a STARTTLS command first")
+        return super()._dispatch(line)
+
+
+class DemandsTls(_DemandsTls):
+    """Demands STARTTLS before mail (RFC 3207 §4), with 530 5.7.0 to the rest."""
+
+
+class DemandsTlsButServesVrfy(_DemandsTls):
+    """Demands STARTTLS for MAIL but still serves VRFY in plaintext."""
+
+    exempt = _DemandsTls.exempt | {"VRFY"}
+
+
+class VrfyParameterRefused(SmtpSession):
+    """VRFY with the SMTPUTF8 parameter is a syntax error (501)."""
+
+    def cmd_vrfy(self, args: str) -> Reply:
+        if " " in args.strip(" "):
+            raise refuse(501, "5.5.4", "syntax: VRFY <user>")
+        return super().cmd_vrfy(args)
+
+
 def F(
     name: str, session: type[SmtpSession], *catches: tuple[str, str | None, str], **kw: Any
 ) -> Fault:
@@ -1201,9 +1603,24 @@ FAULTS: list[Fault] = [
         ("smtp.help.211-or-214", M + "HELP-01", WARN),
         ("smtp.help.advertised-means-implemented", M + "EHLO-08", WARN),
     ),
-    F("bare-code", BareCodeNoop, ("smtp.rset.never-closes", M + "REPLY-03", WARN)),
-    F("mixed-codes-in-ehlo", MixedCodesInEhlo, ("smtp.ehlo.extension-list", M + "REPLY-02", FAIL)),
-    F("two-replies-to-noop", TwoRepliesToNoop, ("smtp.noop.keeps-transaction", M + "SEQ-03", FAIL)),
+    F(
+        "bare-code",
+        BareCodeNoop,
+        ("smtp.rset.never-closes", M + "REPLY-03", WARN),
+        ("smtp.reply.grammar", M + "REPLY-03", WARN),
+    ),
+    F(
+        "mixed-codes-in-ehlo",
+        MixedCodesInEhlo,
+        ("smtp.ehlo.extension-list", M + "REPLY-02", FAIL),
+        ("smtp.reply.grammar", M + "REPLY-02", FAIL),
+    ),
+    F(
+        "two-replies-to-noop",
+        TwoRepliesToNoop,
+        ("smtp.noop.keeps-transaction", M + "SEQ-03", FAIL),
+        ("smtp.reply.grammar", M + "SEQ-03", FAIL),
+    ),
     F(
         "greeting-without-domain",
         GreetingWithoutDomain,
@@ -1246,6 +1663,7 @@ FAULTS: list[Fault] = [
         "smtputf8-without-8bitmime",
         Smtputf8Without8bitmime,
         ("smtp.smtputf8.implies-8bitmime", "SMTP-6531-UTF8-02", FAIL),
+        ("smtp.ehlo.offers-8bitmime", M + "8BIT-01", WARN),
     ),
     F(
         "pipelining-with-parameter",
@@ -1300,6 +1718,9 @@ FAULTS: list[Fault] = [
         "vrfy-verifies-anything",
         VrfyVerifiesAnything,
         ("smtp.vrfy.no-false-positive", M + "VRFY-03", FAIL),
+        ("smtp.vrfy.result-forms", M + "VRFY-02", FAIL),
+        ("smtp.vrfy.same-answer-means-252", M + "VRFY-04", FAIL),
+        ("smtp.vrfy.remote-address-252", M + "VRFY-05", WARN),
     ),
     F(
         "vrfy-resets-transaction",
@@ -1405,6 +1826,7 @@ FAULTS: list[Fault] = [
         "text-line-limit-900",
         TextLineLimit900,
         ("smtp.limits.1000-octet-text-line", M + "LEN-06", FAIL),
+        ("smtp.8bitmime.long-8bit-line", "SMTP-6152-8BIT-06", FAIL),
     ),
     F(
         "too-long-line-refused-at-once",
@@ -1572,6 +1994,7 @@ FAULTS: list[Fault] = [
         BdatChunkNotDiscarded,
         ("smtp.chunking.refused-chunk-discarded", "SMTP-3030-BDAT-07", FAIL),
         ("smtp.chunking.bdat-after-last", "SMTP-3030-BDAT-07", FAIL),
+        ("smtp.chunking.pipelined-chunks-after-refusal", "SMTP-3030-BDAT-08", FAIL),
     ),
     F(
         "bdat-after-last-250",
@@ -1777,6 +2200,184 @@ class LongCommandClosed(SmtpSession):
         return super()._finish_reply(response)
 
 
+A, U, S8 = "SMTP-4954-", "SMTP-6531-", "SMTP-6152-"
+FAULTS += [
+    F("noop-code-650", NoopCodeSixFifty, ("smtp.reply.grammar", M + "REPLY-01", FAIL)),
+    F("help-line-600-octets", HelpLineTooLong, ("smtp.reply.grammar", M + "LEN-05", FAIL)),
+    F(
+        "noop-text-control-character",
+        NoopTextWithControlCharacter,
+        ("smtp.reply.grammar", M + "REPLY-06", FAIL),
+    ),
+    F(
+        "quit-without-server-name",
+        QuitWithoutServerName,
+        ("smtp.reply.grammar", M + "REPLY-07", FAIL),
+    ),
+    F(
+        "mail-refused-for-foreign-ehlo-name",
+        MailRefusedForForeignEhloName,
+        ("smtp.ehlo.name-not-matching-address", M + "EHLO-07", FAIL),
+    ),
+    F(
+        "etrn-served-but-not-listed",
+        EtrnServedButNotListed,
+        ("smtp.ehlo.unlisted-command-not-served", M + "EHLO-03", FAIL),
+    ),
+    F(
+        "unregistered-ehlo-keyword",
+        UnregisteredEhloKeyword,
+        ("smtp.ehlo.keywords-registered", M + "EHLO-09", WARN),
+    ),
+    F(
+        "space-before-colon-accepted",
+        SpaceBeforeColonAccepted,
+        ("smtp.mail.space-before-colon", M + "MAIL-07", WARN),
+    ),
+    F(
+        "mail-keeps-recipients",
+        MailKeepsRecipients,
+        ("smtp.mail.new-transaction-starts-empty", M + "MAIL-10", FAIL),
+    ),
+    F(
+        "rcpt-parameters-ignored",
+        RcptParametersIgnored,
+        ("smtp.rcpt.unknown-parameter", M + "RCPT-12", FAIL),
+    ),
+    F(
+        "sender-lower-cased",
+        SenderLowerCased,
+        ("smtp.mail.sender-case-preserved", M + "RCPT-13", FAIL),
+    ),
+    F(
+        "underscore-domain-accepted",
+        UnderscoreDomainAccepted,
+        ("smtp.syntax.underscore-domain-refused", M + "SYNTAX-05", WARN),
+    ),
+    F(
+        "control-characters-dropped",
+        ControlCharactersDropped,
+        ("smtp.syntax.control-character-in-address", M + "SYNTAX-08", FAIL),
+    ),
+    F(
+        "recipient-limit-drops-transaction",
+        RecipientLimitDropsTransaction,
+        ("smtp.limits.recipient-limit-keeps-recipients", M + "RCPT-11", FAIL),
+    ),
+    F(
+        "vrfy-unknown-for-users",
+        VrfyUnknownForUsers,
+        ("smtp.vrfy.result-forms", M + "VRFY-08", FAIL),
+    ),
+    F(
+        "received-date-zone-name",
+        ReceivedDateWithZoneName,
+        ("smtp.data.received-date-numeric-zone", M + "TRACE-05", WARN),
+    ),
+    F(
+        "received-for-every-recipient",
+        ReceivedForEveryRecipient,
+        ("smtp.data.two-recipients", M + "TRACE-03", FAIL),
+    ),
+    F(
+        "earlier-received-dropped",
+        EarlierReceivedDropped,
+        ("smtp.data.existing-received-kept", M + "TRACE-04", FAIL),
+    ),
+    F(
+        "received-without-auth-mark",
+        ReceivedWithoutAuthMark,
+        ("smtp.auth.received-names-esmtpa", A + "AUTH-29", WARN),
+    ),
+    F(
+        "received-without-utf8-mark",
+        ReceivedWithoutUtf8Mark,
+        ("smtp.smtputf8.utf8-sender-accepted", U + "UTF8-11", FAIL),
+    ),
+    F(
+        "noop-reply-held",
+        NoopReplyHeld,
+        ("smtp.pipelining.no-held-replies", "SMTP-2920-PIPE-09", FAIL),
+    ),
+    F(
+        "unknown-command-reply-held",
+        UnknownCommandReplyHeld,
+        ("smtp.pipelining.no-held-replies", "SMTP-2920-PIPE-10", FAIL),
+    ),
+    F(
+        "binary-command-line-closes",
+        BinaryCommandLineCloses,
+        ("smtp.chunking.binary-command-line-refused", "SMTP-3030-BDAT-12", FAIL),
+    ),
+    F(
+        "binarymime-data-accepted",
+        BinarymimeDataAccepted,
+        ("smtp.chunking.binarymime", "SMTP-3030-BDAT-14", FAIL),
+    ),
+    F(
+        "duplicate-mail-parameters-accepted",
+        DuplicateMailParametersAccepted,
+        ("smtp.8bitmime.two-body-parameters", S8 + "8BIT-04", FAIL),
+    ),
+    F(
+        "declared-size-counts-stuffing",
+        DeclaredSizeCountsStuffing,
+        ("smtp.size.declared-size-exact", "SMTP-1870-SIZE-07", FAIL),
+    ),
+    F(
+        "size-limit-without-size-keyword",
+        SizeLimitWithoutSizeKeyword,
+        ("smtp.size.limit-advertised", M + "LEN-08", WARN),
+        config={"max_message_octets": 70_000},
+    ),
+    Fault(
+        "plaintext-auth-without-tls",
+        "AUTH PLAIN and LOGIN offered on a connection without TLS",
+        {"smtp.auth.plaintext-mechanisms-need-tls": (A + "AUTH-22", WARN)},
+        config={"auth_without_tls": True},
+    ),
+    F(
+        "auth-parameter-refused",
+        AuthParameterRefused,
+        ("smtp.auth.mail-auth-parameter", A + "AUTH-24", FAIL),
+    ),
+    F(
+        "cram-initial-response-processed",
+        CramInitialResponseProcessed,
+        ("smtp.auth.cram-md5-initial-response-refused", A + "AUTH-10", FAIL),
+    ),
+    F(
+        "lenient-base64",
+        LenientBase64,
+        ("smtp.security.auth-base64-bad-characters", A + "AUTH-13", FAIL),
+    ),
+    F(
+        "auth-line-limit-512",
+        AuthLineLimit512,
+        ("smtp.security.auth-long-plain-response", A + "AUTH-14", FAIL),
+    ),
+    F(
+        "over-long-sasl-response-keeps-exchange",
+        OverLongSaslResponseKeepsExchange,
+        ("smtp.security.auth-over-long-response", A + "AUTH-15", FAIL),
+    ),
+    F(
+        "authzid-ignored",
+        AuthzidIgnored,
+        ("smtp.security.auth-authzid-not-prepared", A + "AUTH-17", FAIL),
+    ),
+    F(
+        "demands-tls-but-serves-vrfy",
+        DemandsTlsButServesVrfy,
+        ("smtp.policy.required-tls-or-auth-530", "SMTP-3207-TLS-05", WARN),
+    ),
+    F(
+        "vrfy-parameter-refused",
+        VrfyParameterRefused,
+        ("smtp.smtputf8.vrfy-parameter", U + "UTF8-05", FAIL),
+    ),
+]
+
 REFUSE = {"refuse_sessions": True}
 FAULTS += [
     F(
@@ -1835,6 +2436,13 @@ FAULTS += [
 ]
 
 CONFORMING: list[Fault] = [
+    Fault(
+        "demands-tls",
+        DemandsTls.__doc__ or "",
+        {"smtp.policy.required-tls-or-auth-530": (None, "PASS")},
+        DemandsTls,
+        select=["smtp.policy.*", "smtp.starttls.*", "smtp.auth.*", "smtp.security.auth-*"],
+    ),
     Fault(
         "short-command-timeout",
         "the reference with a 2 s command timer: 421, then the close",
