@@ -353,6 +353,28 @@ def test_plaintext_instead_of_the_handshake_stays_a_fail(tmp_path: Path) -> None
     assert result.verdict is Verdict.FAIL, result.message
 
 
+def test_a_554_greeting_is_probed_as_a_refused_session_and_judged(tmp_path: Path) -> None:
+    """RFC 5321 §3.1: the probe records no extensions; 503 is then in every
+    command's code set, and a scenario expecting 220 fails on the greeting."""
+
+    def refusing(line: bytes) -> bytes | None:
+        return b"221 fake.test bye\r\n" if line.startswith(b"QUIT") else b"503 5.5.1 refused\r\n"
+
+    steps = '- open\n- S: 554\n- C: "EHLO {client}"\n- S: 503\n- C: QUIT\n- S: 221\n'
+    greeting = b"554 fake.test no service\r\n"
+    with scripted(refusing, greeting=greeting) as port:
+        refused = run_text(tmp_path, port, steps)
+        accepted = run_text(tmp_path, port, TRANSACTION)
+    assert refused.verdict is Verdict.PASS, refused.message
+    assert accepted.verdict is Verdict.FAIL and "554" in accepted.failures[0].actual
+
+
+def test_slow_smtp_scenarios_skip_unless_asked(tmp_path: Path) -> None:
+    with scripted(conformant) as port:
+        result = run_text(tmp_path, port, TRANSACTION, slow="true")
+    assert result.verdict is Verdict.SKIP and "--slow" in result.message
+
+
 def test_a_server_that_never_greets_cannot_be_probed(tmp_path: Path) -> None:
     with scripted(conformant, greeting=b"") as port, pytest.raises(TargetUnreachable):
         run_text(tmp_path, port, TRANSACTION)
@@ -366,6 +388,8 @@ def test_a_server_that_never_greets_cannot_be_probed(tmp_path: Path) -> None:
         ("- S: 250\n  text: '('", "bad regular expression"),
         ("- data: hello", "takes a list of message lines"),
         ("- delivered: {to: nobody}", "unknown account role"),
+        ("- delivered: {trace_matches: ['(']}", "trace_matches: bad regex"),
+        ("- delivered: {trace_lacks: 'x'}", "trace_lacks is a list of regexes"),
         ("- login", "unknown step 'login'"),
     ],
 )
