@@ -1474,6 +1474,15 @@ class DeclaredSizeCountsStuffing(SmtpSession):
         return super()._end_of_data()
 
 
+class MessageSizeNotEnforced(SmtpSession):
+    """A message over the advertised SIZE maximum is accepted when no size was
+    declared on MAIL (the limit is checked on SIZE= only)."""
+
+    def _append_content(self, data: bytes) -> None:
+        if self.transaction.failure is None:
+            self.transaction.content += data
+
+
 class SizeLimitWithoutSizeKeyword(SmtpSession):
     """Limits messages (to 70 000 octets) without offering SIZE."""
 
@@ -1565,6 +1574,25 @@ class DemandsTlsButServesVrfy(_DemandsTls):
     """Demands STARTTLS for MAIL but still serves VRFY in plaintext."""
 
     exempt = _DemandsTls.exempt | {"VRFY"}
+
+
+class VrfyDisabled502(SmtpSession):
+    """VRFY disabled with 502 (Postfix disable_vrfy_command=yes; smtp-notes §7 item 30)."""
+
+    def cmd_vrfy(self, args: str) -> Reply:
+        raise refuse(502, "5.5.1", "VRFY command is disabled")
+
+
+class PipeconnectKeyword(SmtpSession):
+    """Exim's unregistered PIPECONNECT keyword in the EHLO reply (§7 item 25)."""
+
+    def ehlo_keywords(self) -> list[str]:
+        return [*super().ehlo_keywords(), "PIPECONNECT"]
+
+
+class LenientEnvelope(SpaceBeforeColonAccepted, UnderscoreDomainAccepted):
+    """Lenient envelope syntax: spaces around the colon, any domain characters
+    (Postfix strict_rfc821_envelopes=no, Haraka; §7 item 7)."""
 
 
 class VrfyParameterRefused(SmtpSession):
@@ -2325,6 +2353,12 @@ FAULTS += [
         ("smtp.size.declared-size-exact", "SMTP-1870-SIZE-07", FAIL),
     ),
     F(
+        "message-size-not-enforced",
+        MessageSizeNotEnforced,
+        ("smtp.size.message-over-limit-refused", "SMTP-1870-SIZE-06", FAIL),
+        config={"max_message_octets": 70_000},
+    ),
+    F(
         "size-limit-without-size-keyword",
         SizeLimitWithoutSizeKeyword,
         ("smtp.size.limit-advertised", M + "LEN-08", WARN),
@@ -2436,6 +2470,27 @@ FAULTS += [
 ]
 
 CONFORMING: list[Fault] = [
+    Fault(
+        "vrfy-disabled-502",
+        VrfyDisabled502.__doc__ or "",
+        {},
+        VrfyDisabled502,
+        select=["smtp.vrfy.*", "smtp.sequence.*", "smtp.smtputf8.*"],
+    ),
+    Fault(
+        "pipeconnect-keyword",
+        PipeconnectKeyword.__doc__ or "",
+        {},
+        PipeconnectKeyword,
+        select=["smtp.ehlo.*", "smtp.reply.*"],
+    ),
+    Fault(
+        "lenient-envelope",
+        LenientEnvelope.__doc__ or "",
+        {},
+        LenientEnvelope,
+        select=["smtp.mail.*", "smtp.syntax.*", "smtp.rcpt.*"],
+    ),
     Fault(
         "demands-tls",
         DemandsTls.__doc__ or "",
