@@ -1256,6 +1256,8 @@ class MailKeepsRecipients(SmtpSession):
         old_recipients, old_maildrops = getattr(self, "_old_recipients", ([], []))
         self.transaction.recipients += old_recipients
         self.transaction.maildrops += old_maildrops
+        if old_recipients:
+            self.state = State.RCPT
         return response
 
     def _deliver(self) -> Reply:
@@ -2345,7 +2347,7 @@ FAULTS += [
     F(
         "duplicate-mail-parameters-accepted",
         DuplicateMailParametersAccepted,
-        ("smtp.8bitmime.two-body-parameters", S8 + "8BIT-04", FAIL),
+        ("smtp.8bitmime.two-body-parameters", S8 + "8BIT-04", WARN),
     ),
     F(
         "declared-size-counts-stuffing",
