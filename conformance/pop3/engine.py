@@ -705,6 +705,22 @@ class Runner(TargetRunner):
             self._embedded.stop()
             self._embedded = None
 
+    @property
+    def embedded(self) -> bool:
+        return self._embedded is not None
+
+    def restart_embedded(self) -> None:
+        """Kill and restart the embedded server over the same store and port
+        (`mailspec fuzz`: a case that wedged it); the unreachable streak ends."""
+        assert self._embedded is not None, "only the embedded server is restarted here"
+        self._embedded.restart()
+        self.target_restarted()
+
+    def target_restarted(self) -> None:
+        """The target was restarted: earlier unreachable scenarios say nothing more."""
+        with self._streak_lock:
+            self.unreachable_streak, self.unreachable_since = 0, None
+
     # -- fixture facts ---------------------------------------------------------
 
     def account(self, role: str) -> Account:
