@@ -262,12 +262,11 @@ class _ScenarioRun(AuthSteps, OracleSteps, ScenarioRunBase):
             engine_session.session.send(data)
             return
         line_end = data.find(b"\n")
-        deadline = min(deadline_after(self.config.read_timeout), self.deadline)
         early = engine_session.session.send_chopped(
             data,
             chop.octets,
             chop.pause,
-            deadline,
+            self.deadline,  # the pauses end there; the pieces still all go out
             complete_at=len(data) if line_end < 0 else line_end,
         )
         if early and line_end >= 0:
