@@ -9,11 +9,14 @@ end (CAPA before login, NOOP after).
 
 ``--maildrop-gb G``: one Maildir of G GiB (64 MiB messages); one session
 RETRs every message and checks each size.  Prints the server's peak RSS
-(VmHWM), which must stay far below the maildrop's size::
+(VmHWM), which must stay far below the maildrop's size.  With ``--mbox``
+the same messages are one mbox file (indexed at login, served from its
+byte offsets)::
 
     python benchmarks/bench_server_memory.py --idle 10000
     python benchmarks/bench_server_memory.py --idle 2000 --logged-in
     python benchmarks/bench_server_memory.py --maildrop-gb 1
+    python benchmarks/bench_server_memory.py --maildrop-gb 0.2 --mbox
 
 (1,000 concurrent *active* sessions: benchmarks/bench_reference_server.py.)
 """
@@ -49,7 +52,7 @@ def raise_fd_limit(wanted: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, wanted)), hard))
 
 
-def start_server(root: Path) -> tuple[subprocess.Popen[bytes], str, int]:
+def start_server(root: Path, kind: str = "maildir") -> tuple[subprocess.Popen[bytes], str, int]:
     server = subprocess.Popen(
         [
             sys.executable,
@@ -58,7 +61,7 @@ def start_server(root: Path) -> tuple[subprocess.Popen[bytes], str, int]:
             "--listen",
             "127.0.0.1:0",
             "--store",
-            f"maildir:{root}/store/{{user}}",
+            f"{kind}:{root}/store/{{user}}",
             "--users",
             str(root / "users"),
             "--log-level",
@@ -161,6 +164,7 @@ async def big_retr(host: str, port: int, expected: list[int], pid: int) -> None:
         line = await reader.readline()
         assert line.startswith(b"+OK"), line
     login = time.perf_counter() - started
+    logged_in_rss = proc_status(pid, "VmHWM")
     mismatches = 0
     total = 0
     started = time.perf_counter()
@@ -179,6 +183,7 @@ async def big_retr(host: str, port: int, expected: list[int], pid: int) -> None:
     writer.close()
     peak = proc_status(pid, "VmHWM")
     print(f"maildrop:           {sum(expected) / 2**30:.2f} GiB in {len(expected)} messages")
+    print(f"server RSS at login: {logged_in_rss / 1024:.1f} MiB peak (VmHWM)")
     print(f"login (size scan):  {login:.1f} s")
     print(
         f"RETR all:           {total / 2**30:.2f} GiB in {elapsed:.1f} s, "
@@ -192,6 +197,7 @@ def main() -> int:
     parser.add_argument("--idle", type=int, default=0, help="idle sessions to hold")
     parser.add_argument("--logged-in", action="store_true", help="idle sessions log in first")
     parser.add_argument("--maildrop-gb", type=float, default=0, help="size of the big maildrop")
+    parser.add_argument("--mbox", action="store_true", help="the big maildrop is one mbox file")
     arguments = parser.parse_args()
     if not arguments.idle and not arguments.maildrop_gb:
         parser.error("give --idle N or --maildrop-gb G")
@@ -210,13 +216,21 @@ def main() -> int:
                 server.wait(120)
                 print(f"server stopped in:  {time.perf_counter() - stopped:.1f} s (SIGTERM)")
         if arguments.maildrop_gb:
-            provision_users(root, 1, b"")
             count = max(1, round(arguments.maildrop_gb * 2**30 / BIG_MESSAGE_OCTETS))
             line = b"x" * 1022 + b"\r\n"
             body = b"Subject: big\r\n\r\n" + line * (BIG_MESSAGE_OCTETS // len(line) - 1)
-            for n in range(count):
-                (root / "store" / "user0" / "new" / f"{n:04d}.big").write_bytes(body)
-            server, host, port = start_server(root)
+            if arguments.mbox:
+                (root / "store").mkdir()
+                (root / "users").write_text(f"user0:{PASSWORD}\n")
+                with open(root / "store" / "user0", "wb") as mbox:
+                    for _ in range(count):  # mboxrd: From line, message, empty line
+                        mbox.write(b"From bench@example.test Thu Jan  1 00:00:00 2026\r\n")
+                        mbox.write(body + b"\r\n")
+            else:
+                provision_users(root, 1, b"")
+                for n in range(count):
+                    (root / "store" / "user0" / "new" / f"{n:04d}.big").write_bytes(body)
+            server, host, port = start_server(root, "mbox" if arguments.mbox else "maildir")
             try:
                 asyncio.run(big_retr(host, port, [len(body)] * count, server.pid))
             finally:

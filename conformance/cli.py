@@ -301,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     fz.add_argument("--account", default="spare1", metavar="ROLE", help="default spare1")
     fz.add_argument("--out", type=Path, default=Path("reports") / "fuzz", metavar="DIR")
     fz.add_argument("--timeout", type=_seconds_arg, metavar="S", help="reply deadline (1)")
+    fz.add_argument(
+        "--restart-command",
+        metavar="CMD",
+        help="restarts an external target that a case wedged (run with a deadline, then the "
+        "target must greet); the embedded server is restarted without it",
+    )
 
     sub.add_parser(
         "serve",
@@ -561,6 +567,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     return run_fuzz(
         finalize(cfg), seed=args.seed, iterations=args.iterations, duration=args.duration,
         out=args.out, account=args.account, max_findings=args.max_findings, timeout=args.timeout,
+        restart_command=args.restart_command,
     )  # fmt: skip
 
 

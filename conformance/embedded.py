@@ -66,6 +66,9 @@ class EmbeddedServer:
         #: the store's Maildir path template (`{user}`), for delivery inspection
         self.maildir_template: str | None = None
         self._stderr_path: Path | None = None
+        self._command: list[str] = []
+        self._environment: dict[str, str] = {}
+        self._address: tuple[str, int] | None = None
 
     def start(self) -> tuple[str, int]:
         """Write the store, start the server, return its (host, port)."""
@@ -96,16 +99,38 @@ class EmbeddedServer:
         environment["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(package_root), environment.get("PYTHONPATH", "")) if p
         )
-        with open(self._stderr_path, "wb") as stderr:
+        self._command, self._environment = command, environment
+        self._launch(command)
+        self._address = self._await_ready_line()
+        return self._address
+
+    def _launch(self, command: list[str]) -> None:
+        assert self._stderr_path is not None
+        with open(self._stderr_path, "ab") as stderr:
             self.process = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
-                env=environment,
+                env=self._environment,
                 cwd=self.workdir,
             )
-        return self._await_ready_line()
+
+    def restart(self) -> None:
+        """Kill the server process (a wedged server may ignore SIGTERM) and
+        start it again over the same store, on the same port: what a
+        finding's minimisation needs after a case that wedged it. Every
+        listener but the run's keeps an ephemeral port."""
+        assert self._address is not None and self.process is not None
+        self._end_process(kill=True)
+        wanted = "--implicit-tls-listen" if self.config.tls == "implicit" else "--listen"
+        if self.config.protocol == "smtp":
+            wanted = "--smtps-listen" if self.config.tls == "implicit" else "--listen"
+        command = list(self._command)
+        command[command.index(wanted) + 1] = f"{EMBEDDED_HOST}:{self._address[1]}"
+        self._launch(command)
+        if self._await_ready_line() != self._address:
+            self._fail(f"restarted on another address than {self._address}")
 
     def _pop3_command(self, template: str, users_file: Path) -> list[str]:
         command = [
@@ -240,20 +265,27 @@ class EmbeddedServer:
 
     def stop(self) -> None:
         """Terminate (then kill) the server and remove the temporary store."""
-        if self.process is not None:
-            if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(STOP_GRACE_SECONDS)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait(STOP_GRACE_SECONDS)
-            if self.process.stdout is not None:
-                self.process.stdout.close()
-            self.process = None
+        self._end_process(kill=False)
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
+
+    def _end_process(self, *, kill: bool) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            if kill:
+                self.process.kill()
+            else:
+                self.process.terminate()
+            try:
+                self.process.wait(STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(STOP_GRACE_SECONDS)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self.process = None
 
 
 def store_parent(store_octets: int) -> str | None:

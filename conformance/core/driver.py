@@ -179,6 +179,45 @@ class Session:
             self.transcript.event(self.name, f"send failed: {exc}")
             self.closed_by_server = True
 
+    def send_chopped(
+        self, data: bytes, octets: int, pause: float, deadline: float, *, complete_at: int
+    ) -> bool:
+        """Send `data` `octets` at a time, `pause` seconds apart (TCP_NODELAY
+        is on, so each write is its own segment). What the server sends in
+        the pauses is read into the reply reader, for the replies to come.
+        True when something arrived before the octet at `complete_at` (the
+        end of the first line) was written: an answer to half a command.
+
+        The transcript gets the whole redacted data once, then an event for
+        the chopping: a PASS cut into pieces would escape the redactor."""
+        self.transcript.record(self.name, Direction.CLIENT, self.redactor.redact(data))
+        pieces = [data[start : start + octets] for start in range(0, len(data), octets)]
+        self.transcript.event(
+            self.name, f"written in {len(pieces)} pieces of {octets} octets, {pause:g} s apart"
+        )
+        early = False
+        written = 0
+        try:
+            for index, piece in enumerate(pieces):
+                if index:
+                    until = min(time.monotonic() + pause, deadline)
+                    while not self.reader.at_eof:
+                        received = self._receive(until)
+                        if isinstance(received, Outcome):
+                            break
+                        early = early or written <= complete_at
+                if self.reader.at_eof:
+                    self.transcript.event(
+                        self.name, f"the server closed after {written} of {len(data)} octets"
+                    )
+                    return early
+                self.sock.sendall(piece)
+                written += len(piece)
+        except OSError as exc:
+            self.transcript.event(self.name, f"send failed: {exc}")
+            self.closed_by_server = True
+        return early
+
     # -- reading ---------------------------------------------------------------
 
     def _receive(self, deadline: float) -> bytes | Outcome:

@@ -99,6 +99,8 @@ ACTIONS_WITHOUT_VALUE = (
 MODIFIERS_FOR_ALL = ("session", "timeout", "requirement")
 MODIFIERS = {
     "open": ("account", "plaintext"),
+    "C": ("chop", "pause"),
+    "send": ("chop", "pause"),
     "starttls": ("or_close",),
     "challenge": ("or_close",),
     "expect_close": ("close_notify", "tls_alert"),
@@ -147,9 +149,25 @@ class StartTlsStep(Step):
     or_close: bool = False  # a server ending the session instead of TLS is allowed
 
 
+#: `chop:` without `pause:`: 20 ms between writes (security catalogue R12).
+DEFAULT_CHOP_PAUSE_SECONDS = 0.02
+#: A pause longer than this is an `idle:` step's job, not a chop's.
+MAX_CHOP_PAUSE_SECONDS = 5.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Chop:
+    """`chop: N` / `pause: S`: the bytes go out N octets per write, S seconds
+    apart (TCP is a stream: a server must reassemble them, RFC 1939 §3)."""
+
+    octets: int
+    pause: float = DEFAULT_CHOP_PAUSE_SECONDS
+
+
 @dataclass(frozen=True, kw_only=True)
 class CommandStep(Step):
     template: tuple[Segment, ...]
+    chop: Chop | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,6 +178,7 @@ class PipelineStep(Step):
 @dataclass(frozen=True, kw_only=True)
 class SendStep(Step):
     template: tuple[Segment, ...]
+    chop: Chop | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -689,13 +708,15 @@ class _StepParser:
             return ORACLE_STEPS[action](**common)
         self._require_open(session, line)
         if action == "C":
-            return CommandStep(template=self._command(value, line), **common)
+            chop = self._chop(raw_map, line)
+            return CommandStep(template=self._command(value, line), chop=chop, **common)
         if action == "pipeline":
             if not isinstance(value, list) or not value:
                 raise _Problem(line, "'pipeline' takes a non-empty list of command lines")
             return PipelineStep(templates=tuple(self._command(v, line) for v in value), **common)
         if action == "send":
-            return SendStep(template=self._send(value, line), **common)
+            chop = self._chop(raw_map, line)
+            return SendStep(template=self._send(value, line), chop=chop, **common)
         if action == "S":
             return self._reply(value, raw_map, common, line)
         if action == "login":
@@ -775,6 +796,33 @@ class _StepParser:
         self.open_sessions.add(name)
         common = {**common, "session": name}
         return OpenStep(account=account, plaintext=plaintext, **common)
+
+    def _chop(self, raw_map: dict[str, Any], line: int) -> Chop | None:
+        """`chop: N` (octets per write, a whole number >= 1) and `pause: S`
+        (seconds between writes, 0 to MAX_CHOP_PAUSE_SECONDS; needs `chop`)."""
+        if "chop" not in raw_map:
+            if "pause" in raw_map:
+                raise _Problem(_line_of(raw_map, "pause", line), "'pause' needs 'chop: OCTETS'")
+            return None
+        octets = raw_map["chop"]
+        if isinstance(octets, bool) or not isinstance(octets, int) or octets < 1:
+            raise _Problem(
+                _line_of(raw_map, "chop", line),
+                f"field 'chop': must be a whole number of octets per write (1 or more), "
+                f"not {octets!r}",
+            )
+        pause = raw_map.get("pause", DEFAULT_CHOP_PAUSE_SECONDS)
+        if (
+            isinstance(pause, bool)
+            or not isinstance(pause, int | float)
+            or not 0 <= pause <= MAX_CHOP_PAUSE_SECONDS
+        ):
+            raise _Problem(
+                _line_of(raw_map, "pause", line),
+                f"field 'pause': must be 0 to {MAX_CHOP_PAUSE_SECONDS:g} seconds between "
+                f"writes, not {pause!r}",
+            )
+        return Chop(octets=octets, pause=float(pause))
 
     def _require_open(self, session: str, line: int) -> None:
         if session not in self.open_sessions:

@@ -418,9 +418,10 @@ def steps_of(case: Case, count: int) -> list[Any]:
     elif case.start is Start.TRANSACTION:
         steps.append("login")
     for probe, expects in zip(case.probes, expectations(case, count), strict=True):
-        writes = [bytes([b]) for b in probe.data] if probe.chop else [probe.data]
-        for data in writes:
-            steps.append({"send": send_text(data)})
+        send: dict[str, Any] = {"send": send_text(probe.data)}
+        if probe.chop:
+            send.update(chop=1, pause=0)  # one octet per write, as fast as they go
+        steps.append(send)
         for expect in expects:
             step: dict[str, Any]
             if expect.refuse:

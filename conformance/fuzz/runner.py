@@ -50,6 +50,7 @@ from conformance.fuzz.cases import (
     requirements_of,
     steps_of,
 )
+from conformance.fuzz.restart import CommandRestart
 from conformance.pop3 import framing
 from conformance.pop3.engine import Runner
 
@@ -176,8 +177,13 @@ class Fuzzer:
         out: Path,
         workdir: Path,
         progress: TextIO | None = sys.stderr,
+        restart: Callable[[], None] | None = None,
     ) -> None:
         self.runner = runner
+        #: restarts a wedged target (the embedded server's own restart, or
+        #: --restart-command); None: a wedged target stays wedged
+        self.restart = restart
+        self.restarts = 0
         self.role = account
         self.account = runner.account(account)
         self.count = self.account.count
@@ -243,11 +249,15 @@ class Fuzzer:
                         seen.add(key)
                         if not self.record(case, self.minimise(case, oracle), oracle, failure):
                             seen.discard(key)  # did not reproduce: not a finding
+                    if self.restart is not None and not self.healthy() and not self.restore():
+                        self.report.stopped = "the target stays broken after a restart"
+                        break
             except TargetUnreachable as gone:
-                if not self.report.findings:
-                    raise
-                self.report.stopped = str(gone)  # a finding may have killed it
-                break
+                if not self.restore():
+                    if not self.report.findings:
+                        raise
+                    self.report.stopped = str(gone)  # a finding may have killed it
+                    break
             if max_findings is not None and len(self.report.findings) >= max_findings:
                 self.report.stopped = f"{max_findings} finding(s) (--max-findings)"
                 break
@@ -281,13 +291,18 @@ class Fuzzer:
             try:
                 verdict = self.judge(candidate)
             except TargetUnreachable:
-                runs = SHRINK_RUNS  # the target is gone: keep what we have
-                return False
+                verdict = None
+                if not self.restore():
+                    runs = SHRINK_RUNS  # the target is gone: keep what we have
+                    return False
+            if verdict is not None and self.restart is not None and not self.healthy():
+                if not self.restore():  # wedged again: restart before the next attempt
+                    runs = SHRINK_RUNS
             return verdict is not None and verdict[0] == oracle
 
-        if not self.healthy():
-            # the case left the target broken: every re-run would fail
-            # whatever it sent, so the case is kept as found
+        if not self.healthy() and not self.restore():
+            # the case left the target broken and nothing restarts it: every
+            # re-run would fail whatever it sent, so the case is kept as found
             self._say("fuzz: the target no longer passes a plain session; not minimised")
             return case
         changed = True
@@ -295,11 +310,26 @@ class Fuzzer:
             changed = False
             for candidate in _simpler(case, self.count):
                 if fails(candidate):
-                    if not self.healthy():  # this candidate broke it: keep the last case
-                        return case
+                    if self.restart is None and not self.healthy():
+                        return case  # this candidate broke it: keep the last case
                     case, changed = candidate, True
                     break
         return case
+
+    def restore(self) -> bool:
+        """Restart the target (when a restart is possible) and check that a
+        plain session passes again; False when it cannot be restored."""
+        if self.restart is None:
+            return False
+        self.restarts += 1
+        try:
+            self.restart()
+        except TargetUnreachable as failed:
+            self._say(f"fuzz: restart failed: {failed}")
+            return False
+        self.runner.target_restarted()
+        self._say(f"fuzz: target restarted ({self.restarts})")
+        return self.healthy()
 
     def healthy(self) -> bool:
         """A plain session (greeting, NOOP, close, a new greeting) passes."""
@@ -313,7 +343,7 @@ class Fuzzer:
     def record(self, found: Case, case: Case, oracle: str, failure: Failure) -> bool:
         """Write the finding; False (and nothing written) when its scenario
         passes on replay against a healthy target (a passing stall)."""
-        healthy = self.healthy()
+        healthy = self.healthy() or self.restore()
         if case is not found and healthy:
             # the minimised case's own failure is the one to report
             final = self.judge(case)
@@ -338,6 +368,8 @@ class Fuzzer:
             raise ConfigError(f"--out: cannot write {path}: {exc.strerror}") from None
         (loaded,) = load_scenario_file(path)
         replays = False
+        if healthy and self.restart is not None and not self.healthy():
+            healthy = self.restore()  # the minimised case's own run wedged it
         if healthy:  # a broken target fails any replay: that would prove nothing
             replayed = classify(self.runner.run(loaded), loaded)  # never raises
             replays = replayed is not None and replayed[0] == oracle
@@ -451,12 +483,18 @@ def run_fuzz(
     account: str = DEFAULT_ACCOUNT,
     max_findings: int | None = None,
     timeout: float | None = None,
+    restart_command: str | None = None,
     progress: TextIO | None = sys.stderr,
     say: Callable[[str], None] = print,
 ) -> int:
     """Run the fuzzer; exit code 0 (nothing found) or 1 (findings).
     TargetUnreachable (exit 3) and ConfigError (exit 2) propagate."""
     config = fuzz_config(config, timeout)
+    if restart_command is not None and config.host is None:
+        raise ConfigError(
+            "--restart-command needs --target or a config with a host: "
+            "the embedded server is restarted without one"
+        )
     if iterations is None and duration is None:
         iterations = DEFAULT_ITERATIONS
     where = "embedded reference server" if config.host is None else config.address
@@ -467,8 +505,13 @@ def run_fuzz(
             raise ConfigError(f"--account: {exc}") from None
         budget = f"{iterations} cases" if iterations is not None else f"{duration:g} s"
         say(f"mailspec fuzz: {where}, account {account}, seed {seed}, budget {budget}")
+        restart: Callable[[], None] | None = None
+        if runner.embedded:
+            restart = runner.restart_embedded  # always possible: it is our process
+        elif restart_command is not None:
+            restart = CommandRestart(restart_command, runner.host, runner.port)
         fuzzer = Fuzzer(runner, account=account, seed=seed, out=out, workdir=Path(tmp),
-                        progress=progress)  # fmt: skip
+                        progress=progress, restart=restart)  # fmt: skip
         report = fuzzer.run(iterations=iterations, duration=duration, max_findings=max_findings)
     for finding in report.findings:
         replay = "replays" if finding.replays else "replay not confirmed"
@@ -478,9 +521,10 @@ def run_fuzz(
         )
         say(f"  -> {finding.path}")
     stopped = f" (stopped: {report.stopped})" if report.stopped else ""
+    restarts = f", {fuzzer.restarts} restarts" if fuzzer.restarts else ""
     say(
         f"{report.iterations} cases in {report.seconds:.1f} s, {len(report.findings)} findings, "
-        f"{report.errors} not judged{stopped}"
+        f"{report.errors} not judged{restarts}{stopped}"
     )
     if report.findings:
         say(f"replay: mailspec run --scenarios {out} --select 'fuzz.*'")

@@ -37,6 +37,7 @@ from conformance.core.run import ScenarioRunBase, TargetRunner
 from conformance.core.sasl import PURE_FUNCTIONS as SASL_FUNCTIONS
 from conformance.core.sasl import ScramExchanges
 from conformance.core.scenario import (
+    Chop,
     CommandStep,
     DropStep,
     ExpectCloseStep,
@@ -76,6 +77,7 @@ from conformance.pop3.engine_state import (
     AUTH_COMMANDS,
     AUTOLOGOUT_GRACE_SECONDS,
     BOGUS_USER,
+    CHOPPED_COMMAND_RULE,
     FAREWELL_CLOSE_SECONDS,
     GREETING_LABEL,
     GREETING_RULE,
@@ -83,6 +85,7 @@ from conformance.pop3.engine_state import (
     QUIT_AUTHORIZATION_RULE,
     QUIT_CLOSE_RULE,
     QUIT_REPLY_RULE,
+    SEND_LABEL_OCTETS,
     UNSOLICITED_AFTER_GREETING,
     WRONG_PASSWORD_SUFFIX,
     _EngineSession,
@@ -206,7 +209,7 @@ class _ScenarioRun(AuthSteps, OracleSteps, ScenarioRunBase):
             text = "".join(step.template)  # nothing to substitute: no names needed
         else:
             text = self._render(step, step.template, self._env_for(engine_session))
-        self._send_commands(step, engine_session, [text])
+        self._send_commands(step, engine_session, [text], chop=step.chop)
 
     def _do_PipelineStep(self, step: PipelineStep) -> None:
         engine_session = self._session(step)
@@ -214,9 +217,17 @@ class _ScenarioRun(AuthSteps, OracleSteps, ScenarioRunBase):
         texts = [self._render(step, t, env) for t in step.templates]
         self._send_commands(step, engine_session, texts)
 
-    def _send_commands(self, step: Step, engine_session: _EngineSession, texts: list[str]) -> bool:
-        """Send the command lines in one write; False when the session had
-        already ended as an allowed close (nothing is sent then)."""
+    def _send_commands(
+        self,
+        step: Step,
+        engine_session: _EngineSession,
+        texts: list[str],
+        *,
+        chop: Chop | None = None,
+    ) -> bool:
+        """Send the command lines in one write (or chopped, `chop:`); False
+        when the session had already ended as an allowed close (nothing is
+        sent then)."""
         if not self._check_unsolicited(step, engine_session):
             return False
         data = b"".join(t.encode("utf-8") + b"\r\n" for t in texts)
@@ -238,8 +249,36 @@ class _ScenarioRun(AuthSteps, OracleSteps, ScenarioRunBase):
                 )
             engine_session.pending.append(pending)
         engine_session.commands_sent += len(texts)
-        engine_session.session.send(data)
+        self._write(step, engine_session, data, chop)
         return True
+
+    def _write(
+        self, step: Step, engine_session: _EngineSession, data: bytes, chop: Chop | None
+    ) -> None:
+        """One write, or `chop:` pieces; a reply that arrives before the
+        first line's LF was written answers half a command: the server acted
+        on a TCP read, not on a line (RFC 1939 §3, POP3-1939-SYNTAX-02)."""
+        if chop is None:
+            engine_session.session.send(data)
+            return
+        line_end = data.find(b"\n")
+        early = engine_session.session.send_chopped(
+            data,
+            chop.octets,
+            chop.pause,
+            self.deadline,  # the pauses end there; the pieces still all go out
+            complete_at=len(data) if line_end < 0 else line_end,
+        )
+        if early and line_end >= 0:
+            arrived = engine_session.session.reader.take_buffered()
+            self._stop(
+                step,
+                "no reply before the command's line end was written "
+                f"(it went out {chop.octets} octet(s) per write, {chop.pause:g} s apart)",
+                f"{show_bytes(arrived)} arrived before the line end of {step.text}",
+                requirement=CHOPPED_COMMAND_RULE,
+                level="MUST",
+            )
 
     def _do_SendStep(self, step: SendStep) -> None:
         engine_session = self._session(step)
@@ -248,13 +287,19 @@ class _ScenarioRun(AuthSteps, OracleSteps, ScenarioRunBase):
             return
         data = text.encode("latin-1")
         engine_session.replies_unknown = True
-        shown = show_bytes(ClientRedactor(True).redact(data))
-        verb = data.split(None, 1)[0].upper().decode("latin-1") if data.split() else ""
-        engine_session.pending.append(
-            _PendingCommand(f"send: {shown}", False, _is_auth(data), verb)
-        )
+        # Bytes without a line end are the start of a line a later send:
+        # ends: the reply it gets answers the whole line, and is labelled so
+        # (several sends for one command must not shift the labels of the
+        # replies after it). An S: step that reads while no line has ended
+        # takes the unfinished bytes as what it answers.
+        line = engine_session.unfinished_send + data
+        if b"\n" in data:
+            engine_session.unfinished_send = b""
+            engine_session.pending.append(_send_pending(line))
+        else:
+            engine_session.unfinished_send = line[:SEND_LABEL_OCTETS]
         engine_session.commands_sent += 1
-        engine_session.session.send(data)
+        self._write(step, engine_session, data, step.chop)
 
     def _do_ReplyStep(self, step: ReplyStep) -> None:
         engine_session = self._session(step)
@@ -321,6 +366,9 @@ class _ScenarioRun(AuthSteps, OracleSteps, ScenarioRunBase):
             pending = _PendingCommand(GREETING_LABEL, False, False)
         elif engine_session.pending:
             pending = engine_session.pending.popleft()
+        elif engine_session.unfinished_send:
+            pending = _send_pending(engine_session.unfinished_send)
+            engine_session.unfinished_send = b""
         else:
             pending = _PendingCommand("no command (waiting for an unsolicited reply)", False, False)
         engine_session.pending_label = pending.label
@@ -535,6 +583,13 @@ def is_tls_alert(data: bytes) -> bool:
     return len(data) >= 5 and data.startswith(TLS_ALERT_HEADER)
 
 
+def _send_pending(data: bytes) -> _PendingCommand:
+    """What a reply to raw bytes (`send:`) answers: labelled with them."""
+    shown = show_bytes(ClientRedactor(True).redact(data))
+    verb = data.split(None, 1)[0].upper().decode("latin-1") if data.split() else ""
+    return _PendingCommand(f"send: {shown}", False, _is_auth(data), verb)
+
+
 def _is_auth(data: bytes) -> bool:
     verb = data.split(None, 1)[0].upper() if data.split() else b""
     return verb.decode("latin-1") in AUTH_COMMANDS
@@ -648,6 +703,22 @@ class Runner(TargetRunner):
         if self._embedded is not None:
             self._embedded.stop()
             self._embedded = None
+
+    @property
+    def embedded(self) -> bool:
+        return self._embedded is not None
+
+    def restart_embedded(self) -> None:
+        """Kill and restart the embedded server over the same store and port
+        (`mailspec fuzz`: a case that wedged it); the unreachable streak ends."""
+        assert self._embedded is not None, "only the embedded server is restarted here"
+        self._embedded.restart()
+        self.target_restarted()
+
+    def target_restarted(self) -> None:
+        """The target was restarted: earlier unreachable scenarios say nothing more."""
+        with self._streak_lock:
+            self.unreachable_streak, self.unreachable_since = 0, None
 
     # -- fixture facts ---------------------------------------------------------
 

@@ -37,6 +37,11 @@ QUIT_REPLY_RULE = ("POP3-1939-UPDATE-03", "POP3-1939-UPDATE-")
 QUIT_CLOSE_RULE = ("POP3-1939-UPDATE-05", "POP3-1939-UPDATE-")
 QUIT_AUTHORIZATION_RULE = ("POP3-1939-QUIT-01", "POP3-1939-QUIT-")
 QUIT_AUTHORIZATION_CLOSE_RULE = ("POP3-1939-QUIT-02", "POP3-1939-QUIT-")
+#: A reply before a chopped command's line end was written: the server
+#: acted on a TCP read, not on a CRLF-ended line (RFC 1939 §3).
+CHOPPED_COMMAND_RULE = "POP3-1939-SYNTAX-02"
+#: How much of an unfinished `send:` line is kept for the label of its reply.
+SEND_LABEL_OCTETS = 1024
 #: What a failed `login` step breaks: the login rule of the account's method.
 PASS_LOGIN_REQUIREMENT = "POP3-1939-AUTH-PASS-02"
 APOP_LOGIN_REQUIREMENT = "POP3-1939-AUTH-APOP-04"
@@ -81,6 +86,8 @@ class _EngineSession:
     commands_sent: int = 0  # before the first, unsolicited data breaks the greeting rule
     auto_stls: bool = False  # --tls stls: STLS right after a positive greeting
     in_sasl: bool = False  # the last reply was a SASL challenge: lines sent are responses
+    #: `send:` bytes with no line end yet (their head, for the reply's label)
+    unfinished_send: bytes = b""
 
     @property
     def quiet_expected(self) -> bool:

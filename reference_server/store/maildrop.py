@@ -49,8 +49,12 @@ Rules the rest of the suite relies on
   to SMALL_MESSAGE_OCTETS come from a process-wide wire-form cache bounded
   by WIRE_FORM_CACHE_OCTETS; larger ones are converted while they are
   streamed, STREAM_CHUNK_OCTETS at a time (:meth:`StoredMessage.chunks`),
-  and their octet counts are cached by inode, size and mtime.  mbox
-  snapshots are still read whole at login.
+  and their octet counts are cached by inode, size and mtime.  An mbox is
+  scanned at login MBOX_SCAN_OCTETS at a time for its index (byte ranges,
+  unique-ids, octet counts; the mbox is never read whole): RETR and TOP read
+  a message's range from the file, whole up to SMALL_MESSAGE_OCTETS, else in
+  pieces; UPDATE copies the survivors in pieces while it checks that the
+  snapshot's bytes are unchanged (SHA-256 of the indexed part).
 
 Extension seam: subclass :class:`MaildirMaildrop` / :class:`MboxMaildrop`
 (override :meth:`Maildrop.octet_count` or :meth:`Maildrop.commit`) and point a
@@ -99,6 +103,15 @@ JOURNAL_FILE_NAME = ".mailspec-update"
 USER_PLACEHOLDER = "{user}"
 _UID_OCTETS = re.compile(r"[\x21-\x7e]{1,70}")
 _QUOTED_FROM = re.compile(rb"^>(>*From )", re.MULTILINE)
+#: mbox: read size of the login scan and of UPDATE's copy.
+MBOX_SCAN_OCTETS = 1024 * 1024
+#: mboxrd: a "From " line right after an empty line starts a message
+#: (the match ends just before "From ").
+_MBOX_START = re.compile(rb"\n\r?\n(?=From )")
+_MBOX_START_CARRY = 7  # len(b"\n\r\nFrom ") - 1: a match cut between two reads
+_QUOTED_FROM_AT_START = re.compile(rb">>*From ")
+#: A line start that may still become a quoted From line.
+_MAYBE_QUOTED_FROM = re.compile(rb">+(?:F(?:r(?:o(?:m)?)?)?)?")
 
 
 class MaildropError(Exception):
@@ -200,22 +213,27 @@ def to_wire_form(stored: bytes) -> bytes:
 
 
 def wire_chunks(file: BinaryIO) -> Iterator[bytes]:
-    """:func:`to_wire_form` of a file, STREAM_CHUNK_OCTETS at a time; closes it.
+    """:func:`to_wire_form` of a file, STREAM_CHUNK_OCTETS at a time; closes it."""
+    with file:
+        yield from wire_pieces(iter(functools.partial(file.read, STREAM_CHUNK_OCTETS), b""))
 
-    A CR that ends one read is held back until the next shows whether an
-    LF follows it, so the result equals ``to_wire_form(file.read())``."""
+
+def wire_pieces(stored: Iterator[bytes]) -> Iterator[bytes]:
+    """:func:`to_wire_form` of the concatenated pieces, piece by piece.
+
+    A CR that ends one piece is held back until the next shows whether an
+    LF follows it, so the result equals ``to_wire_form(b"".join(stored))``."""
     tail = b""  # the last two octets produced, for the final-CRLF rule
     carry = b""
-    with file:
-        while chunk := file.read(STREAM_CHUNK_OCTETS):
-            data = carry + chunk
-            carry = b""
-            if data.endswith(b"\r"):
-                carry, data = b"\r", data[:-1]
-            piece = crlf_line_ends(data)
-            if piece:
-                tail = (tail + piece)[-2:]
-                yield piece
+    for chunk in stored:
+        data = carry + chunk
+        carry = b""
+        if data.endswith(b"\r"):
+            carry, data = b"\r", data[:-1]
+        piece = crlf_line_ends(data)
+        if piece:
+            tail = (tail + piece)[-2:]
+            yield piece
     if carry:
         tail = (tail + carry)[-2:]
         yield carry
@@ -521,25 +539,55 @@ class MaildirMaildrop(Maildrop):
 
 
 class MboxMaildrop(Maildrop):
+    """An mbox (mboxrd) maildrop, indexed at login with bounded memory."""
+
+    #: the snapshot: message ranges, how many octets were indexed and their
+    #: SHA-256, and the file's inode (None: there was no file)
+    ranges: list[tuple[int, int]]
+    snapshot_octets: int
+    snapshot_digest: bytes
+    snapshot_inode: int | None
+
     def load(self) -> list[StoredMessage]:
         self.remove_stale_rewrites()
+        self.ranges, self.snapshot_octets, self.snapshot_digest = [], 0, b""
+        self.snapshot_inode = None
         try:
-            self.snapshot = self.path.read_bytes()
+            file = open(self.path, "rb")
         except FileNotFoundError:
-            self.snapshot = b""
-        self.ranges = parse_mbox(self.snapshot)
-        uids = _unique(
-            [
-                hashlib.sha256(self.snapshot[start:end]).hexdigest()[:40]
-                for start, end in self.ranges
-            ]
-        )
+            return []
+        with file:
+            self.snapshot_inode = os.fstat(file.fileno()).st_ino
+            self.ranges, self.snapshot_octets, self.snapshot_digest = scan_mbox(file)
+            entries = [_mbox_index_entry(file, start, end) for start, end in self.ranges]
+        uids = _unique([digest for digest, _ in entries])
         return [
             StoredMessage(
-                f"{start}:{end}", uid, to_wire_form(mbox_message_content(self.snapshot, start, end))
+                f"{start}:{end}",
+                uid,
+                size=size,
+                opener=functools.partial(self._chunks, start, end, size),
             )
-            for (start, end), uid in zip(self.ranges, uids, strict=True)
+            for (start, end), uid, (_, size) in zip(self.ranges, uids, entries, strict=True)
         ]
+
+    def _chunks(self, start: int, end: int, size: int) -> Iterator[bytes]:
+        """The wire form of the message at ``start:end`` of the snapshot."""
+        file = open(self.path, "rb")
+        try:
+            if os.fstat(file.fileno()).st_ino != self.snapshot_inode:
+                raise MaildropError(f"{self.path} was replaced by another program")
+            if size > SMALL_MESSAGE_OCTETS:
+                return _closing(file, mbox_wire_chunks(file, start, end))
+            file.seek(start)
+            region = file.read(end - start)
+            if len(region) != end - start:
+                raise MaildropError(f"{self.path} was truncated by another program")
+        except BaseException:
+            file.close()
+            raise
+        file.close()
+        return iter((to_wire_form(mbox_message_content(region, 0, len(region))),))
 
     def remove_stale_rewrites(self) -> None:
         """Temporary files of a rewrite a killed server never finished (the
@@ -552,18 +600,18 @@ class MboxMaildrop(Maildrop):
         if not deleted:
             return
         doomed = {message.location for message in deleted}
-        current = self.path.read_bytes()
-        if current[: len(self.snapshot)] != self.snapshot:
-            raise MaildropError(f"{self.path} was changed by another program; nothing removed")
-        kept = [
-            self.snapshot[start:end] for start, end in self.ranges if f"{start}:{end}" not in doomed
-        ]
-        prefix = self.snapshot[: self.ranges[0][0]] if self.ranges else b""
-        tail = current[len(self.snapshot) :]
+        kept = [(a, b) for a, b in self.ranges if f"{a}:{b}" not in doomed]
+        prefix_end = self.ranges[0][0] if self.ranges else 0
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.rewrite")
         try:
-            with open(temporary, "wb") as output:
-                output.write(prefix + b"".join(kept) + tail)
+            with open(self.path, "rb") as current, open(temporary, "wb") as output:
+                if os.fstat(current.fileno()).st_ino != self.snapshot_inode:
+                    raise MaildropError(
+                        f"{self.path} was changed by another program; nothing removed"
+                    )
+                self._copy_checked(current, output, [(0, prefix_end), *kept])
+                while chunk := current.read(MBOX_SCAN_OCTETS):  # appended since the snapshot
+                    output.write(chunk)
                 output.flush()
                 os.fsync(output.fileno())
             os.chmod(temporary, os.stat(self.path).st_mode & 0o7777)
@@ -573,6 +621,183 @@ class MboxMaildrop(Maildrop):
                 temporary.unlink()
             raise
         _fsync_directory(self.path.parent)
+
+    def _copy_checked(
+        self, current: BinaryIO, output: BinaryIO, wanted: list[tuple[int, int]]
+    ) -> None:
+        """Copy the ``wanted`` ranges of the snapshot's part of ``current``
+        to ``output`` in one pass over that part, checking that it still
+        holds the snapshot's bytes (else nothing may be removed)."""
+        digest = hashlib.sha256()
+        position = 0
+        pending = iter(wanted)
+        piece = next(pending, None)
+        while position < self.snapshot_octets:
+            chunk = current.read(min(MBOX_SCAN_OCTETS, self.snapshot_octets - position))
+            if not chunk:
+                break
+            digest.update(chunk)
+            chunk_end = position + len(chunk)
+            while piece is not None and piece[0] < chunk_end:
+                low, high = max(piece[0], position), min(piece[1], chunk_end)
+                if low < high:
+                    output.write(chunk[low - position : high - position])
+                if piece[1] > chunk_end:
+                    break
+                piece = next(pending, None)
+            position = chunk_end
+        if position != self.snapshot_octets or digest.digest() != self.snapshot_digest:
+            raise MaildropError(f"{self.path} was changed by another program; nothing removed")
+
+
+def _closing(file: BinaryIO, pieces: Iterator[bytes]) -> Iterator[bytes]:
+    with file:
+        yield from pieces
+
+
+def scan_mbox(file: BinaryIO) -> tuple[list[tuple[int, int]], int, bytes]:
+    """One pass over an mbox, MBOX_SCAN_OCTETS at a time: the byte range of
+    each message (as :func:`parse_mbox` finds them), the octets scanned and
+    their SHA-256."""
+    first = _mbox_first_start(file)
+    file.seek(0)
+    whole = hashlib.sha256()
+    starts: list[int] = [] if first is None else [first]
+    position = 0
+    carry = b""
+    while chunk := file.read(MBOX_SCAN_OCTETS):
+        whole.update(chunk)
+        data_start = position - len(carry)
+        data = carry + chunk
+        position += len(chunk)
+        if starts:
+            for match in _MBOX_START.finditer(data):
+                at = data_start + match.end()
+                if at > starts[-1]:  # a match inside the carry may have been seen
+                    starts.append(at)
+        carry = data[-_MBOX_START_CARRY:]
+    ends = [*starts[1:], position] if starts else []
+    return list(zip(starts, ends, strict=True)), position, whole.digest()
+
+
+def _mbox_first_start(file: BinaryIO) -> int | None:
+    """Where the first message starts (None: no message), reading the lines
+    before it in bounded pieces; MaildropCorrupt when text precedes it."""
+    file.seek(0)
+    position = 0
+    previous_blank = True
+    line_start = True
+    # pieces hold at least a whole empty line and "From " (read sizes are
+    # patched down to single octets in the tests)
+    while piece := file.readline(max(STREAM_CHUNK_OCTETS, len(b"\r\nFrom "))):
+        if line_start:
+            if previous_blank and piece.startswith(b"From "):
+                return position
+            previous_blank = piece in (b"\n", b"\r\n")
+        if piece.strip():
+            raise MaildropCorrupt("mbox does not start with a 'From ' line")
+        line_start = piece.endswith(b"\n")
+        position += len(piece)
+    return None
+
+
+def _mbox_index_entry(file: BinaryIO, start: int, end: int) -> tuple[str, int]:
+    """A message's unique-id digest (SHA-256 of its range) and the octets of
+    its wire form, reading at most about SMALL_MESSAGE_OCTETS at once."""
+    if end - start <= SMALL_MESSAGE_OCTETS:
+        file.seek(start)
+        region = file.read(end - start)
+        size = len(to_wire_form(mbox_message_content(region, 0, len(region))))
+        return hashlib.sha256(region).hexdigest()[:40], size
+    digest = hashlib.sha256()
+    file.seek(start)
+    remaining = end - start
+    while remaining > 0 and (chunk := file.read(min(MBOX_SCAN_OCTETS, remaining))):
+        digest.update(chunk)
+        remaining -= len(chunk)
+    size = sum(len(piece) for piece in mbox_wire_chunks(file, start, end))
+    return digest.hexdigest()[:40], size
+
+
+def mbox_wire_chunks(file: BinaryIO, start: int, end: int) -> Iterator[bytes]:
+    """``to_wire_form(mbox_message_content(data, start, end))`` read from
+    ``file`` in pieces of about STREAM_CHUNK_OCTETS (bounded memory)."""
+    return wire_pieces(_batched(_mbox_content_pieces(file, start, end)))
+
+
+def _region_lines(file: BinaryIO, start: int, end: int) -> Iterator[bytes]:
+    """The bytes of ``start:end`` as lines, a long line in bounded pieces."""
+    file.seek(start)
+    remaining = end - start
+    while remaining > 0:
+        piece = file.readline(min(STREAM_CHUNK_OCTETS, remaining))
+        if not piece:
+            raise MaildropError("the mbox was truncated by another program")
+        remaining -= len(piece)
+        yield piece
+
+
+def _mbox_content_pieces(file: BinaryIO, start: int, end: int) -> Iterator[bytes]:
+    """:func:`mbox_message_content` as pieces: the From line skipped, the
+    separator line at the end dropped, quoted From lines unquoted."""
+    lines = _region_lines(file, start, end)
+    for piece in lines:  # the From line, however long
+        if piece.endswith(b"\n"):
+            break
+    held = b""  # the last octets of the body, until the end shows the separator
+    emitted = 0
+    for piece in _unquoted(lines):
+        data = held + piece
+        held = data[-4:]
+        if len(data) > 4:
+            emitted += len(data) - 4
+            yield data[:-4]
+    if held.endswith(b"\r\n\r\n"):
+        held = held[:-2]
+    elif held.endswith(b"\n\n"):
+        held = held[:-1]
+    elif emitted == 0 and held in (b"\n", b"\r\n"):
+        held = b""
+    if held:
+        yield held
+
+
+def _unquoted(lines: Iterator[bytes]) -> Iterator[bytes]:
+    """mboxrd: a line ``>``…``From `` loses one ``>``. A line start that is
+    only ``>``s (and part of ``From``) at the end of a piece keeps one ``>``
+    back: the others are sent whatever comes next."""
+    line_start = True
+    pending = b""
+    for piece in lines:
+        if pending:
+            piece, pending = pending + piece, b""
+        if line_start and piece.startswith(b">"):
+            if _QUOTED_FROM_AT_START.match(piece):
+                piece = piece[1:]
+            elif not piece.endswith(b"\n") and _MAYBE_QUOTED_FROM.fullmatch(piece):
+                cut = piece.rfind(b">")
+                if cut:
+                    yield piece[:cut]
+                pending = piece[cut:]
+                continue
+        yield piece
+        line_start = piece.endswith(b"\n")
+    if pending:
+        yield pending
+
+
+def _batched(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    """Short pieces (lines) joined to about STREAM_CHUNK_OCTETS."""
+    batch: list[bytes] = []
+    octets = 0
+    for piece in pieces:
+        batch.append(piece)
+        octets += len(piece)
+        if octets >= STREAM_CHUNK_OCTETS:
+            yield b"".join(batch)
+            batch, octets = [], 0
+    if batch:
+        yield b"".join(batch)
 
 
 def parse_mbox(data: bytes) -> list[tuple[int, int]]:

@@ -151,6 +151,19 @@ class WedgedAfterEmptyLines(_ReceiveFault):
         return _base_receive(self, data)
 
 
+class EachReadIsACommand(_ReceiveFault):
+    """Ends a command at the end of every TCP read as well as at LF (no
+    reassembly across reads), so 'CA' + 'PA' + CRLF written apart are three
+    commands (catalogue R12)."""
+
+    def fault_receive(self, data):
+        out = bytearray()
+        for line in data.split(b"\n"):
+            if line and not self.closed:
+                out += self.handle_line(line.rstrip(b"\r"))
+        return bytes(out)
+
+
 F = Fault
 SECURITY_FAULTS: list[Fault] = [
     F(
@@ -272,5 +285,12 @@ SECURITY_FAULTS: list[Fault] = [
         ["security.transaction-commands-before-login"],
         ["security.transaction-commands-before-login"],
         TransactionCommandsBeforeLogin,
+    ),
+    F(
+        "each-read-is-a-command",
+        "every TCP read ends a command, so a command written in pieces is several",
+        ["security.chopped-*"],
+        ["security.chopped-capa", "security.chopped-session"],
+        EachReadIsACommand,
     ),
 ]

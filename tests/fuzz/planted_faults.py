@@ -173,6 +173,20 @@ class FormatStringKillsService(Pop3Session):
         return super().handle_line(line)
 
 
+class WedgedByFormatString(FormatStringKillsService):
+    """A format string (`%n`) wedges the whole service: it still accepts
+    connections but never sends another byte, greeting included, until it
+    is restarted (for `mailspec fuzz --restart-command`)."""
+
+    def greeting(self) -> bytes:
+        return b"" if type(self).broken else Pop3Session.greeting(self)
+
+    def handle_line(self, line: bytes) -> bytes:
+        if type(self).broken:
+            return b""
+        return super().handle_line(line)
+
+
 @dataclass(frozen=True)
 class PlantedFault:
     name: str
@@ -205,7 +219,7 @@ FAULTS = [
 ]
 
 
-def start(session: type[Pop3Session], root: Path) -> ServerHandle:
+def start(session: type[Pop3Session], root: Path, port: int = 0) -> ServerHandle:
     """The reference server with `session` over a Maildir root the suite
     provisions (`maildir,exact=yes:ROOT/{user}`)."""
     users = UserDirectory()
@@ -216,7 +230,7 @@ def start(session: type[Pop3Session], root: Path) -> ServerHandle:
     session = type(session.__name__, (session,), {})  # class-level state per server
     server = Pop3Server(MaildirStore(str(root / "{user}")), users, session_class=session,
                         settings=settings)  # fmt: skip
-    return ServerHandle(server, "127.0.0.1", 0)
+    return ServerHandle(server, "127.0.0.1", port)
 
 
 def provision_spec(root: Path) -> str:

@@ -5,17 +5,28 @@ same seed gives the same cases."""
 
 from __future__ import annotations
 
+import re
+import shlex
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+import wedge_server
 from planted_faults import FAULTS, PlantedFault, provision_spec, start
 
 from conformance.cli import main
+from conformance.core.config import RunConfig
+from conformance.core.errors import TargetUnreachable
 from conformance.core.patterns import render_segments
 from conformance.core.scenario import SendStep, load_scenario_file
+from conformance.fuzz import restart as restart_module
 from conformance.fuzz.cases import Case, End, Generator, Line, Probe, Start, expectations
-from conformance.fuzz.runner import DEFAULT_ITERATIONS, dump, scenario_document
+from conformance.fuzz.restart import CommandRestart, wait_for_greeting
+from conformance.fuzz.runner import DEFAULT_ITERATIONS, Fuzzer, dump, scenario_document
+from conformance.pop3.engine import Runner
 
 #: A pinned fault must be found well inside this (measured: 0.3-7 s each).
 FIND_SECONDS = 60.0
@@ -160,3 +171,125 @@ def test_fuzz_usage_errors_and_an_unreachable_target(
     except SystemExit as exit_:  # argparse
         assert exit_.code == code
     assert message in capsys.readouterr().err
+
+
+WEDGE_SERVER = Path(__file__).parent / "wedge_server.py"
+WEDGE_ORACLES = {"silence", "alive-or-closed", "recover"}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_fuzz_restarts_a_wedged_target_and_minimises_the_finding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A '%n' wedges the planted server (it accepts, then never sends a
+    byte): without a restart the finding stays as found and unconfirmed;
+    with --restart-command each attempt gets a fresh process, so the finding
+    is minimised and confirmed on replay."""
+    root, out, pidfile = tmp_path / "maildirs", tmp_path / "findings", tmp_path / "server.pid"
+    port = _free_port()
+    restart = [sys.executable, str(WEDGE_SERVER), "restart", str(port), str(root), str(pidfile)]
+    config = tmp_path / "target.yaml"
+    config.write_text("timeouts:\n  auth: 2\n", encoding="utf-8")
+    target = ["--target", f"127.0.0.1:{port}", "--provision", provision_spec(root)]
+    target += ["--config", str(config)]
+    subprocess.run(restart, check=True, timeout=30)
+    try:
+        wait_for_greeting("127.0.0.1", port, 30)
+        code = main(["fuzz", *target, "--out", str(out), "--max-findings", "1",
+                     "--restart-command", shlex.join(restart)])  # fmt: skip
+        output = capsys.readouterr().out
+        assert code == 1, output
+        (written,) = sorted(out.glob("*.yaml"))
+        (scenario,) = load_scenario_file(written)
+        assert scenario.id.removeprefix("fuzz.").rsplit("-", 1)[0] in WEDGE_ORACLES, scenario.id
+        assert f"{scenario.id} [" in output and "replays:" in output, output  # confirmed
+        assert re.search(r"findings, \d+ not judged, [1-9]\d* restarts", output), output
+        sends = [s for s in scenario.steps if isinstance(s, SendStep)]
+        assert len(sends) == 1 and "%n" in "".join(str(x) for x in sends[0].template)
+        subprocess.run(restart, check=True, timeout=30)  # a fresh faulty server
+        wait_for_greeting("127.0.0.1", port, 30)
+        replay = ["run", "--scenarios", str(out), "--select", "fuzz.*", "--timeout", "2"]
+        assert main([*replay, *target]) == 1  # fails against the faulty server
+    finally:
+        wedge_server.stop(pidfile)
+    assert main([*replay]) == 0  # passes against the embedded reference server
+
+
+def _probe(data: bytes) -> Probe:
+    return Probe((Line(data, True),))
+
+
+def test_a_wedging_case_is_minimised_only_with_a_restart(tmp_path: Path) -> None:
+    """Four probes, one of which wedges the server: with restarts the case
+    shrinks to that one probe (and replays); without, it is kept as found."""
+    root, pidfile = tmp_path / "maildirs", tmp_path / "server.pid"
+    port = _free_port()
+    restart = [sys.executable, str(WEDGE_SERVER), "restart", str(port), str(root), str(pidfile)]
+    case = Case(
+        Start.TRANSACTION,
+        (_probe(b"NOOP\r\n"), _probe(b"STAT\r\n"), _probe(b"XTND %n%n\r\n"), _probe(b"LIST\r\n")),
+        End.DROP,
+    )
+    config = RunConfig(host="127.0.0.1", port=port, provision=provision_spec(root),
+                       read_timeout=1.0, auth_timeout=2.0, measure=False)  # fmt: skip
+    subprocess.run(restart, check=True, timeout=30)
+    try:
+        wait_for_greeting("127.0.0.1", port, 30)
+        with Runner(config) as runner:
+            command = CommandRestart(shlex.join(restart), "127.0.0.1", port)
+            # with restarts: the wedging probe, and the one whose silence it
+            # causes if dropping that changes the oracle (silence -> alive-or-closed)
+            for restarts, most_probes in ((None, 4), (command, 2)):
+                fuzzer = Fuzzer(runner, account="spare1", seed=1, out=tmp_path / "out",
+                                workdir=tmp_path, progress=None, restart=restarts)  # fmt: skip
+                if restarts is not None:
+                    assert fuzzer.restore()  # the run without restarts left it wedged
+                found = fuzzer.judge(case)
+                assert found is not None and found[0] in WEDGE_ORACLES, found
+                smaller = fuzzer.minimise(case, found[0])
+                if restarts is None:
+                    assert smaller == case  # kept as found: every re-run fails
+                else:
+                    assert len(smaller.probes) <= most_probes, smaller
+            assert b"%n" in smaller.probes[0].data and smaller.start is Start.GREETED
+            assert fuzzer.record(case, smaller, found[0], found[1])
+            (finding,) = fuzzer.report.findings
+            assert finding.replays and command.restarts >= 2
+    finally:
+        wedge_server.stop(pidfile)
+
+
+def test_embedded_target_is_restarted_on_its_port_with_its_store(tmp_path: Path) -> None:
+    config = RunConfig(read_timeout=2.0, measure=False)
+    with Runner(config) as runner:
+        process = runner._embedded.process  # type: ignore[union-attr]
+        before = (runner.host, runner.port, process.pid if process else None)
+        store = runner._embedded.workdir  # type: ignore[union-attr]
+        runner.restart_embedded()
+        process = runner._embedded.process  # type: ignore[union-attr]
+        assert (runner.host, runner.port) == before[:2]
+        assert process is not None and process.pid != before[2]
+        assert runner._embedded.workdir == store  # type: ignore[union-attr]
+        wait_for_greeting(runner.host, runner.port, 10)
+
+
+def test_restart_command_that_fails_is_named(tmp_path: Path) -> None:
+    failing = CommandRestart(f"{shlex.quote(sys.executable)} -c 'import sys; sys.exit(4)'",
+                             "127.0.0.1", _free_port())  # fmt: skip
+    with pytest.raises(TargetUnreachable, match="exited with status 4"):
+        failing()
+    silent = CommandRestart("true", "127.0.0.1", _free_port())
+    with pytest.raises(TargetUnreachable, match="did not greet with \\+OK"):
+        restart_module.wait_for_greeting("127.0.0.1", silent.port, 0.5)
+
+
+def test_restart_command_is_refused_for_the_embedded_server(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["fuzz", "--iterations", "1", "--restart-command", "true"]) == 2
+    assert "--restart-command needs --target" in capsys.readouterr().err
