@@ -29,6 +29,23 @@ TOLERATED_WARNINGS = {
     "smtp.help.keeps-transaction": "HELP in a transaction is answered 250 (as above)",
     "smtp.help.advertised-means-implemented": "HELP is listed and answered 250 (HELP-01 SHOULD)",
     "smtp.help.with-argument": "HELP MAIL is answered 250 (211/214 or 504 expected)",
+    "smtp.reply.grammar": "its HELP step: 250 (as above)",
+    "smtp.8bitmime.two-body-parameters": "two BODY parameters in one MAIL taken (lenient)",
+    "smtp.syntax.underscore-domain-refused": "a sender domain with '_' taken (lenient)",
+    "smtp.syntax.control-character-in-address": "a control character in MAIL FROM taken (lenient)",
+}
+
+#: Scenarios whose subject applies to one server and not the other: the
+#: verdicts (reference, aiosmtpd) differ by design, with why.
+APPLIES_TO_ONE_ONLY = {
+    "smtp.sequence.data-after-refused-rcpt": (
+        ("PASS", "SKIP"),
+        "the Mailbox handler takes every recipient: no refused recipient to test",
+    ),
+    "smtp.size.limit-advertised": (
+        ("SKIP", "PASS"),
+        "for servers without SIZE: the reference offers SIZE, aiosmtpd's Mailbox set-up does not",
+    ),
 }
 
 pytestmark = [
@@ -132,4 +149,5 @@ def test_aiosmtpd_differs_from_the_reference_only_by_its_listed_deviations(
     }
     expected = {sid: ("PASS", "XFAIL") for sid in listed}
     expected |= {sid: ("PASS", "WARN") for sid in TOLERATED_WARNINGS}
+    expected |= {sid: verdicts for sid, (verdicts, _) in APPLIES_TO_ONE_ONLY.items()}
     assert differ == expected, aio_out[-4000:]
