@@ -24,6 +24,7 @@ Events (`*` entries) are never shortened.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from collections.abc import Iterable
 
 from conformance.core.results import Direction, Elision, RunResult, TranscriptEntry, Verdict
@@ -123,7 +124,9 @@ def compact_passing(entries: list[TranscriptEntry]) -> list[TranscriptEntry]:
             continue
         head, tail = _edges(data)
         out.append(_elide(group[0], data, head, tail))
-    return out
+    # the step marks lead a reader to a failing exchange; a passing
+    # transcript has none, so they would only weigh on the report
+    return [e if e.step is None else replace(e, step=None) for e in out]
 
 
 def compact_failing(entries: list[TranscriptEntry]) -> list[TranscriptEntry]:
