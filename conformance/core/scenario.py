@@ -437,8 +437,9 @@ def load_scenarios(
             raise ScenarioError(str(path), None, "no such scenario file or directory")
     scenarios: list[Scenario] = []
     seen: dict[str, str] = {}
+    bundled = bundled_scenario_dir().resolve()
     for file in dict.fromkeys(files):
-        for scenario in load_scenario_file(file, protocol):
+        for scenario in load_scenario_file(file, protocol, shown=_shown_path(file, bundled)):
             if scenario.id in seen:
                 source_path, _, line = scenario.source.rpartition(":")
                 raise ScenarioError(
@@ -451,8 +452,21 @@ def load_scenarios(
     return scenarios
 
 
-def load_scenario_file(path: Path | str, protocol: str | None = DEFAULT_PROTOCOL) -> list[Scenario]:
-    shown = str(path)
+def _shown_path(file: Path, bundled: Path) -> str:
+    """How reports name a scenario file: the bundled corpus as
+    `scenarios/pop3/stat.yaml` wherever the package is installed (a
+    site-packages path says nothing to a reader and weighs on every
+    report), anything else as given."""
+    try:
+        return str(Path("scenarios") / file.resolve().relative_to(bundled))
+    except ValueError:
+        return str(file)
+
+
+def load_scenario_file(
+    path: Path | str, protocol: str | None = DEFAULT_PROTOCOL, *, shown: str | None = None
+) -> list[Scenario]:
+    shown = shown or str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
