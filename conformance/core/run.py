@@ -187,6 +187,17 @@ class ScenarioRunBase:
         self._record(step, expected, actual, level=level, kind=kind, requirement=requirement)
         raise StopScenario
 
+    def _tls_setup_failed(self, step: Step, after: str, cause: Exception) -> NoReturn:
+        """The handshake after `after` (e.g. "the 220 to STARTTLS") failed in
+        the deployment's TLS set-up (TlsError.deployment: a server alert or a
+        certificate the run does not trust): nothing to judge, an ERROR that
+        says what to check (smtp-notes §7 item 32)."""
+        raise ScenarioError(
+            f"step {step.index} ({step.text}): TLS could not be set up after {after} "
+            f"({cause}); check the server's certificate and TLS configuration, "
+            "or the run's --tls-ca"
+        ) from None
+
     def _framing(self, step: Step | None, findings: list[FramingFinding]) -> None:
         self.failures.extend(framing_failure(step, f) for f in findings)
 

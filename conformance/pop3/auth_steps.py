@@ -62,12 +62,8 @@ class AuthSteps:
                 self.transcript.event(step.session, f"no TLS ({exc}): or_close allows it")
                 engine_session.gone = True
                 return
-            if exc.deployment:  # the set-up, not the protocol: nothing to judge
-                raise _ScenarioError(
-                    f"step {step.index} ({step.text}): TLS could not be set up after the +OK "
-                    f"to STLS ({exc}); check the server's certificate and TLS configuration, "
-                    "or the run's --tls-ca"
-                ) from None
+            if exc.deployment:
+                self._tls_setup_failed(step, "the +OK to STLS", exc)
             self._stop(step, "a TLS handshake right after +OK to STLS", str(exc), kind="closed")
         if leftover:
             self._stop(

@@ -254,12 +254,8 @@ class _SmtpScenarioRun(ScenarioRunBase):
             if step.or_close and connection.session.closed_by_server:
                 connection.gone = True
                 return
-            if exc.deployment:  # the set-up, not the protocol: nothing to judge
-                raise ScenarioError(
-                    f"step {step.index} ({step.text}): TLS could not be set up after the 220 "
-                    f"to STARTTLS ({exc}); check the server's certificate and TLS "
-                    "configuration, or the run's --tls-ca"
-                ) from None
+            if exc.deployment:
+                self._tls_setup_failed(step, "the 220 to STARTTLS", exc)
             self._stop(step, "a TLS handshake after 220", str(exc), kind="tls")
         # RFC 3207 §4.2: commands pipelined behind STARTTLS are discarded, so
         # no reply is owed to them; one arriving is a finding (below, or as
