@@ -138,6 +138,14 @@ def big_store(tmp_path: Path) -> tuple[MaildirStore, bytes]:
     return MaildirStore(str(tmp_path / "{user}")), to_wire_form(raw)
 
 
+def _logged_in_as_alice(store: MaildirStore) -> Pop3Session:
+    """A sans-I/O session over `store`, greeted and logged in as alice."""
+    session = Pop3Session(store, UserDirectory({"alice": PASSWORD}), SessionConfig(hostname="t"))
+    session.greeting()
+    session.receive_data(f"USER alice\r\nPASS {PASSWORD}\r\n".encode())
+    return session
+
+
 def test_a_snapshot_holds_sizes_not_contents(big_store: tuple[MaildirStore, bytes]) -> None:
     store, wire = big_store
     maildrop = store.open("alice")
@@ -153,9 +161,7 @@ def test_retr_of_a_large_message_comes_in_bounded_pieces(
     big_store: tuple[MaildirStore, bytes],
 ) -> None:
     store, wire = big_store
-    session = Pop3Session(store, UserDirectory({"alice": PASSWORD}), SessionConfig(hostname="t"))
-    session.greeting()
-    session.receive_data(f"USER alice\r\nPASS {PASSWORD}\r\n".encode())
+    session = _logged_in_as_alice(store)
     session.feed(b"RETR 2\r\nNOOP\r\n")
     pieces = list(session.replies())
     assert pieces[0] == f"+OK {len(wire)} octets\r\n".encode()
@@ -173,9 +179,7 @@ def test_retr_of_a_message_removed_behind_the_lock_is_a_clean_error(
     big_store: tuple[MaildirStore, bytes],
 ) -> None:
     store, _ = big_store
-    session = Pop3Session(store, UserDirectory({"alice": PASSWORD}), SessionConfig(hostname="t"))
-    session.greeting()
-    session.receive_data(f"USER alice\r\nPASS {PASSWORD}\r\n".encode())
+    session = _logged_in_as_alice(store)
     for path in (store.path_for("alice") / "new").iterdir():
         path.unlink()
     assert session.receive_data(b"RETR 1\r\n").startswith(b"-ERR [SYS/TEMP]")
@@ -328,9 +332,7 @@ def test_next_step_may_block_while_a_streamed_body_is_pending(
     big_store: tuple[MaildirStore, bytes],
 ) -> None:
     store, _ = big_store
-    session = Pop3Session(store, UserDirectory({"alice": PASSWORD}), SessionConfig(hostname="t"))
-    session.greeting()
-    session.receive_data(f"USER alice\r\nPASS {PASSWORD}\r\n".encode())
+    session = _logged_in_as_alice(store)
     session.feed(b"RETR 2\r\nNOOP\r\n")
     replies = session.replies()
     assert next(replies).startswith(b"+OK")  # the status line; the body is to come
