@@ -417,17 +417,27 @@ def split_delivered(stored: bytes, sent: bytes, line_end: bytes = b"\r\n") -> li
 STOP_GRACE = 5.0
 
 
-def _group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of process group `pgid`, from /proc."""
+#: /proc/PID/stat fields after the command name: state ppid pgrp session ...
+STAT_PGRP, STAT_SESSION = 2, 3
+
+
+def live_processes_where(field: int, value: int) -> list[int]:
+    """Live (not zombie) processes whose /proc stat `field` (STAT_PGRP,
+    STAT_SESSION) is `value`."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state ppid pgrp
+        if int(fields[field]) == value and fields[0] != "Z":
             found.append(int(stat.parent.name))
     return found
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live processes of process group `pgid`."""
+    return live_processes_where(STAT_PGRP, pgid)
 
 
 class SmtpServer:

@@ -19,11 +19,13 @@ import pytest
 
 from interop.smtp_servers import (
     SMTP_SERVERS,
+    STAT_SESSION,
     DeliveryMismatch,
     ServerUnavailable,
     SmtpServer,
     _read_reply,
     cache_root,
+    live_processes_where,
     split_delivered,
 )
 
@@ -274,15 +276,7 @@ def test_stop_ends_every_process_and_leaves_nothing_outside_the_temp_dir():
 
 
 def _session_members(sid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":  # fields: state ppid pgrp session
-            found.append(int(stat.parent.name))
-    return found
+    return live_processes_where(STAT_SESSION, sid)
 
 
 # --- the parts that need no server -----------------------------------------
