@@ -14,6 +14,7 @@ import importlib
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -607,11 +608,16 @@ def check_output_path(flag: str, path: Path) -> None:
         raise ConfigError(f"{where}: it is a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        existed = path.exists()
-        with open(path, "ab"):
-            pass
-        if not existed:
-            path.unlink()
+        if path.exists():
+            with open(path, "ab"):
+                pass
+        else:
+            # Probe the directory with a file of our own: creating and then
+            # unlinking `path` itself races with a second run writing to the
+            # same directory (its unlink can remove our probe, or ours its).
+            fd, probe = tempfile.mkstemp(prefix=".mailspec-probe-", dir=path.parent)
+            os.close(fd)
+            os.unlink(probe)
     except OSError as exc:
         raise ConfigError(f"{where}: {exc.strerror or exc}") from None
 

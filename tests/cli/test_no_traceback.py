@@ -155,6 +155,32 @@ def test_every_usage_error_is_one_line_naming_the_flag_or_file(
     assert not (cwd / "reports" / "results.json").exists()  # nothing ran, nothing written
 
 
+def test_two_runs_checking_one_report_path_at_once_both_go_ahead(tmp_path: Path) -> None:
+    """Two runs started in one directory check reports/junit.xml at the same
+    moment (CI saw one fail with 'No such file or directory'): the check must
+    neither refuse a writable path nor leave a file behind."""
+    from conformance.cli import check_output_path
+
+    target = tmp_path / "reports" / "junit.xml"
+    errors: list[BaseException] = []
+
+    def check_many() -> None:
+        for _ in range(300):
+            try:
+                check_output_path("--junit", target)
+            except BaseException as exc:  # collected for the assert below
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=check_many) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert list(target.parent.iterdir()) == []
+
+
 def test_matrix_output_path_error_names_the_flag(
     files: dict[str, Path], subprocess_env: dict[str, str]
 ) -> None:
