@@ -109,10 +109,16 @@ class Deliverer:
         return message_id
 
     def unique_name(self, now: float) -> str:
-        """``<seconds>.M<micro>P<pid>Q<n>.<host>``: unique per process and time."""
+        """``<seconds>.M<micro>P<pid>Q<n>.<host>``: unique per process and time.
+
+        The maildrop numbers Maildir messages in file-name order, so the
+        microseconds and the counter are zero-padded: unpadded, a message
+        delivered at .099999 s would sort after one delivered later at
+        .100000 s of the same second and the two would swap numbers."""
         seconds = int(now)
-        micro = int((now - seconds) * 1_000_000)
-        name = f"{seconds}.M{micro}P{os.getpid()}Q{next(self._numbers)}.{self._host}"
+        micro = min(999_999, int((now - seconds) * 1_000_000))
+        number = next(self._numbers)
+        name = f"{seconds}.M{micro:06d}P{os.getpid()}Q{number:06d}.{self._host}"
         return name[:MAX_UNIQUE_NAME_OCTETS]
 
     # --- Maildir --------------------------------------------------------------

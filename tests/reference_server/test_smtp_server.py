@@ -84,6 +84,21 @@ def test_smtplib_sendmail_is_stored_byte_identical(server: SmtpServerHandle, roo
         assert strip_trace_headers(stored) == MESSAGE
 
 
+def test_maildir_names_sort_in_delivery_order_within_one_second(tmp_path: Path) -> None:
+    """The maildrop numbers messages in file-name order: a delivery at
+    .099999 s must sort before the next one at .100000 s of the same second
+    (unpadded microseconds swapped them; seen as a flaky POP3 order)."""
+    from reference_server.smtp.delivery import Deliverer
+    from reference_server.store.maildrop import store_from_spec
+
+    deliverer = Deliverer(store_from_spec(f"maildir:{tmp_path}/{{user}}"))
+    instants = [1_733_000_000.099999, 1_733_000_000.1, 1_733_000_000.999999, 1_733_000_001.0]
+    names = [deliverer.unique_name(now) for now in instants]
+    assert names == sorted(names)
+    many = [deliverer.unique_name(1_733_000_002.5) for _ in range(12)]  # counter 9 -> 10 -> ...
+    assert many == sorted(many)
+
+
 def test_smtplib_sees_the_extensions(server: SmtpServerHandle) -> None:
     with smtplib.SMTP(server.host, server.port, timeout=10) as client:
         client.ehlo("client.test")
