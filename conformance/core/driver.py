@@ -305,6 +305,22 @@ class Session:
             return Quiet(Outcome.DATA, self.reader.take_buffered())
         return Quiet(Outcome.RESET if self._reset_seen else Outcome.CLOSED)
 
+    def collect_for(self, seconds: float, deadline: float) -> Quiet:
+        """Wait the whole of `seconds` (capped by `deadline`), keeping every
+        byte that arrives: DATA with all of it, else TIMEOUT, CLOSED or
+        RESET. Unlike :meth:`wait_quiet` it does not return at the first
+        chunk, so how a server's replies are split into segments cannot
+        change what the wait saw."""
+        until = min(time.monotonic() + seconds, deadline)
+        collected = b""
+        while True:
+            quiet = self.wait_quiet(max(0.0, until - time.monotonic()), until)
+            if quiet.outcome is not Outcome.DATA:
+                return Quiet(Outcome.DATA, collected) if collected else quiet
+            collected += quiet.data
+            if time.monotonic() >= until:
+                return Quiet(Outcome.DATA, collected)
+
     def close(self) -> None:
         if not self.closed_by_us:
             self.closed_by_us = True

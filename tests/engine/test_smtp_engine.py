@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,8 +21,11 @@ from conformance.core.errors import ScenarioError, TargetUnreachable
 from conformance.core.results import ScenarioResult, Verdict
 from conformance.protocols import load_protocol_scenarios, run_suite
 
-Script = Callable[[bytes], bytes | None]  # command line -> reply bytes (None: stay silent)
+#: command line -> reply bytes (None: stay silent; a tuple: written one
+#: part at a time, PAUSE seconds apart, as a slow server's separate writes)
+Script = Callable[[bytes], bytes | tuple[bytes, ...] | None]
 CLOSE = b"<close>"  # a script's answer that closes the connection instead
+PAUSE = 0.5
 
 
 def conformant(line: bytes) -> bytes | None:
@@ -98,6 +102,11 @@ def scripted(
                     answer = script(line)
                     if answer == CLOSE:
                         return
+                    if isinstance(answer, tuple):
+                        for part in answer:
+                            conn.sendall(part)
+                            time.sleep(PAUSE)
+                        continue
                     if answer:
                         conn.sendall(answer)
                     if answer and answer.startswith(b"354"):
@@ -201,6 +210,61 @@ def test_two_replies_to_one_command_are_a_framing_failure(tmp_path: Path) -> Non
         result = run_text(tmp_path, port, TRANSACTION)
     assert result.verdict is Verdict.FAIL
     assert any(f.requirement == "SMTP-5321-SEQ-03" for f in result.failures)
+
+
+SMUGGLED = """
+- open
+- S: 220
+- C: "EHLO {client}"
+- S: 250
+- send: "RSET\\r\\n"
+- S: 250
+  requirement: SMTP-5321-LINE-01
+- idle: IDLE
+  requirement: SMTP-5321-LINE-01
+- C: NOOP
+- S: 250
+  requirement: SMTP-5321-LINE-01
+"""
+#: the answer to raw bytes that smuggled two more commands: three replies,
+#: written one by one (the last one's code is outside NOOP's set)
+SPLIT_REPLIES = (b"250 first\r\n", b"250 smuggled\r\n", b"354 smuggled data\r\n")
+
+
+def _smuggled(tmp_path: Path, idle: float) -> ScenarioResult:
+    with scripted(answering(b"RSET", SPLIT_REPLIES)) as port:
+        return run_text(
+            tmp_path,
+            port,
+            SMUGGLED.replace("IDLE", str(idle)),
+            level="SHOULD",
+            requirements="[SMTP-5321-LINE-01]",
+        )
+
+
+def test_an_idle_keeps_every_reply_written_during_it_not_only_the_first_segment(
+    tmp_path: Path,
+) -> None:
+    # both smuggled replies arrive 0.5 s apart inside a 2 s idle: the idle
+    # sees both, whatever the segments, and the NOOP reads its own 250
+    result = _smuggled(tmp_path, 2.0)
+    assert result.verdict is Verdict.WARN, result.failures
+    idle = next(f for f in result.failures if f.step_text.startswith("idle"))
+    assert "250 smuggled" in idle.actual and "354 smuggled data" in idle.actual
+    assert {(f.requirement, f.level) for f in result.failures} == {("SMTP-5321-LINE-01", "SHOULD")}
+
+
+def test_a_late_reply_after_raw_bytes_is_judged_by_the_step_not_the_commands_code_set(
+    tmp_path: Path,
+) -> None:
+    # the idle (0.75 s) is over between the second smuggled reply (0.5 s)
+    # and the last (1 s): the NOOP's read gets 354, which answers a smuggled
+    # command, not NOOP: a finding of the step's requirement at the
+    # scenario's level, not a MUST failure of NOOP's code set
+    result = _smuggled(tmp_path, 0.75)
+    assert result.verdict is Verdict.WARN, result.failures
+    assert {(f.requirement, f.level) for f in result.failures} == {("SMTP-5321-LINE-01", "SHOULD")}
+    assert any("354 smuggled data" in f.actual for f in result.failures)
 
 
 def test_a_bare_code_is_a_should(tmp_path: Path) -> None:
