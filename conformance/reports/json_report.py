@@ -1,8 +1,10 @@
 """The JSON report: everything a run produced, for machines (the matrix,
-dashboards). Schema: docs/results.schema.json (`FORMAT`, version 1).
+dashboards). Schema: docs/results.schema.json (`FORMAT`, version 2).
 
-Transcript entries carry the exact bytes as base64 and an escaped,
-printable `text`; passwords were already replaced in the transcript by the
+Wire entries (C, S) carry the exact bytes as base64 and an escaped,
+printable `text`; event notes (`*`) are the suite's own UTF-8 text and
+carry `text` only (version 1 gave them a redundant base64 too, 6% of a
+passing run's file; both versions are read). Passwords were already replaced in the transcript by the
 engine (unless `--no-redact`) and the config is `RunConfig.redacted()`."""
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from conformance.core.results import (
 )
 
 FORMAT = "mailspec-results"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions `results_from_dict` reads (1: event notes also had base64).
+READABLE_VERSIONS = (1, 2)
 
 
 #: What the probe's TLS handshake showed (None under plain TLS mode).
@@ -136,11 +140,13 @@ def _entry(e: TranscriptEntry) -> dict[str, Any]:
         "at": round(e.at, 6),
         "session": e.session,
         "direction": e.direction.value,
-        "text": escape_bytes(e.data)
-        if e.direction is not Direction.EVENT
-        else e.data.decode("utf-8", "replace"),
-        "base64": base64.b64encode(e.data).decode("ascii"),
     }
+    if e.direction is Direction.EVENT:
+        # the suite's own note, UTF-8 text: the text is the bytes
+        out["text"] = e.data.decode("utf-8", "replace")
+    else:
+        out["text"] = escape_bytes(e.data)
+        out["base64"] = base64.b64encode(e.data).decode("ascii")
     if e.elided is not None:
         out["elided"] = {
             "length": e.elided.length,
@@ -179,11 +185,21 @@ def results_json(run: RunResult) -> str:
     return f'{head[:-1]},"results":[\n{body}\n]}}\n'
 
 
+def _entry_bytes(e: dict[str, Any]) -> bytes:
+    if "base64" in e:
+        return base64.b64decode(e["base64"])
+    return str(e["text"]).encode("utf-8")  # an event note (format_version 2)
+
 
 def results_from_dict(data: dict[str, Any]) -> RunResult:
     """Rebuild a RunResult from a report (for `mailspec matrix` and tools)."""
     if data.get("format") != FORMAT:
         raise ValueError(f"not a mailspec results file (format={data.get('format')!r})")
+    if data.get("format_version") not in READABLE_VERSIONS:
+        raise ValueError(
+            f"results format_version {data.get('format_version')!r} is not one this mailspec "
+            f"reads ({', '.join(map(str, READABLE_VERSIONS))}): use the mailspec that wrote it"
+        )
     t = data["target"]
     return RunResult(
         tool_version=data["tool"]["version"],
@@ -218,7 +234,7 @@ def results_from_dict(data: dict[str, Any]) -> RunResult:
                         e["at"],
                         e["session"],
                         Direction(e["direction"]),
-                        base64.b64decode(e["base64"]),
+                        _entry_bytes(e),
                         Elision(**e["elided"]) if e.get("elided") else None,
                         e.get("step"),
                     )

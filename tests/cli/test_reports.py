@@ -112,6 +112,57 @@ def test_json_round_trip(tmp_path: Path) -> None:
     assert back.results[1].transcript == run.results[1].transcript
 
 
+def test_event_notes_carry_their_text_alone_and_wire_entries_their_exact_bytes(
+    tmp_path: Path,
+) -> None:
+    run = make_run()
+    run.results[1].transcript.append(
+        TranscriptEntry(0.04, "*", Direction.EVENT, "note: ünïcode kept".encode())
+    )
+    write_json(run, tmp_path / "x.json")
+    data = json.loads((tmp_path / "x.json").read_text("utf-8"))
+    jsonschema.validate(data, SCHEMA)
+    entries = data["results"][1]["transcript"]
+    assert entries[0] == {
+        "at": 0.0,
+        "session": "a",
+        "direction": "*",
+        "text": "connect 127.0.0.1:110",
+    }
+    assert entries[-1]["text"] == "note: ünïcode kept" and "base64" not in entries[-1]
+    assert all("base64" in e for e in entries if e["direction"] != "*")
+    assert load_results(tmp_path / "x.json").results[1].transcript == run.results[1].transcript
+    # the schema holds both rules: a wire entry without its bytes, a note with base64
+    wire = next(e for e in entries if e["direction"] == "S")
+    del wire["base64"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, SCHEMA)
+    wire["base64"] = base64.b64encode(b"+OK\r\n").decode()
+    entries[0]["base64"] = base64.b64encode(b"connect 127.0.0.1:110").decode()
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, SCHEMA)
+
+
+def test_a_format_version_1_report_still_loads(tmp_path: Path) -> None:
+    run = make_run()
+    data = results_to_dict(run)
+    data["format_version"] = 1  # version 1 gave event notes a base64 of their text too
+    for r in data["results"]:
+        for e in r["transcript"]:
+            e.setdefault("base64", base64.b64encode(e["text"].encode()).decode())
+    (tmp_path / "v1.json").write_text(json.dumps(data), "utf-8")
+    back = load_results(tmp_path / "v1.json")
+    assert [r.transcript for r in back.results] == [r.transcript for r in run.results]
+
+
+def test_an_unknown_format_version_is_refused_by_name(tmp_path: Path) -> None:
+    data = results_to_dict(make_run())
+    data["format_version"] = 99
+    (tmp_path / "v99.json").write_text(json.dumps(data), "utf-8")
+    with pytest.raises(ValueError, match="format_version 99 is not one this mailspec reads"):
+        load_results(tmp_path / "v99.json")
+
+
 def test_json_keeps_the_step_of_each_entry_and_the_schema_accepts_it(tmp_path: Path) -> None:
     run = make_run()
     transcript = run.results[1].transcript
