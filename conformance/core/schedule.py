@@ -20,11 +20,25 @@ from conformance import __version__
 from conformance.core.config import RunConfig
 from conformance.core.fixture import Fixture
 from conformance.core.pools import jobs_for
-from conformance.core.results import Measurement, RunResult, ScenarioResult, TargetFingerprint
+from conformance.core.results import (
+    Measurement,
+    RunResult,
+    ScenarioResult,
+    TargetFingerprint,
+    Verdict,
+)
 from conformance.core.scenario import ExpectOpenStep, IdleStep, Scenario
 from conformance.core.verdicts import not_run
 
 ProgressCallback = Callable[[ScenarioResult, int, int], None]
+
+#: Added to the message of a FAIL whose connection was cut just before the
+#: target stopped answering altogether.
+OUTAGE_NOTE = (
+    "after this the target refused every connection and the run stopped: either this "
+    "scenario's input brought the server down, or it was stopped from outside "
+    "(run this scenario alone to tell)"
+)
 
 
 class SuiteRunner(Protocol):
@@ -124,6 +138,7 @@ class _Schedule:
         self.next_to_report = 0
         self.stop = threading.Event()
         self.incomplete: str | None = None
+        self.finished: list[int] = []  # indexes in the order their scenarios ended
 
     def run(self) -> tuple[list[ScenarioResult | None], str | None]:
         if self.jobs == 1:  # on this thread: Ctrl-C lands inside the scenario
@@ -161,10 +176,28 @@ class _Schedule:
             result = self.runner.run(self.scenarios[index], pool)
             with self.lock:
                 self.results[index] = result
+                self.finished.append(index)
                 if self.runner.target_gone and self.incomplete is None:
                     self.incomplete = f"target unreachable since {self.runner.unreachable_since}"
                     self.stop.set()
+                    self._name_the_outage()
                 self._report()
+
+    def _name_the_outage(self) -> None:
+        """The target stopped answering: the scenarios that ended last with
+        their connection cut (FAIL, kind `closed`) were running when it went
+        away. Their FAIL stands (a server that dies on a scenario's input
+        looks exactly like this), and their message says what followed, so
+        nobody reads it as an ordinary refusal (called with the lock held)."""
+        for index in reversed(self.finished):
+            result = self.results[index]
+            if result is None or result.verdict in (Verdict.ERROR, Verdict.SKIP):
+                continue
+            if result.verdict is not Verdict.FAIL or not any(
+                f.kind == "closed" for f in result.failures
+            ):
+                return  # the target still answered this one: the outage came later
+            result.message += f"; {OUTAGE_NOTE}"
 
     def _report(self) -> None:
         """Progress in corpus order (called with the lock held)."""

@@ -59,6 +59,7 @@ from conformance.core.config import RunConfig
 from conformance.core.fixture import load_fixture
 from conformance.core.results import Direction, RunResult, ScenarioResult, Verdict
 from conformance.core.scenario import CommandStep, PipelineStep, Scenario, SendStep, load_scenarios
+from conformance.core.schedule import OUTAGE_NOTE
 from conformance.pop3.engine import run_suite
 from conformance.pop3.mailboxes import NEEDS_PROVISIONER
 from conformance.provision import MaildirProvisioner
@@ -740,6 +741,10 @@ def test_killed_target_exits_3_fast_with_every_report_written(tmp_path):
     print(f"killed target: exit {code} {elapsed:.2f} s after the kill, {dict(counts)}")  # -s
     since = report["incomplete"].removeprefix("target unreachable since ")
     assert since in [r["id"] for r in report["results"] if not r["message"].startswith("not run")]
+    # a scenario whose connection the kill cut keeps its FAIL (a server that
+    # dies on a scenario's input looks the same) and says what followed
+    for failed in (r for r in report["results"] if r["verdict"] == "FAIL"):
+        assert failed["message"].endswith(OUTAGE_NOTE), failed
 
 
 def test_interrupted_run_exits_3_with_every_report_written(tmp_path):

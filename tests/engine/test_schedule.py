@@ -8,9 +8,21 @@ import threading
 from typing import ClassVar
 
 from conformance.core.config import RunConfig
-from conformance.core.results import Measurement, ScenarioResult, TargetFingerprint, Verdict
+from conformance.core.results import (
+    Failure,
+    Measurement,
+    ScenarioResult,
+    TargetFingerprint,
+    Verdict,
+)
 from conformance.core.scenario import CommandStep, ExpectOpenStep, IdleStep, Scenario, Step
-from conformance.core.schedule import _Schedule, deliberate_wait, run_suite, start_order
+from conformance.core.schedule import (
+    OUTAGE_NOTE,
+    _Schedule,
+    deliberate_wait,
+    run_suite,
+    start_order,
+)
 
 
 def scenario(name: str, *waits: tuple[type[Step], float]) -> Scenario:
@@ -116,3 +128,52 @@ def test_a_serial_run_starts_and_reports_in_corpus_order() -> None:
     run = run_suite(RecordingRunner, CORPUS, RunConfig(), jobs=1)
     assert RecordingRunner.last.started == [s.id for s in CORPUS]  # type: ignore[attr-defined]
     assert [r.scenario_id for r in run.results] == [s.id for s in CORPUS]
+
+
+class ScriptedOutcomeRunner(RecordingRunner):
+    """Gives each scenario the verdict (and failure kind) its name asks for;
+    `unreachable-*` scenarios count as finding nobody listening."""
+
+    UNREACHABLE_AFTER = 2
+
+    def __init__(self, config: RunConfig, *, fixture: object = None, pools: int = 1) -> None:
+        super().__init__(config, fixture=fixture, pools=pools)
+        self.streak = 0
+
+    @property
+    def target_gone(self) -> bool:
+        return self.streak >= self.UNREACHABLE_AFTER
+
+    def run(self, scenario: Scenario, pool: int = 0) -> ScenarioResult:
+        result = super().run(scenario, pool)
+        kind = scenario.id.split("-")[0]
+        if kind == "unreachable":
+            self.streak += 1
+            self.unreachable_since = self.unreachable_since or scenario.id
+            result.verdict, result.message = Verdict.ERROR, "cannot connect"
+        elif kind in ("cut", "refused"):
+            result.verdict, result.message = Verdict.FAIL, f"{kind} at step 2"
+            result.failures = [
+                Failure(2, "S: +OK", "+OK", "connection reset", None, "MUST", "closed")
+                if kind == "cut"
+                else Failure(2, "S: +OK", "+OK", "-ERR no", None, "MUST", "status")
+            ]
+        return result
+
+
+def _outage_run(names: list[str]) -> dict[str, str]:
+    run = run_suite(ScriptedOutcomeRunner, [scenario(n) for n in names], RunConfig(), jobs=1)
+    assert run.incomplete == "target unreachable since unreachable-1"
+    return {r.scenario_id: r.message for r in run.results}
+
+
+def test_a_fail_cut_just_before_the_target_went_away_names_the_outage() -> None:
+    messages = _outage_run(["cut-1", "unreachable-1", "unreachable-2", "plain-1"])
+    assert messages["cut-1"] == f"cut at step 2; {OUTAGE_NOTE}"
+    assert messages["plain-1"].startswith("not run (target unreachable since unreachable-1")
+
+
+def test_a_fail_the_target_answered_after_keeps_its_message_in_an_outage() -> None:
+    messages = _outage_run(["cut-1", "plain-1", "refused-1", "unreachable-1", "unreachable-2"])
+    assert messages["cut-1"] == "cut at step 2"  # plain-1 was answered after it
+    assert messages["refused-1"] == "refused at step 2"  # a reply, not a cut connection
