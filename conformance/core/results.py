@@ -131,7 +131,7 @@ class Measurement:
 
     id: str  # "info.longest-command-line"
     title: str  # "longest command line answered"
-    unit: str  # "octets" | "commands" | "seconds"
+    unit: str  # "octets" | "commands" | "seconds" | "connections"
     method: str  # how it was measured, one sentence
     bounds: dict[str, float]  # the search's limits, e.g. {"min": 64, "max": 65536}
     outcome: MeasurementOutcome

@@ -18,6 +18,15 @@ and one that cannot be made says why instead of giving a number.
 * ``info.failed-login-delay`` — how long a wrong PASS (APOP for an APOP-only
   account) takes to be answered, the median of three fresh connections,
   each bounded by the configured auth timeout.
+* ``info.bare-lf-line-end`` — whether a bare LF ends a command line
+  (security catalogue R08): after login, ``NOOP<LF>STAT<CR><LF>`` then a
+  sentinel ``NOOP<CR><LF>`` in one write; 2 commands when a STAT reply
+  comes back (the LF ended ``NOOP``), 1 when the line was taken whole.
+  RFC 1939 §3 ends commands with CRLF; accepting LF alone is a common
+  leniency, not a verdict.
+* ``info.connections-per-address`` — how many connections from this address
+  the target greets at once (catalogue C03), bounded at 16 and counted
+  from zero, then all closed and one more opened (the target recovers).
 
 Every read has a deadline, and each measurement has a time budget of its own."""
 
@@ -43,7 +52,16 @@ LONGEST_LINE = "info.longest-command-line"
 LINE_REFUSAL = "info.line-length-refusal"
 BAD_COMMAND_LIMIT = "info.bad-command-limit"
 FAILED_LOGIN_DELAY = "info.failed-login-delay"
-MEASUREMENT_IDS = (LONGEST_LINE, LINE_REFUSAL, BAD_COMMAND_LIMIT, FAILED_LOGIN_DELAY)
+BARE_LF = "info.bare-lf-line-end"
+CONNECTIONS = "info.connections-per-address"
+MEASUREMENT_IDS = (
+    LONGEST_LINE,
+    LINE_REFUSAL,
+    BAD_COMMAND_LIMIT,
+    FAILED_LOGIN_DELAY,
+    BARE_LF,
+    CONNECTIONS,
+)
 
 #: The line-length search: from a line well inside RFC 2449 §4's 255 octets
 #: to 64 KiB, the largest line the issue asks about.
@@ -64,6 +82,11 @@ WRONG_PASSWORD_SUFFIX = "-not-the-password"
 #: A measurement's whole budget, in read deadlines: a server that answers
 #: every probe only at the deadline does not make the run wait for all of them.
 BUDGET_READ_TIMEOUTS = 3.0
+#: info.bare-lf-line-end: a LF alone inside the first line, then a sentinel
+BARE_LF_WRITE = b"NOOP\nSTAT\r\nNOOP\r\n"
+_STAT_REPLY = re.compile(rb"^\+OK \d+ \d+")
+#: info.connections-per-address: held at once, at most (catalogue C03's default)
+MAX_CONNECTIONS = 16
 WELL_FORMED = frozenset({"+OK", "-ERR"})
 _DIGITS = re.compile(r"\d+")
 _PAD_RUN = re.compile(r"X{2,}…?")
@@ -79,7 +102,7 @@ def skipped(reason: str) -> list[Measurement]:
 
 
 def measure(host: str, port: int, config: RunConfig, account: Account) -> list[Measurement]:
-    """The four measurements against the target, in id order. Never raises
+    """The measurements against the target, in id order. Never raises
     for target misbehaviour: what could not be measured says why."""
     target = _Target(host, port, config, account)
     probes = _LineProbes(target)
@@ -88,6 +111,8 @@ def measure(host: str, port: int, config: RunConfig, account: Account) -> list[M
         (_REFUSAL_SPEC, lambda: _line_refusal(probes)),
         (_BAD_COMMAND_SPEC, lambda: _bad_command_limit(target)),
         (_DELAY_SPEC, lambda: _failed_login_delay(target)),
+        (_BARE_LF_SPEC, lambda: _bare_lf_line_end(target)),
+        (_CONNECTIONS_SPEC, lambda: _connections_per_address(target)),
     ]
     out = []
     for spec, run in steps:
@@ -165,7 +190,33 @@ _DELAY_SPEC = _Spec(
 )
 
 
-_SPECS = (_LINE_SPEC, _REFUSAL_SPEC, _BAD_COMMAND_SPEC, _DELAY_SPEC)
+_BARE_LF_SPEC = _Spec(
+    BARE_LF,
+    "commands run from one line with a bare LF inside",
+    "commands",
+    "after login, 'NOOP<LF>STAT<CR><LF>' and a sentinel 'NOOP<CR><LF>' in one write: 2 when a "
+    "STAT reply (+OK n m) comes back, 1 when the line was answered once; RFC 1939 §3 ends "
+    "a command with CRLF",
+    {"min": 1, "max": 2},
+)
+_CONNECTIONS_SPEC = _Spec(
+    CONNECTIONS,
+    "connections from one address greeted at once",
+    "connections",
+    f"fresh connections opened one after another and held, each greeted +OK, up to "
+    f"{MAX_CONNECTIONS}; then all closed and one more opened",
+    {"min": 0, "max": MAX_CONNECTIONS},
+)
+
+
+_SPECS = (
+    _LINE_SPEC,
+    _REFUSAL_SPEC,
+    _BAD_COMMAND_SPEC,
+    _DELAY_SPEC,
+    _BARE_LF_SPEC,
+    _CONNECTIONS_SPEC,
+)
 
 
 def _not_measured(spec: _Spec, reason: str) -> Measurement:
@@ -431,3 +482,92 @@ def _one_failed_login(target: _Target) -> float | None:
         return elapsed
     finally:
         probe.session.close()
+
+
+# --------------------------------------------------------------------------
+# info.bare-lf-line-end
+
+
+def _login(target: _Target, probe: ProbeSession, deadline: float) -> None:
+    """Log the measuring account in on `probe` (USER/PASS, or APOP)."""
+    account = target.account
+    if account.login == "apop":
+        timestamp = greeting_timestamp(probe.session.greeting)
+        if timestamp is None:
+            raise _Unavailable(f"{account.user} logs in with APOP; the greeting has no stamp")
+        lines = [f"APOP {account.user} {apop_digest_of(timestamp, account.password)}"]
+    else:
+        lines = [f"USER {account.user}", f"PASS {account.password}"]
+    for line in lines:
+        reply = _send(probe, line.encode() + b"\r\n", deadline, auth=True)
+        if not (reply.status is not None and reply.status.looks_positive):
+            verb = line.split(" ", 1)[0]
+            raise _Unavailable(f"the login ({verb}) was answered {_shape(reply)}")
+
+
+def _bare_lf_line_end(target: _Target) -> Measurement:
+    deadline = target.budget()
+    probe = target.open()
+    try:
+        _login(target, probe, deadline)
+        probe.session.send(BARE_LF_WRITE)
+        first = probe.session.read_reply(False, deadline)
+        second = probe.session.read_reply(False, deadline)
+        for n, reply in ((1, first), (2, second)):
+            if reply.status is None:
+                raise _Unavailable(f"reply {n} to {show_bytes(BARE_LF_WRITE)}: {_shape(reply)}")
+        stat = second.status
+        if stat is not None and stat.looks_positive and _STAT_REPLY.match(stat.raw):
+            sentinel = probe.session.read_reply(False, deadline)
+            if sentinel.status is None:
+                raise _Unavailable(f"no reply to the sentinel NOOP: {_shape(sentinel)}")
+            return _BARE_LF_SPEC.result(
+                MeasurementOutcome.MEASURED,
+                2,
+                f"a bare LF ended 'NOOP' ({_shape(first)}), STAT ran ({_shape(second)}): "
+                "lenient, RFC 1939 §3 ends commands with CRLF",
+            )
+        return _BARE_LF_SPEC.result(
+            MeasurementOutcome.MEASURED,
+            1,
+            f"'NOOP<LF>STAT' was one line, answered {_shape(first)}",
+        )
+    finally:
+        probe.session.close()
+
+
+# --------------------------------------------------------------------------
+# info.connections-per-address
+
+
+def _connections_per_address(target: _Target) -> Measurement:
+    held: list[ProbeSession] = []
+    refused = ""
+    try:
+        while len(held) < MAX_CONNECTIONS:
+            try:
+                held.append(target.open())
+            except _Unavailable as why:
+                refused = str(why)
+                break
+    finally:
+        for probe in held:
+            probe.session.close()
+    if not held:
+        raise _Unavailable(refused)  # not even one: nothing about a limit is known
+    try:
+        target.open().session.close()
+        recovered = "a new connection after closing them all was greeted"
+    except _Unavailable as why:
+        recovered = f"a new connection after closing them all failed too: {why}"
+    if refused:
+        return _CONNECTIONS_SPEC.result(
+            MeasurementOutcome.MEASURED,
+            len(held),
+            f"connection {len(held) + 1}: {refused}; {recovered}",
+        )
+    return _CONNECTIONS_SPEC.result(
+        MeasurementOutcome.AT_LEAST,
+        MAX_CONNECTIONS,
+        f"all {MAX_CONNECTIONS} held at once were greeted; {recovered}",
+    )

@@ -18,10 +18,13 @@ from conformance.core.config import RunConfig
 from conformance.core.results import Measurement, MeasurementOutcome
 from conformance.pop3.measurements import (
     BAD_COMMAND_LIMIT,
+    BARE_LF,
+    CONNECTIONS,
     FAILED_LOGIN_DELAY,
     LINE_REFUSAL,
     LONGEST_LINE,
     MAX_BAD_COMMANDS,
+    MAX_CONNECTIONS,
     MAX_LINE_OCTETS,
     MEASUREMENT_IDS,
     measure,
@@ -41,14 +44,18 @@ MAIN = small_fixture().account("main")
 
 
 @contextmanager
-def reference(**session: object) -> Iterator[ServerHandle]:
-    """Our reference server in this process, with SessionConfig overrides."""
+def reference(*, per_address_cap: int = 0, **session: object) -> Iterator[ServerHandle]:
+    """Our reference server in this process, with SessionConfig overrides
+    (and its per-address connection cap, 0: none)."""
     users = UserDirectory()
     for account in small_fixture().accounts.values():
         users.set(account.user, account.password, LoginMethod.PASS)
     with tempfile.TemporaryDirectory(prefix="mailspec-measure-") as root:
         store = MaildirStore(str(Path(root) / "{user}"))
-        settings = ServerSettings(session_config=SessionConfig(**session))  # type: ignore[arg-type]
+        settings = ServerSettings(
+            session_config=SessionConfig(**session),  # type: ignore[arg-type]
+            max_connections_per_address=per_address_cap,
+        )
         handle = ServerHandle(Pop3Server(store, users, settings=settings), "127.0.0.1", 0)
         try:
             yield handle
@@ -134,7 +141,7 @@ def test_a_server_that_answers_long_lines_but_closes_after_them_did_not_answer()
 
 def test_an_echo_of_the_padding_is_not_a_change_of_reply() -> None:
     def rule(raw: bytes, state: dict[str, int]) -> Reply | None:
-        if raw.startswith(b"NOOP"):
+        if raw.startswith(b"NOOP "):
             return b"-ERR no arguments: " + raw.split(b" ", 1)[1][:40].rstrip() + b"\r\n"
         return None
 
@@ -262,6 +269,68 @@ def test_a_refused_user_is_not_measured() -> None:
     assert delay.value is None and "USER alice answered" in delay.note
 
 
+# -- info.bare-lf-line-end (security catalogue R08) -------------------------------
+
+
+def crlf_only(raw: bytes, state: dict[str, int]) -> bytes | None:
+    """Wire behaviour of a server that ends commands at CRLF only: the part
+    before a bare LF gets no reply; the line it belongs to, one -ERR."""
+    if not raw.endswith(b"\r\n"):
+        state["pending"] = 1
+        return b""
+    if state.pop("pending", 0):
+        return b"-ERR unknown command\r\n"
+    return None
+
+
+def test_a_server_that_ends_commands_at_a_bare_lf_runs_two_commands() -> None:
+    with reference() as server:  # the reference server is lenient here (docs)
+        found = measured(server.port)[BARE_LF]
+    assert found.outcome is MeasurementOutcome.MEASURED and found.value == 2
+    assert "a bare LF ended 'NOOP'" in found.note and "STAT ran ('+OK N N')" in found.note
+
+
+def test_a_server_that_ends_commands_at_crlf_only_runs_one() -> None:
+    with scripted(rule=crlf_only) as server:
+        found = measured(server.port)[BARE_LF]
+        assert b"NOOP" in server.received and b"STAT" in server.received
+    assert found.outcome is MeasurementOutcome.MEASURED and found.value == 1
+    assert found.note == "'NOOP<LF>STAT' was one line, answered '-ERR unknown command'"
+
+
+def test_the_bare_lf_measurement_needs_a_login_and_says_so() -> None:
+    with scripted({f"PASS {MAIN.password}": b"-ERR [AUTH] no\r\n"}) as server:
+        found = measured(server.port)[BARE_LF]
+    assert found.value is None
+    assert found.note == "the login (PASS) was answered '-ERR [AUTH] no'"
+
+
+def test_silence_after_the_bare_lf_is_bounded_and_not_a_number() -> None:
+    with scripted({"STAT": STALL}) as server:
+        started = time.monotonic()
+        found = measured(server.port, read_timeout=0.5)[BARE_LF]
+    assert found.value is None and "reply 2 to" in found.note
+    assert time.monotonic() - started < 15
+
+
+# -- info.connections-per-address (security catalogue C03) --------------------------
+
+
+@pytest.mark.parametrize("cap", [1, 3])
+def test_the_reference_per_address_cap_is_measured(cap: int) -> None:
+    with reference(per_address_cap=cap) as server:
+        found = measured(server.port)[CONNECTIONS]
+    assert found.outcome is MeasurementOutcome.MEASURED and found.value == cap
+    assert f"connection {cap + 1}:" in found.note and "too many connections" in found.note
+    assert found.note.endswith("a new connection after closing them all was greeted")
+
+
+def test_no_per_address_cap_is_at_least_the_bound() -> None:
+    with reference() as server:
+        found = measured(server.port)[CONNECTIONS]
+    assert found.outcome is MeasurementOutcome.AT_LEAST and found.value == MAX_CONNECTIONS
+
+
 # -- whole runs ------------------------------------------------------------------
 
 
@@ -285,5 +354,6 @@ def test_each_line_length_and_each_login_gets_a_fresh_connection() -> None:
         measured(server.port)
         lines = [line for line in server.received if line.startswith(b"NOOP ")]
         assert len(lines) == len(set(map(len, lines))) >= 10  # each length once
-        # one per line length, one for the unknown commands, one per wrong password
-        assert server.connections == len(lines) + 1 + 3
+        # one per line length, one for the unknown commands, one per wrong
+        # password, one for the bare LF, the held ones and the one after them
+        assert server.connections == len(lines) + 1 + 3 + 1 + MAX_CONNECTIONS + 1
