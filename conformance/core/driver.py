@@ -24,7 +24,17 @@ CRLF = b"\r\n"
 
 
 class ConnectError(Exception):
-    """The TCP connection could not be made; message names address and cause."""
+    """The session could not be set up; message names address and cause.
+    `tcp_open` is True when TCP connected and what followed failed (the
+    implicit-TLS handshake), so no hint asks whether anything listens."""
+
+    tcp_open = False
+
+
+class ImplicitTlsFailed(ConnectError):
+    """TCP connected; the implicit-TLS handshake did not complete."""
+
+    tcp_open = True
 
 
 class ResolveError(ConnectError):
@@ -126,7 +136,7 @@ class Session:
                 session.start_tls(tls[0], tls[1], deadline)
             except TlsError as exc:
                 session.close()
-                raise ConnectError(
+                raise ImplicitTlsFailed(
                     f"implicit TLS with {format_address(host, port)} failed: {exc}"
                 ) from None
         return session

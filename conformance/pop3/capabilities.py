@@ -121,7 +121,12 @@ def connect_and_greet(
     except ResolveError as exc:
         raise TargetUnreachable(f"{exc} (check the host name)") from None
     except ConnectError as exc:
-        raise TargetUnreachable(f"{exc} (is a POP3 server running there?)") from None
+        hint = (
+            "the TCP connection opened: is this port serving implicit TLS (pop3s)?"
+            if exc.tcp_open
+            else "is a POP3 server running there?"
+        )
+        raise TargetUnreachable(f"{exc} ({hint})") from None
     probe = ProbeSession(session, config)
     greeting = probe.read()
     if greeting.status is None:

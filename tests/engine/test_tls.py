@@ -6,7 +6,10 @@ certificates."""
 from __future__ import annotations
 
 import datetime
+import socket
 import ssl
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -212,3 +215,80 @@ def test_the_client_context_tells_a_missing_close_notify_from_a_clean_close() ->
 
     context = client_context(TlsSettings(verify=False))
     assert not context.options & getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+
+
+class HandshakeStaller:
+    """A server whose TLS handshake never comes: under implicit TLS it
+    accepts and sends nothing; with STLS it greets, answers STLS '+OK' and
+    then sends nothing. Holds every connection until stopped."""
+
+    def __init__(self, *, implicit: bool) -> None:
+        self.implicit = implicit
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self._held.append(conn)
+            if not self.implicit:
+                threading.Thread(target=self._greet_then_stall, args=(conn,), daemon=True).start()
+
+    def _greet_then_stall(self, conn: socket.socket) -> None:
+        try:
+            conn.sendall(b"+OK ready\r\n")
+            received = b""
+            while b"STLS\r\n" not in received:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                received += chunk
+            conn.sendall(b"+OK begin TLS\r\n")  # ... and never a ServerHello
+        except OSError:
+            return
+
+    def __enter__(self) -> HandshakeStaller:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for sock in [self._listener, *self._held]:
+            sock.close()
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        (
+            "implicit",
+            "implicit TLS with 127.0.0.1:{port} failed: no TLS handshake within 0.5 s (the TCP "
+            "connection opened: is this port serving implicit TLS (pop3s)?)",
+        ),
+        ("stls", "127.0.0.1:{port}: --tls stls: no TLS handshake within 0.5 s"),
+    ],
+)
+def test_a_tls_handshake_that_stalls_ends_at_the_deadline_naming_it(
+    tmp_path: Path, mode: str, expected: str
+) -> None:
+    certs = certificates(tmp_path)
+    with HandshakeStaller(implicit=mode == "implicit") as server:
+        started = time.monotonic()
+        with pytest.raises(TargetUnreachable) as raised:
+            run_text(
+                tmp_path,
+                server,  # type: ignore[arg-type]
+                LOGIN_STAT,
+                tls=mode,
+                tls_ca=str(certs.ca_file),
+                read_timeout=0.5,
+                auth_timeout=0.5,
+            )
+        took = time.monotonic() - started
+    assert str(raised.value) == expected.format(port=server.port)
+    assert took < 5, took  # the read deadline, not a hang
