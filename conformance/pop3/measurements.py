@@ -452,6 +452,21 @@ def _failed_login_delay(target: _Target) -> Measurement:
     )
 
 
+def _credential_line(target: _Target, probe: ProbeSession, password: str, deadline: float) -> bytes:
+    """The line that proves `password` for the measuring account: APOP with
+    its digest, or PASS once USER was accepted (sent here)."""
+    account = target.account
+    if account.login == "apop":
+        timestamp = greeting_timestamp(probe.session.greeting)
+        if timestamp is None:
+            raise _Unavailable(f"{account.user} logs in with APOP; the greeting has no stamp")
+        return f"APOP {account.user} {apop_digest_of(timestamp, password)}\r\n".encode()
+    user = _send(probe, f"USER {account.user}\r\n".encode(), deadline, auth=True)
+    if not (user.status is not None and user.status.looks_positive):
+        raise _Unavailable(f"USER {account.user} answered {_shape(user)}")
+    return f"PASS {password}\r\n".encode()
+
+
 def _one_failed_login(target: _Target) -> float | None:
     """Seconds from the wrong credential's write to its reply; None when no
     reply came within the auth timeout."""
@@ -460,16 +475,7 @@ def _one_failed_login(target: _Target) -> float | None:
     wrong = account.password + WRONG_PASSWORD_SUFFIX
     no_limit = deadline_after(target.config.auth_timeout + target.config.read_timeout)
     try:
-        if account.login == "apop":
-            timestamp = greeting_timestamp(probe.session.greeting)
-            if timestamp is None:
-                raise _Unavailable(f"{account.user} logs in with APOP; the greeting has no stamp")
-            line = f"APOP {account.user} {apop_digest_of(timestamp, wrong)}\r\n".encode()
-        else:
-            user = _send(probe, f"USER {account.user}\r\n".encode(), no_limit, auth=True)
-            if not (user.status is not None and user.status.looks_positive):
-                raise _Unavailable(f"USER {account.user} answered {_shape(user)}")
-            line = f"PASS {wrong}\r\n".encode()
+        line = _credential_line(target, probe, wrong, no_limit)
         started = time.monotonic()
         reply = _send(probe, line, no_limit, auth=True)
         elapsed = time.monotonic() - started
@@ -490,19 +496,11 @@ def _one_failed_login(target: _Target) -> float | None:
 
 def _login(target: _Target, probe: ProbeSession, deadline: float) -> None:
     """Log the measuring account in on `probe` (USER/PASS, or APOP)."""
-    account = target.account
-    if account.login == "apop":
-        timestamp = greeting_timestamp(probe.session.greeting)
-        if timestamp is None:
-            raise _Unavailable(f"{account.user} logs in with APOP; the greeting has no stamp")
-        lines = [f"APOP {account.user} {apop_digest_of(timestamp, account.password)}"]
-    else:
-        lines = [f"USER {account.user}", f"PASS {account.password}"]
-    for line in lines:
-        reply = _send(probe, line.encode() + b"\r\n", deadline, auth=True)
-        if not (reply.status is not None and reply.status.looks_positive):
-            verb = line.split(" ", 1)[0]
-            raise _Unavailable(f"the login ({verb}) was answered {_shape(reply)}")
+    line = _credential_line(target, probe, target.account.password, deadline)
+    reply = _send(probe, line, deadline, auth=True)
+    if not (reply.status is not None and reply.status.looks_positive):
+        verb = line.split(b" ", 1)[0].decode()
+        raise _Unavailable(f"the login ({verb}) was answered {_shape(reply)}")
 
 
 def _bare_lf_line_end(target: _Target) -> Measurement:
