@@ -8,8 +8,10 @@ measures both in the same run and prints the ratio:
    time of a small request/response, and one-way throughput;
 2. a full default run (`run_suite`, embedded reference server), timed;
 3. from that run's transcripts: connections opened, request/response turns,
-   octets both ways, and the deliberate waits the scenarios ask for
-   (`idle:`, `expect_open:`), which no implementation can avoid;
+   octets both ways, and the deliberate waits the scenarios ask for, which
+   no implementation can avoid: `idle:` and `expect_open:` seconds, and the
+   pauses between the pieces of a `chop:` write (read from the transcript's
+   "written in N pieces of K octets, P s apart" events: N - 1 pauses of P);
 4. baseline = connects x connect + turns x RTT + octets / throughput + waits,
    and the ratio of the measured run to it (with and without the waits);
 5. start-up of `mailspec run` and of pytest with the plugin, as subprocesses;
@@ -43,6 +45,7 @@ import fnmatch
 import io
 import os
 import pstats
+import re
 import socket
 import statistics
 import subprocess
@@ -144,6 +147,28 @@ def deliberate_waits(scenarios: list[Scenario]) -> float:
     )
 
 
+CHOP_EVENT = re.compile(rb"^written in (\d+) pieces of \d+ octets, ([0-9.e+-]+) s apart$")
+
+
+def chop_pauses(result: ScenarioResult) -> float:
+    """Seconds a scenario's `chop:` writes paused between their pieces, as
+    its transcript records them (the engine stops pausing at the scenario's
+    deadline, so this is an upper bound there)."""
+    seconds = 0.0
+    for entry in result.transcript:
+        if entry.direction is Direction.EVENT:
+            found = CHOP_EVENT.match(entry.data)
+            if found:
+                seconds += (int(found[1]) - 1) * float(found[2])
+    return seconds
+
+
+def run_waits(run: RunResult, scenarios: list[Scenario]) -> float:
+    """Every deliberate wait of a run: the scenarios' idle:/expect_open:
+    seconds and the chop pauses its transcripts record."""
+    return deliberate_waits(scenarios) + sum(chop_pauses(r) for r in run.results)
+
+
 def wire_figures(results: list[ScenarioResult]) -> dict[str, int]:
     connects = turns = octets = 0
     for result in results:
@@ -164,7 +189,7 @@ def in_scenarios(run: RunResult, scenarios: list[Scenario]) -> tuple[float, int]
     """Seconds the run's scenarios took beyond their deliberate waits, and
     their turns (their own set-up and checks included)."""
     waits = {s.id: deliberate_waits([s]) for s in scenarios}
-    seconds = sum(r.duration - waits.get(r.scenario_id, 0.0) for r in run.results)
+    seconds = sum(r.duration - waits.get(r.scenario_id, 0.0) - chop_pauses(r) for r in run.results)
     return seconds, wire_figures(run.results)["turns"]
 
 
@@ -247,7 +272,7 @@ def main() -> int:
     walls, run, (engine_cpu, server_cpu) = timed_runs(scenarios, args.repeat, jobs=1)
     parallel_walls, parallel, _ = timed_runs(scenarios, args.repeat, jobs=None)
     wire = wire_figures(run.results)
-    waits = deliberate_waits(scenarios)
+    waits = run_waits(run, scenarios)
     wire_seconds = (
         wire["connects"] * base["connect"]
         + wire["turns"] * base["rtt"]
@@ -271,7 +296,10 @@ def main() -> int:
     print(f"connections opened       {wire['connects']}")
     print(f"request/response turns   {wire['turns']}")
     print(f"octets on the wire       {wire['octets']:,}")
-    print(f"deliberate waits         {waits:8.2f} s (idle:/expect_open: in the scenarios)")
+    print(
+        f"deliberate waits         {waits:8.2f} s (idle:/expect_open: in the scenarios, "
+        f"{waits - deliberate_waits(scenarios):.2f} s of it chop: pauses)"
+    )
     print(f"wire time (baseline)     {wire_seconds:8.3f} s")
     print(f"baseline incl. waits     {baseline:8.3f} s")
     print(f"full run, best of {len(walls)}     {best:8.3f} s  (all: {all_walls})")
