@@ -389,12 +389,19 @@ class Pop3Session:
     }
     #: Every keyword this implementation knows, to tell "unknown" from "wrong state".
     known_commands: frozenset[str] = frozenset().union(*allowed_commands.values())
+    #: TRANSACTION commands that only count octets (STAT, LIST, RSET): store-
+    #: free too when the maildrop holds every size in memory
+    #: (:meth:`Maildrop.holds_sizes`: Maildir and mbox measure at login). QUIT
+    #: is store-free when UPDATE has nothing to write (nothing deleted or
+    #: retrieved, and a commit of nothing that does no I/O).
+    counting_commands: frozenset[str] = frozenset({"STAT", "LIST", "RSET"})
     #: Commands whose handlers never touch the store, per state: a transport
     #: may run them on its event loop (:meth:`next_step_may_block`).  Every
     #: other accepted command may wait on the disk: PASS, APOP and AUTH (and
     #: every line of a SASL exchange) lock and read the maildrop, QUIT in
     #: TRANSACTION is UPDATE, RETR and TOP read the message, STAT, LIST and
-    #: RSET count octets (a Maildrop subclass may read content for that).
+    #: RSET count octets (a Maildrop subclass may read content for that:
+    #: see :attr:`counting_commands`).
     store_free_commands: Mapping[State, frozenset[str]] = {
         State.AUTHORIZATION: frozenset({"USER", "STLS", "QUIT", "CAPA", "UTF8", "LANG"}),
         State.USER_ACCEPTED: frozenset({"QUIT", "CAPA", "STLS"}),
@@ -429,6 +436,7 @@ class Pop3Session:
         self.initial_highest_accessed = 0
         self.highest_accessed = 0
         self.retrieved: set[int] = set()
+        self._sizes_in_memory = False  # set at login: Maildrop.holds_sizes()
         self.apop_timestamp: str | None = (
             f"<{os.getpid()}.{secrets.token_hex(8)}@{self.config.hostname}>"
             if self.config.enable_apop
@@ -550,7 +558,8 @@ class Pop3Session:
 
         False when no complete line is buffered, or the next line is refused
         before any handler runs, or names a command in
-        :attr:`store_free_commands`; True for the next piece of a streamed
+        :attr:`store_free_commands` (or one of :attr:`counting_commands`, or
+        QUIT, that needs nothing from the store now); True for the next piece of a streamed
         body (read from the store as it is sent), inside a SASL exchange,
         and for every other command.  A transport runs the False steps
         inline and the True ones where a slow disk stalls only this session.
@@ -569,10 +578,24 @@ class Pop3Session:
         if end > MAX_KEYWORD_OCTETS + 1:  # no keyword: refused, no handler runs
             return False
         keyword = bytes(self._pending[:end]).rstrip(b"\r").decode("ascii", "replace").upper()
-        return (
-            keyword in self.allowed_commands[self.state]
-            and keyword not in self.store_free_commands[self.state]
-        )
+        if (
+            keyword not in self.allowed_commands[self.state]
+            or keyword in self.store_free_commands[self.state]
+        ):
+            return False
+        if self.state is State.TRANSACTION:
+            if keyword in self.counting_commands:
+                return not self._sizes_in_memory
+            if keyword == "QUIT":
+                return self._update_touches_store()
+        return True
+
+    def _update_touches_store(self) -> bool:
+        """Whether UPDATE now would write: a removal, the LAST record of a
+        RETR (RFC 1225), or a commit this maildrop's class does not promise
+        to skip when there is nothing to remove."""
+        assert self.maildrop is not None
+        return bool(self.deleted or self.retrieved) or not self.maildrop.empty_commit_is_free()
 
     def autologout(self) -> None:
         """The inactivity timer fired: close without UPDATE (RFC 1939 section 3)."""
@@ -791,6 +814,7 @@ class Pop3Session:
             return err("[SYS/TEMP] maildrop is temporarily unavailable")
         self.maildrop = maildrop
         self.messages = list(maildrop.messages)
+        self._sizes_in_memory = maildrop.holds_sizes()
         self.deleted = set()
         # The maildrop stays locked until UPDATE, so nobody else can change
         # the record in between: read it once here, reuse it at UPDATE.
@@ -1111,6 +1135,8 @@ class Pop3Session:
 
     def _log(self, event: str, *, level: int = logging.INFO, **fields: object) -> None:
         """One structured line per event; callers never pass secrets."""
+        if not log.isEnabledFor(level):
+            return
         details = " ".join(f"{key}={value}" for key, value in fields.items())
         log.log(level, "session=%s event=%s %s", self.session_id, event, details)
 

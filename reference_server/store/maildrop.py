@@ -173,6 +173,11 @@ class StoredMessage:
         return len(self.content)
 
     @property
+    def size_known(self) -> bool:
+        """Whether :attr:`size` is answered without reading the store."""
+        return self._content is not None or self._size is not None
+
+    @property
     def streamed(self) -> bool:
         """Large enough to be sent in pieces rather than whole."""
         return self._content is None and self.size > SMALL_MESSAGE_OCTETS
@@ -310,6 +315,19 @@ class Maildrop:
         """UPDATE state: remove exactly ``deleted``; raise if that failed."""
         raise NotImplementedError
 
+    def holds_sizes(self) -> bool:
+        """Whether STAT, LIST and RSET can be answered from memory: every
+        message's size is known and :meth:`octet_count` is not overridden
+        (a subclass that counts otherwise may read the store for it)."""
+        return type(self).octet_count is Maildrop.octet_count and all(
+            message.size_known for message in self.messages
+        )
+
+    def empty_commit_is_free(self) -> bool:
+        """Whether ``commit([])`` does no I/O. False unless a class says so
+        for its own :meth:`commit`."""
+        return False
+
     def release(self) -> None:
         self.lock.release()
 
@@ -371,7 +389,7 @@ class WireSizeCache:
         self._entries: OrderedDict[tuple[str, int, int, int], int] = OrderedDict()
         self._guard = threading.Lock()
 
-    def wire_size(self, path: Path, info: os.stat_result) -> int:
+    def wire_size(self, path: str | Path, info: os.stat_result) -> int:
         key = (str(path), info.st_ino, info.st_size, info.st_mtime_ns)
         with self._guard:
             cached = self._entries.get(key)
@@ -401,15 +419,19 @@ class WireFormCache:
         self._octets = 0
         self._guard = threading.Lock()
 
-    def wire_form(self, path: Path) -> bytes:
-        info = path.stat()
+    def wire_form(self, path: str | Path, info: os.stat_result | None = None) -> bytes:
+        """The wire form of the file at ``path`` (``info``: its stat, if
+        the caller has just taken it)."""
+        if info is None:
+            info = os.stat(path)
         key = (str(path), info.st_ino, info.st_size, info.st_mtime_ns)
         with self._guard:
             cached = self._entries.get(key)
             if cached is not None:
                 self._entries.move_to_end(key)
                 return cached
-        content = to_wire_form(path.read_bytes())
+        with open(path, "rb") as file:
+            content = to_wire_form(file.read())
         if len(content) <= self.max_octets:
             with self._guard:
                 self._entries[key] = content
@@ -428,47 +450,51 @@ class MaildirMaildrop(Maildrop):
     SUBDIRECTORIES: ClassVar[tuple[str, ...]] = ("cur", "new")
 
     def load(self) -> list[StoredMessage]:
+        # Strings, not Path objects, in this loop: it runs for every message
+        # at every login, and the scan's own stat is reused (no second one).
         self.recover()
-        entries: list[tuple[str, str, os.stat_result]] = []
+        entries: list[tuple[str, str, str, os.stat_result]] = []
         for subdirectory in self.SUBDIRECTORIES:
-            with os.scandir(self.path / subdirectory) as listing:
+            with os.scandir(os.path.join(self.path, subdirectory)) as listing:
                 entries.extend(
-                    (entry.name, subdirectory, entry.stat())
+                    (entry.name, subdirectory, entry.path, entry.stat())
                     for entry in listing
                     if not entry.name.startswith(".") and entry.is_file()
                 )
         entries.sort(key=lambda entry: entry[:2])
-        uids = _unique([self.uid_for(name) for name, _, _ in entries])
+        uids = _unique([self.uid_for(name) for name, *_ in entries])
         messages = []
-        for (name, subdirectory, info), uid in zip(entries, uids, strict=True):
-            file_path = self.path / subdirectory / name
+        for (_, _, location, info), uid in zip(entries, uids, strict=True):
             if info.st_size <= SMALL_MESSAGE_OCTETS:
-                size = len(_wire_forms.wire_form(file_path))
-                opener = functools.partial(self._cached_chunks, file_path)
+                size = len(_wire_forms.wire_form(location, info))
+                opener = functools.partial(self._cached_chunks, location)
             else:
-                size = _wire_sizes.wire_size(file_path, info)
-                opener = functools.partial(self._streamed_chunks, file_path)
-            messages.append(StoredMessage(str(file_path), uid, size=size, opener=opener))
+                size = _wire_sizes.wire_size(location, info)
+                opener = functools.partial(self._streamed_chunks, location)
+            messages.append(StoredMessage(location, uid, size=size, opener=opener))
         return messages
 
-    def _cached_chunks(self, path: Path) -> Iterator[bytes]:
+    def _cached_chunks(self, path: str) -> Iterator[bytes]:
         return iter((_wire_forms.wire_form(self._current_path(path)),))
 
-    def _streamed_chunks(self, path: Path) -> Iterator[bytes]:
+    def _streamed_chunks(self, path: str) -> Iterator[bytes]:
         return wire_chunks(open(self._current_path(path), "rb"))
 
-    def _current_path(self, path: Path) -> Path:
+    def _current_path(self, path: str) -> str:
         """Where a snapshot's file is now: another agent may have moved
         new/X to cur/X:2,S since the snapshot (Maildir allows that)."""
-        if path.exists():
+        if os.path.exists(path):
             return path
-        unique_name = path.name.split(":", 1)[0]
+        unique_name = os.path.basename(path).split(":", 1)[0]
         for subdirectory in self.SUBDIRECTORIES:
-            with os.scandir(self.path / subdirectory) as listing:
+            with os.scandir(os.path.join(self.path, subdirectory)) as listing:
                 for entry in listing:
                     if entry.name.split(":", 1)[0] == unique_name:
-                        return Path(entry.path)
-        raise MaildropError(f"{path.name} disappeared from the maildrop")
+                        return entry.path
+        raise MaildropError(f"{os.path.basename(path)} disappeared from the maildrop")
+
+    def empty_commit_is_free(self) -> bool:
+        return type(self).commit is MaildirMaildrop.commit
 
     @staticmethod
     def uid_for(file_name: str) -> str:
@@ -588,6 +614,9 @@ class MboxMaildrop(Maildrop):
             raise
         file.close()
         return iter((to_wire_form(mbox_message_content(region, 0, len(region))),))
+
+    def empty_commit_is_free(self) -> bool:
+        return type(self).commit is MboxMaildrop.commit
 
     def remove_stale_rewrites(self) -> None:
         """Temporary files of a rewrite a killed server never finished (the
@@ -898,7 +927,9 @@ class MaildirStore(MaildropStore):
 
     def prepare(self, path: Path) -> None:
         for subdirectory in ("cur", "new", "tmp"):
-            (path / subdirectory).mkdir(parents=True, exist_ok=True)
+            directory = os.path.join(path, subdirectory)
+            if not os.path.isdir(directory):  # one stat at a login, not a failed mkdir
+                os.makedirs(directory, exist_ok=True)
 
 
 class MboxStore(MaildropStore):

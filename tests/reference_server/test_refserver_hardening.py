@@ -315,15 +315,57 @@ def test_next_step_may_block_names_the_steps_that_touch_the_store(
         b"LAST": False,
         b"RETR 1": True,
         b"TOP 1 0": True,
-        b"STAT": True,
-        b"LIST": True,
-        b"RSET": True,
-        b"QUIT": True,
+        b"STAT": False,  # a Maildir's sizes are measured at login
+        b"LIST": False,
+        b"RSET": False,
+        b"QUIT": False,  # nothing deleted or retrieved: UPDATE writes nothing
         b"USER bob": False,  # refused in TRANSACTION
     }
     for line, blocks in transaction.items():
         session._pending[:] = line + b"\r\n"
         assert session.next_step_may_block() is blocks, line
+    session._pending.clear()
+    session.connection_lost()
+
+
+@pytest.mark.parametrize("command", ["DELE 1", "RETR 1"])
+def test_quit_runs_on_a_storage_thread_once_update_has_something_to_write(
+    store: MaildirStore, command: str
+) -> None:
+    session = _logged_in_as_alice(store)
+    assert session.receive_data(f"{command}\r\n".encode()).startswith(b"+OK")
+    session._pending[:] = b"QUIT\r\n"  # a removal, or RETR's LAST record (RFC 1225)
+    assert session.next_step_may_block()
+    session._pending.clear()
+    session.connection_lost()
+
+
+class CountsByReading(MaildirMaildrop):
+    """Counts octets its own way (the octet_count seam): may read the store."""
+
+    def octet_count(self, message: storage.StoredMessage) -> int:
+        return len(message.content)
+
+
+class CommitsAlways(MaildirMaildrop):
+    """A commit of its own, which may write even when nothing is removed."""
+
+    def commit(self, deleted: object) -> None:
+        super().commit(deleted)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("maildrop_class", "blocking"),
+    [(CountsByReading, {"STAT", "LIST", "RSET"}), (CommitsAlways, {"QUIT"})],
+)
+def test_a_maildrop_subclass_keeps_its_counting_and_update_on_the_storage_threads(
+    store: MaildirStore, maildrop_class: type[MaildirMaildrop], blocking: set[str]
+) -> None:
+    subclassed = type("Subclassed", (MaildirStore,), {"maildrop_class": maildrop_class})
+    session = _logged_in_as_alice(subclassed(store.path_template))
+    for keyword in ("STAT", "LIST", "RSET", "QUIT"):
+        session._pending[:] = keyword.encode() + b"\r\n"
+        assert session.next_step_may_block() is (keyword in blocking), keyword
     session._pending.clear()
     session.connection_lost()
 
