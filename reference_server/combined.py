@@ -19,19 +19,17 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reference_server.fixture_store import FixtureMaildirs
 from reference_server.pop3.server import Pop3Server, ServerHandle, start_server
-from reference_server.smtp.protocol import SmtpConfig
-from reference_server.smtp.server import READY_LINE_PREFIX as SMTP_READY_LINE_PREFIX
-from reference_server.smtp.server import (
-    SmtpServer,
-    SmtpServerHandle,
-    SmtpSettings,
-    start_smtp_server,
-)
 from reference_server.store.maildrop import MaildropStore
 from reference_server.users import LoginMethod, UserDirectory
+
+# The SMTP modules are imported where SMTP is served: a POP3-only server
+# (the embedded default of a POP3 run) starts without them (tens of ms).
+if TYPE_CHECKING:
+    from reference_server.smtp.server import SmtpServer, SmtpServerHandle
 
 FIXTURE_DOMAIN = "example.test"
 
@@ -60,6 +58,9 @@ def smtp_server_for(
 ) -> SmtpServer | None:
     if not arguments.smtp_listen:
         return None
+    from reference_server.smtp.protocol import SmtpConfig
+    from reference_server.smtp.server import SmtpServer, SmtpSettings
+
     config = SmtpConfig(
         domain=arguments.smtp_domain, refuse_sessions=arguments.smtp_refuse_sessions
     )
@@ -73,6 +74,7 @@ async def serve(
     """Both listeners on this loop; ready lines once both listen."""
     from reference_server.cli import READY_LINE_PREFIX as POP3_READY_LINE_PREFIX
     from reference_server.cli import ConfigurationError, ListenAddress, parse_listen
+    from reference_server.smtp.server import READY_LINE_PREFIX as SMTP_READY_LINE_PREFIX
 
     assert isinstance(pop3_address, ListenAddress)
     smtp_address = parse_listen(arguments.smtp_listen)
@@ -104,6 +106,9 @@ class ReferenceMailServer(FixtureMaildirs):
     without TLS (loopback only)."""
 
     def __init__(self, root: Path) -> None:
+        from reference_server.smtp.protocol import SmtpConfig
+        from reference_server.smtp.server import start_smtp_server
+
         super().__init__(root)
         self._pop3: ServerHandle = start_server(
             store=self.store, users=self.users, port=0, enable_apop=True

@@ -160,7 +160,10 @@ _QTEXT = r"[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e]"
 _LOCAL_PART = re.compile(rf'{_ATEXT}+(?:\.{_ATEXT}+)*|"(?:{_QTEXT})*"')
 _SOURCE_ROUTE = re.compile(r"@[^,:]+(?:,@[^,:]+)*:")
 _ESMTP_KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
-_ESMTP_VALUE = re.compile(r"[\x21-\x3c\x3e-\x7e\u0080-\U0010ffff]+")
+# esmtp-value = 1*(%d33-60 / %d62-126) (RFC 5321 section 4.1.2), and any
+# non-ASCII character (RFC 6531 section 3.3), as a negated class: the
+# positive range up to U+10FFFF costs ~35 ms to compile at every start.
+_ESMTP_VALUE = re.compile(r"[^\x00-\x20=\x7f]+")
 
 log = logging.getLogger("reference_server.smtp.session")
 
