@@ -32,8 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
-import scramp  # type: ignore[import-untyped]
-from scramp.utils import saslprep
+# scramp (and the asn1crypto and importlib.metadata it loads, ~30 ms) is
+# imported at the first AUTH that needs it, not at every server start.
 
 #: RFC 4616 section 2 (POP3-4616-PLAIN-02): each PLAIN field may be 255 octets.
 MAX_PLAIN_FIELD_OCTETS = 255
@@ -115,8 +115,11 @@ def _text(data: bytes) -> str | None:
 def _prepared(identity: str) -> str | None:
     """`identity` after SASLprep (RFC 4013), or None when prohibited
     characters make it invalid."""
+    import scramp  # type: ignore[import-untyped]
+    from scramp.utils import saslprep
+
     try:
-        return saslprep(identity)
+        return str(saslprep(identity))
     except (ValueError, scramp.ScramException):  # scramp raises its own type for
         return None  # prohibited characters (RFC 4013 section 2.3), e.g. controls
 
@@ -226,6 +229,8 @@ class ScramSha256Mechanism(Mechanism):
     name = "SCRAM-SHA-256"
 
     def __init__(self, users: Credentials, hostname: str) -> None:
+        import scramp
+
         super().__init__(users, hostname)
         self._mechanism = scramp.ScramMechanism("SCRAM-SHA-256")
         self._server = self._mechanism.make_server(self._auth_info)
@@ -251,6 +256,8 @@ class ScramSha256Mechanism(Mechanism):
         text = _text(data)
         if text is None:
             return Refused("SCRAM messages must be UTF-8", credentials=False)
+        import scramp
+
         try:
             return self._respond(data)
         except scramp.ScramException:
