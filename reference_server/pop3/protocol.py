@@ -358,6 +358,16 @@ def parse_decimal(token: str) -> int | None:
     return int(token)
 
 
+#: The methods a command that may skip the storage threads runs through
+#: (Pop3Session.next_step_may_block checks that none is overridden).
+_METHODS_RUN_BY: dict[str, tuple[str, ...]] = {
+    "STAT": ("cmd_stat", "_drop_listing", "octets"),
+    "LIST": ("cmd_list", "octets"),
+    "RSET": ("cmd_rset", "_drop_listing", "octets"),
+    "QUIT": ("cmd_quit", "enter_update", "_record_retrieved"),
+}
+
+
 class Pop3Session:
     """One POP3 conversation, from greeting to close, with no I/O of its own."""
 
@@ -583,12 +593,22 @@ class Pop3Session:
             or keyword in self.store_free_commands[self.state]
         ):
             return False
-        if self.state is State.TRANSACTION:
+        if self.state is State.TRANSACTION and self._runs_our_code(keyword):
             if keyword in self.counting_commands:
                 return not self._sizes_in_memory
             if keyword == "QUIT":
                 return self._update_touches_store()
         return True
+
+    def _runs_our_code(self, keyword: str) -> bool:
+        """Whether the methods `keyword` runs through are this class's own:
+        a subclass that overrides one (the cmd_<keyword> seam) may read the
+        store there, so its command stays on the storage threads."""
+        cls = type(self)
+        return all(
+            getattr(cls, name) is getattr(Pop3Session, name)
+            for name in _METHODS_RUN_BY.get(keyword, ())
+        )
 
     def _update_touches_store(self) -> bool:
         """Whether UPDATE now would write: a removal, the LAST record of a

@@ -340,6 +340,28 @@ def test_quit_runs_on_a_storage_thread_once_update_has_something_to_write(
     session.connection_lost()
 
 
+class StatFromElsewhere(Pop3Session):
+    """Overrides the STAT handler (the cmd_<keyword> seam): it may read the store."""
+
+    def cmd_stat(self, args: list[str]):  # type: ignore[no-untyped-def]
+        return super().cmd_stat(args)
+
+
+def test_a_session_subclass_that_overrides_a_handler_keeps_it_on_the_storage_threads(
+    store: MaildirStore,
+) -> None:
+    session = StatFromElsewhere(
+        store, UserDirectory({"alice": PASSWORD}), SessionConfig(hostname="t")
+    )
+    session.greeting()
+    session.receive_data(f"USER alice\r\nPASS {PASSWORD}\r\n".encode())
+    for keyword, blocks in (("STAT", True), ("LIST", False), ("RSET", False)):
+        session._pending[:] = keyword.encode() + b"\r\n"
+        assert session.next_step_may_block() is blocks, keyword
+    session._pending.clear()
+    session.connection_lost()
+
+
 class CountsByReading(MaildirMaildrop):
     """Counts octets its own way (the octet_count seam): may read the store."""
 
