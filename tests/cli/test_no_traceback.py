@@ -228,6 +228,7 @@ def test_a_dns_failure_is_not_hinted_as_a_missing_server(
     assert "POP3 server running" not in result.err
 
 
+@pytest.mark.usefixtures("sigint_reaches_children")
 def test_ctrl_c_writes_the_reports_of_what_ran_marked_incomplete(
     tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:

@@ -747,7 +747,7 @@ def test_killed_target_exits_3_fast_with_every_report_written(tmp_path):
         assert failed["message"].endswith(OUTAGE_NOTE), failed
 
 
-def test_interrupted_run_exits_3_with_every_report_written(tmp_path):
+def test_interrupted_run_exits_3_with_every_report_written(tmp_path, sigint_reaches_children):
     """Ctrl-C (SIGINT) mid-run: an aborted run could not judge the rest."""
     root = tmp_path / "mail"
     root.mkdir()
