@@ -264,6 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "-v", "--verbose", action="store_true", help="print each failure's transcript too"
     )
+    run.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="one line only for FAIL, WARN, ERROR and XPASS scenarios (the failures, "
+        "warnings and summary at the end are unchanged)",
+    )
 
     lst = sub.add_parser("list", help="list scenarios grouped by section")
     scenario_opts(lst)
@@ -472,7 +479,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from conformance.protocols import run_suite
 
-    console = Console(verbose=args.verbose)
+    console = Console(verbose=args.verbose, quiet=args.quiet)
     where = "embedded reference server" if cfg.host is None else cfg.address
     console.header(where, len(scenarios))
     if skipped_slow:

@@ -22,6 +22,8 @@ _COLORS = {
     Verdict.XFAIL: "34",  # blue
     Verdict.XPASS: "31;1",
 }
+#: The verdicts `mailspec run --quiet` still prints a line for.
+QUIET_SHOWS = frozenset({Verdict.FAIL, Verdict.WARN, Verdict.ERROR, Verdict.XPASS})
 PROGRESS_AFTER = 2.0  # seconds: short runs show no progress at all
 PROGRESS_EVERY = 10.0  # seconds between progress lines when stderr is not a TTY
 
@@ -65,11 +67,15 @@ class Console:
         *,
         color: bool | None = None,
         verbose: bool = False,
+        quiet: bool = False,
     ) -> None:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.color = use_color(self.out) if color is None else color
         self.verbose = verbose
+        #: one line only for the scenarios that need a look (QUIET_SHOWS);
+        #: the failures, warnings and summary at the end are the same
+        self.quiet = quiet
         self.err_tty = _isatty(self.err)
         self._section: str | None = None
         self._started = time.monotonic()
@@ -99,7 +105,11 @@ class Console:
         self._write(f"mailspec: {count} scenario{'s' if count != 1 else ''} against {target}")
 
     def result(self, result: ScenarioResult, done: int, total: int) -> None:
-        """The engine's progress callback: one line per scenario, then progress."""
+        """The engine's progress callback: one line per scenario (with
+        `quiet`, per scenario that needs a look), then progress."""
+        if self.quiet and result.verdict not in QUIET_SHOWS:
+            self.progress(done, total, result.scenario_id)
+            return
         if result.section != self._section:
             self._section = result.section
             self._write()

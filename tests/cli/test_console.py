@@ -30,9 +30,9 @@ def test_summary_line_adds_nonzero_errors_xfail_xpass() -> None:
     )
 
 
-def _render(color: bool = False) -> str:
+def _render(color: bool = False, quiet: bool = False) -> str:
     out, err = io.StringIO(), io.StringIO()
-    console = Console(out, err, color=color)
+    console = Console(out, err, color=color, quiet=quiet)
     run = make_run()
     console.header("127.0.0.1:1110", len(run.results))
     for i, r in enumerate(run.results, 1):
@@ -99,3 +99,28 @@ def test_verbose_shows_failure_transcripts_escaped() -> None:
     quiet = io.StringIO()
     Console(quiet, io.StringIO(), color=False).summary(make_run([make_result("x.f", Verdict.FAIL)]))
     assert "transcript:" not in quiet.getvalue()
+
+
+def test_quiet_prints_a_line_only_for_what_needs_a_look_and_keeps_the_end() -> None:
+    quiet, full = _render(quiet=True), _render()
+    lines = [line for line in quiet.splitlines() if line.startswith("  ")]
+    shown = {
+        line.split()[1].rstrip(":") for line in lines if line.split()[0] in Verdict.__members__
+    }
+    assert shown == {"stat.fail", "stat.warn", "top.error", "top.xpass"}
+    assert "  PASS  stat.pass" not in quiet and "  SKIP  top.skip" not in quiet
+    assert "  XFAIL top.xfail" not in quiet
+    # the section header only above a line that is printed; the end is the same
+    assert quiet.count("RFC 1939 §5 STAT\n") == 1 and quiet.count("RFC 1939 §7 TOP\n") == 1
+    assert quiet[quiet.index("Failures:") :] == full[full.index("Failures:") :]
+
+
+def test_quiet_prints_no_section_whose_scenarios_all_passed() -> None:
+    out = io.StringIO()
+    console = Console(out, io.StringIO(), color=False, quiet=True)
+    run = make_run([make_result("stat.pass", Verdict.PASS), make_result("a.s", Verdict.SKIP)])
+    for i, r in enumerate(run.results, 1):
+        console.result(r, i, len(run.results))
+    console.summary(run)
+    assert "STAT" not in out.getvalue() and "PASS" not in out.getvalue()
+    assert out.getvalue().strip().endswith("1 passed, 0 failed, 0 warned, 1 skipped in 3.50s")
