@@ -56,13 +56,8 @@ from pathlib import Path
 
 from conformance.core.config import RunConfig
 from conformance.core.results import Direction, RunResult, ScenarioResult
-from conformance.core.scenario import (
-    ExpectOpenStep,
-    IdleStep,
-    Scenario,
-    bundled_scenario_dir,
-    load_scenarios,
-)
+from conformance.core.scenario import Scenario, bundled_scenario_dir, load_scenarios
+from conformance.core.schedule import deliberate_wait
 from conformance.pop3.engine import run_suite
 
 RTT_SAMPLES = 2000
@@ -139,12 +134,8 @@ def loopback_baseline() -> dict[str, float]:
 
 
 def deliberate_waits(scenarios: list[Scenario]) -> float:
-    return sum(
-        step.seconds
-        for scenario in scenarios
-        for step in scenario.steps
-        if isinstance(step, IdleStep | ExpectOpenStep)
-    )
+    """The scenarios' idle:/expect_open: seconds, as the scheduler counts them."""
+    return sum(deliberate_wait(scenario) for scenario in scenarios)
 
 
 CHOP_EVENT = re.compile(rb"^written in (\d+) pieces of \d+ octets, ([0-9.e+-]+) s apart$")
@@ -188,7 +179,7 @@ def wire_figures(results: list[ScenarioResult]) -> dict[str, int]:
 def in_scenarios(run: RunResult, scenarios: list[Scenario]) -> tuple[float, int]:
     """Seconds the run's scenarios took beyond their deliberate waits, and
     their turns (their own set-up and checks included)."""
-    waits = {s.id: deliberate_waits([s]) for s in scenarios}
+    waits = {s.id: deliberate_wait(s) for s in scenarios}
     seconds = sum(r.duration - waits.get(r.scenario_id, 0.0) - chop_pauses(r) for r in run.results)
     return seconds, wire_figures(run.results)["turns"]
 

@@ -358,8 +358,9 @@ def parse_decimal(token: str) -> int | None:
     return int(token)
 
 
-#: The methods a command that may skip the storage threads runs through
-#: (Pop3Session.next_step_may_block checks that none is overridden).
+#: The TRANSACTION commands that may skip the storage threads, and the
+#: methods each runs through (Pop3Session.next_step_may_block checks that
+#: none is overridden); all but QUIT only count octets.
 _METHODS_RUN_BY: dict[str, tuple[str, ...]] = {
     "STAT": ("cmd_stat", "_drop_listing", "octets"),
     "LIST": ("cmd_list", "octets"),
@@ -404,7 +405,7 @@ class Pop3Session:
     #: (:meth:`Maildrop.holds_sizes`: Maildir and mbox measure at login). QUIT
     #: is store-free when UPDATE has nothing to write (nothing deleted or
     #: retrieved, and a commit of nothing that does no I/O).
-    counting_commands: frozenset[str] = frozenset({"STAT", "LIST", "RSET"})
+    counting_commands: frozenset[str] = frozenset(_METHODS_RUN_BY) - {"QUIT"}
     #: Commands whose handlers never touch the store, per state: a transport
     #: may run them on its event loop (:meth:`next_step_may_block`).  Every
     #: other accepted command may wait on the disk: PASS, APOP and AUTH (and
@@ -568,9 +569,9 @@ class Pop3Session:
 
         False when no complete line is buffered, or the next line is refused
         before any handler runs, or names a command in
-        :attr:`store_free_commands` (or one of :attr:`counting_commands`, or
-        QUIT, that needs nothing from the store now); True for the next piece of a streamed
-        body (read from the store as it is sent), inside a SASL exchange,
+        :attr:`store_free_commands`, or is one of :attr:`counting_commands`
+        or QUIT while it needs nothing from the store; True for the next
+        piece of a streamed body (read from the store as it is sent), inside a SASL exchange,
         and for every other command.  A transport runs the False steps
         inline and the True ones where a slow disk stalls only this session.
         """
@@ -593,11 +594,14 @@ class Pop3Session:
             or keyword in self.store_free_commands[self.state]
         ):
             return False
-        if self.state is State.TRANSACTION and self._runs_our_code(keyword):
-            if keyword in self.counting_commands:
-                return not self._sizes_in_memory
+        if (
+            self.state is State.TRANSACTION
+            and keyword in _METHODS_RUN_BY
+            and self._runs_our_code(keyword)
+        ):
             if keyword == "QUIT":
                 return self._update_touches_store()
+            return not self._sizes_in_memory  # one of counting_commands
         return True
 
     def _runs_our_code(self, keyword: str) -> bool:
@@ -606,8 +610,7 @@ class Pop3Session:
         store there, so its command stays on the storage threads."""
         cls = type(self)
         return all(
-            getattr(cls, name) is getattr(Pop3Session, name)
-            for name in _METHODS_RUN_BY.get(keyword, ())
+            getattr(cls, name) is getattr(Pop3Session, name) for name in _METHODS_RUN_BY[keyword]
         )
 
     def _update_touches_store(self) -> bool:

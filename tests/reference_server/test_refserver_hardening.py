@@ -193,7 +193,7 @@ def test_retr_of_a_message_removed_behind_the_lock_is_a_clean_error(
 class SlowReads(MaildirMaildrop):
     """A disk that takes two seconds per message read."""
 
-    def _cached_chunks(self, path: Path) -> Iterator[bytes]:
+    def _cached_chunks(self, path: str) -> Iterator[bytes]:
         time.sleep(2.0)
         return super()._cached_chunks(path)
 
