@@ -69,12 +69,15 @@ class EmbeddedServer:
         self._command: list[str] = []
         self._environment: dict[str, str] = {}
         self._address: tuple[str, int] | None = None
+        #: the store is on a RAM file system (store_parent): nothing to wait for
+        self.store_in_ram = False
 
     def start(self) -> tuple[str, int]:
         """Write the store, start the server, return its (host, port)."""
         package_root = locate_server_package()
         accounts = [a for f in (self.fixture, *self.more) for a in f.accounts.values()]
         parent = store_parent(sum(a.size for a in accounts))
+        self.store_in_ram = parent is not None
         self.workdir = Path(tempfile.mkdtemp(prefix="mailspec-embedded-", dir=parent))
         template = str(self.workdir / "maildirs" / "{user}")
         self.maildir_template = template
@@ -141,6 +144,10 @@ class EmbeddedServer:
             "--apop",
             "--log-level", "WARNING",
         ]  # fmt: skip
+        if self.store_in_ram:
+            # a read of a RAM store never waits on a device: the storage
+            # steps run on the server's event loop, no thread hop per login
+            command += ["--storage-threads", "0"]
         if self.config.tls != "plain":
             command += self._tls_arguments()
         if self.config.autologout is not None:

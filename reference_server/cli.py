@@ -38,6 +38,7 @@ from reference_server.pop3.protocol import (
 )
 from reference_server.pop3.server import (
     DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+    STORAGE_THREADS,
     Pop3Server,
     ServerSettings,
 )
@@ -181,6 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse a client address's connection beyond N open ones "
         f"(default {DEFAULT_MAX_CONNECTIONS_PER_ADDRESS}: no cap)",
     )
+    parser.add_argument(
+        "--storage-threads",
+        type=int,
+        default=STORAGE_THREADS,
+        metavar="N",
+        help=f"worker threads for the steps that read or write the store (default "
+        f"{STORAGE_THREADS}); 0 runs them on the event loop, for a store on a RAM file "
+        "system such as /dev/shm",
+    )
     parser.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
     return parser
 
@@ -258,6 +268,8 @@ def check_abuse_limits(arguments: argparse.Namespace) -> None:
         raise ConfigurationError("--bad-command-limit must be 0 (no limit) or a positive number")
     if not arguments.failed_login_delay >= 0:
         raise ConfigurationError("--failed-login-delay must be 0 or a positive number of seconds")
+    if arguments.storage_threads < 0:
+        raise ConfigurationError("--storage-threads must be 0 (steps on the event loop) or more")
     if arguments.max_connections_per_address < 0:
         raise ConfigurationError(
             "--max-connections-per-address must be 0 (no cap) or a positive number"
@@ -306,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tls_context=load_tls(arguments),
             login_timeout_seconds=arguments.login_timeout,
             max_connections_per_address=arguments.max_connections_per_address,
+            storage_threads=arguments.storage_threads,
         )
         if settings.tls_context is None and (implicit_tls or arguments.require_tls):
             flag = "--implicit-tls-listen" if implicit_tls else "--require-tls"

@@ -23,7 +23,10 @@ and RSET, the next piece of a streamed body: see
 (STORAGE_THREADS of them), one step per session at a time, so a slow disk
 stalls only the sessions waiting for it.  The other steps (NOOP, DELE, UIDL,
 USER, CAPA, refusals, "no complete line yet") run inline on the loop: a
-thread hop costs more CPU than they do (benchmarks/bench_turns.py).  Each
+thread hop costs more CPU than they do (benchmarks/bench_turns.py).  With
+``ServerSettings.storage_threads = 0`` (``--storage-threads 0``) every step
+runs inline: for a store on a RAM file system, where a read never waits on
+a device and the hop (~0.1 ms) would be most of a login's cost.  Each
 reply piece is sent and drained before the next is asked for, so a streamed
 RETR holds one piece.
 
@@ -94,6 +97,9 @@ class ServerSettings:
     login_timeout_seconds: float | None = None
     #: Simultaneous connections per client address; 0: no cap.
     max_connections_per_address: int = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
+    #: Worker threads for the steps that touch the store; 0: those steps run
+    #: on the event loop too (a store in RAM: nothing to wait for).
+    storage_threads: int = STORAGE_THREADS
 
     def idle_seconds(self, state: State) -> float:
         """The inactivity timer that applies in ``state``."""
@@ -102,6 +108,8 @@ class ServerSettings:
         return self.login_timeout_seconds
 
     def __post_init__(self) -> None:
+        if self.storage_threads < 0:
+            raise ValueError("storage_threads must be 0 (steps on the loop) or more")
         # STLS is advertised exactly when it can work (RFC 8314 section 4).
         self.session_config.stls_available = self.tls_context is not None
 
@@ -126,8 +134,12 @@ class Pop3Server:
         self._connections: set[asyncio.Task[None]] = set()
         self._per_address: collections.Counter[str] = collections.Counter()
         self._steps: dict[int, _Steps] = {}
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=STORAGE_THREADS, thread_name_prefix="pop3-storage"
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = (
+            concurrent.futures.ThreadPoolExecutor(
+                max_workers=self.settings.storage_threads, thread_name_prefix="pop3-storage"
+            )
+            if self.settings.storage_threads
+            else None
         )
 
     async def listen(self, host: str, port: int, *, implicit_tls: bool = False) -> tuple[str, int]:
@@ -159,7 +171,8 @@ class Pop3Server:
             await asyncio.gather(*self._connections, return_exceptions=True)
         for server in self._servers:
             await server.wait_closed()
-        self._executor.shutdown(wait=False)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
 
     async def _serve_connection(
         self,
@@ -284,15 +297,16 @@ class Pop3Server:
 class _Steps:
     """Runs one session's steps, one at a time: those that may wait on the
     store on the storage threads (remembering the one in flight so teardown
-    can wait for it), the others inline."""
+    can wait for it), the others inline; every one inline without an
+    executor (``storage_threads = 0``)."""
 
-    def __init__(self, executor: concurrent.futures.Executor) -> None:
+    def __init__(self, executor: concurrent.futures.Executor | None) -> None:
         self.executor = executor
         self.in_flight: asyncio.Future[bytes | None] | None = None
         self._inline_in_a_row = 0
 
     async def next(self, session: Pop3Session, replies: Iterator[bytes]) -> bytes | None:
-        if not session.next_step_may_block():
+        if self.executor is None or not session.next_step_may_block():
             self._inline_in_a_row += 1
             if self._inline_in_a_row >= INLINE_STEPS_BEFORE_YIELD:
                 self._inline_in_a_row = 0
@@ -371,6 +385,7 @@ def start_server(
     max_connections_per_address: int = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
     bad_command_limit: int = DEFAULT_BAD_COMMAND_LIMIT,
     failed_login_delay_seconds: float = DEFAULT_FAILED_LOGIN_DELAY_SECONDS,
+    storage_threads: int = STORAGE_THREADS,
 ) -> ServerHandle:
     """Start a server on a background thread; ``port=0`` picks a free port.
 
@@ -401,6 +416,7 @@ def start_server(
         tls_context=tls_context,
         login_timeout_seconds=login_timeout_seconds,
         max_connections_per_address=max_connections_per_address,
+        storage_threads=storage_threads,
     )
     server = Pop3Server(store, users, session_class=session_class, settings=settings)
     return ServerHandle(server, host, port, implicit_tls_port=implicit_tls_port)

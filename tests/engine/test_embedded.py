@@ -11,6 +11,7 @@ import pytest
 from conformance import embedded
 from conformance.core.config import RunConfig
 from conformance.core.errors import TargetUnreachable
+from conformance.core.fixture import load_fixture
 from conformance.core.results import Verdict
 from conformance.core.scenario import load_scenario_file
 from conformance.pop3.engine import Runner
@@ -199,3 +200,27 @@ def test_a_ram_directory_without_room_for_the_store_is_passed_over(
     free = embedded.shutil.disk_usage(tmp_path).free
     monkeypatch.setattr(embedded, "RAM_STORE_SPARE_OCTETS", free + (1 << 30))  # no room
     assert embedded.store_parent(1) is None
+
+
+@pytest.mark.parametrize("in_ram", [True, False])
+def test_a_store_in_ram_has_the_server_run_its_storage_steps_on_its_event_loop(
+    in_ram: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ram = tmp_path / "ram"
+    ram.mkdir()
+    monkeypatch.setattr(embedded, "RAM_STORE_PARENTS", (str(ram),))
+    monkeypatch.setattr(embedded, "RAM_STORE_SPARE_OCTETS", 0)
+    if in_ram:
+        monkeypatch.delenv("TMPDIR", raising=False)
+    else:  # the user's TMPDIR: a disk, perhaps; the storage threads stay
+        monkeypatch.setenv("TMPDIR", str(tmp_path))
+    server = embedded.EmbeddedServer(load_fixture(), RunConfig())
+    try:
+        server.start()
+        assert server.workdir is not None and (server.workdir.parent == ram) is in_ram
+        command = server._command
+        assert ("--storage-threads" in command) is in_ram
+        if in_ram:
+            assert command[command.index("--storage-threads") + 1] == "0"
+    finally:
+        server.stop()

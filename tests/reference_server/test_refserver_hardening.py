@@ -7,6 +7,7 @@ import io
 import itertools
 import os
 import re
+import shutil
 import socket
 import sys
 import threading
@@ -31,7 +32,7 @@ from reference_server.pop3.protocol import (
     top_of_message,
     top_pieces,
 )
-from reference_server.pop3.server import start_server
+from reference_server.pop3.server import ServerSettings, start_server
 from reference_server.store import maildrop as storage
 from reference_server.store.maildrop import (
     JOURNAL_FILE_NAME,
@@ -280,6 +281,38 @@ def test_store_free_steps_run_on_the_loop_and_storage_steps_on_a_worker(
     on_worker = {k for k, v in WhereStepsRun.threads.items() if v.startswith("pop3-storage")}
     assert on_loop == {"CAPA", "USER", "NOOP", "DELE"}
     assert on_worker == {"PASS", "RETR", "QUIT"}
+
+
+def test_without_storage_threads_every_step_runs_on_the_loop_and_answers_the_same(
+    store: MaildirStore, users: UserDirectory
+) -> None:
+    dialogue = ("CAPA", "USER alice", f"PASS {PASSWORD}", "STAT", "RETR 1", "DELE 1", "QUIT")
+    answers: dict[int, list[bytes]] = {}
+    alice = Path(store.path_template.replace("{user}", "alice"))
+    for threads in (0, 4):
+        shutil.rmtree(alice)
+        write_maildir(alice.parent, "alice", [b"Subject: a\r\n\r\na\r\n", b"b\r\n"])
+        WhereStepsRun.threads = {}
+        with start_server(
+            store=store, users=users, session_class=WhereStepsRun, storage_threads=threads
+        ) as handle:
+            client = LineClient(handle.host, handle.port)
+            answers[threads] = []
+            for line in dialogue:
+                answers[threads].append(client.command(line))
+                if line in ("CAPA", "RETR 1"):
+                    answers[threads].append(client.multiline())
+            client.close()
+        on_worker = {k for k, v in WhereStepsRun.threads.items() if v.startswith("pop3-storage")}
+        assert on_worker == (set() if threads == 0 else {"PASS", "RETR", "QUIT"})
+        assert maildir_names(alice) == ["0002.test"]  # UPDATE removed message 1
+    # the same dialogue, wherever the steps ran (APOP is off: no timestamp)
+    assert answers[0] == answers[4]
+
+
+def test_a_negative_storage_thread_count_is_refused() -> None:
+    with pytest.raises(ValueError, match="storage_threads"):
+        ServerSettings(storage_threads=-1)
 
 
 def test_next_step_may_block_names_the_steps_that_touch_the_store(
@@ -570,6 +603,7 @@ def test_the_login_timer_is_separate_from_the_autologout_timer(
         ("--failed-login-delay", "-2", "--failed-login-delay must be 0"),
         ("--max-connections-per-address", "-5", "--max-connections-per-address must be 0"),
         ("--login-timeout", "0", "--login-timeout must be a positive"),
+        ("--storage-threads", "-1", "--storage-threads must be 0"),
     ],
 )
 def test_bad_abuse_limit_flags_are_one_line_errors(
