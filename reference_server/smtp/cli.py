@@ -23,7 +23,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from reference_server.cli import ConfigurationError, ListenAddress, load_store, parse_listen
+from reference_server import event_loop
+from reference_server.cli import (
+    ConfigurationError,
+    ListenAddress,
+    add_event_loop_argument,
+    load_store,
+    parse_listen,
+)
 from reference_server.smtp.protocol import (
     DEFAULT_COMMAND_TIMEOUT_SECONDS,
     DEFAULT_MAX_MESSAGE_OCTETS,
@@ -94,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--store", required=True, help="maildir:/path/{user} or mbox:/path/{user}")
     parser.add_argument("--users", required=True, help="file of user:password lines")
     add_smtp_options(parser)
+    add_event_loop_argument(parser)
     parser.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
     return parser
 
@@ -190,8 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         store = load_store(arguments.store)
         users = load_users_file(Path(arguments.users))
         server = SmtpServer(store, users, settings=smtp_settings(arguments))
-        asyncio.run(serve(server, address, smtps))
-    except (ConfigurationError, UsersFileError) as problem:
+        loop = event_loop.chosen_loop(arguments.event_loop)
+        event_loop.run(serve(server, address, smtps), loop)
+    except (ConfigurationError, UsersFileError, event_loop.EventLoopUnavailable) as problem:
         print(f"reference_server.smtp: error: {problem}", file=sys.stderr, flush=True)
         return EXIT_CONFIGURATION_ERROR
     return 0
