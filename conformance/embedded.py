@@ -271,28 +271,54 @@ class EmbeddedServer:
         return self._stderr_path.read_text("utf-8", errors="replace").strip()[-limit:]
 
     def stop(self) -> None:
-        """Terminate (then kill) the server and remove the temporary store."""
-        self._end_process(kill=False)
+        """Terminate (then kill) the server and remove the temporary store.
+        The store goes while the server shuts down (~10 ms): nothing of the
+        run is in it any more, and an open log file outlives its name."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
+        self._end_process(kill=False, signalled=True)
 
-    def _end_process(self, *, kill: bool) -> None:
+    def _end_process(self, *, kill: bool, signalled: bool = False) -> None:
         if self.process is None:
             return
         if self.process.poll() is None:
             if kill:
                 self.process.kill()
-            else:
+            elif not signalled:
                 self.process.terminate()
-            try:
-                self.process.wait(STOP_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
+            if not wait_for_exit(self.process, STOP_GRACE_SECONDS):
                 self.process.kill()
                 self.process.wait(STOP_GRACE_SECONDS)
         if self.process.stdout is not None:
             self.process.stdout.close()
         self.process = None
+
+
+def wait_for_exit(process: subprocess.Popen[bytes], seconds: float) -> bool:
+    """Whether `process` exited (and was reaped) within `seconds`. On Linux
+    a pidfd wakes the wait the moment it exits; Popen.wait(timeout) polls
+    with sleeps that double up to 50 ms, which made the embedded server's
+    ~10 ms shutdown cost ~30 ms of every run."""
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # not Linux >= 5.3, or already reaped
+        try:
+            process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(pidfd, selectors.EVENT_READ)
+            if not selector.select(seconds):
+                return False
+    finally:
+        os.close(pidfd)
+    process.wait()  # it has exited: reaps it without waiting
+    return True
 
 
 def store_parent(store_octets: int) -> str | None:

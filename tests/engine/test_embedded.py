@@ -224,3 +224,27 @@ def test_a_store_in_ram_has_the_server_run_its_storage_steps_on_its_event_loop(
             assert command[command.index("--storage-threads") + 1] == "0"
     finally:
         server.stop()
+
+
+def test_waiting_for_the_server_to_exit_ends_when_it_exits_and_says_when_it_did_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import subprocess
+    import sys
+    import time
+
+    for pidfd in (True, False):
+        if not pidfd:  # the fallback where os.pidfd_open is missing (not Linux)
+            monkeypatch.delattr(embedded.os, "pidfd_open", raising=False)
+        sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            started = time.monotonic()
+            assert not embedded.wait_for_exit(sleeper, 0.2)  # still running
+            assert 0.2 <= time.monotonic() - started < 2
+            sleeper.terminate()
+            started = time.monotonic()
+            assert embedded.wait_for_exit(sleeper, 10)
+            assert time.monotonic() - started < 2 and sleeper.returncode is not None
+        finally:
+            sleeper.kill()
+            sleeper.wait()
