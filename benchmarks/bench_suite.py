@@ -5,7 +5,12 @@ as its bytes take to cross loopback, plus pytest's start-up. This script
 measures both in the same run and prints the ratio:
 
 1. a loopback baseline on this machine, now: TCP connect time, round-trip
-   time of a small request/response, and one-way throughput;
+   time of a small request/response, and one-way throughput. The round
+   trip twice: between two threads of this process, and between this
+   process and an echo in a process of its own. Engine and server are
+   always two processes, so the second is the floor of a turn (on this
+   2-core VM ~50-75 us, stable; the first swings between ~6 and ~70 us
+   with where the scheduler puts the two threads);
 2. a full default run (`run_suite`, embedded reference server), timed;
 3. from that run's transcripts: connections opened, request/response turns,
    octets both ways, and the deliberate waits the scenarios ask for, which
@@ -16,7 +21,8 @@ measures both in the same run and prints the ratio:
    and the ratio of the measured run to it (with and without the waits);
 5. start-up of `mailspec run` and of pytest with the plugin, as subprocesses;
 6. the per-turn overhead: what engine and server add to each request/response
-   turn beyond the loopback round trip, connects, transfer and waits; and
+   turn beyond the two-process round trip, connects, transfer and waits
+   (and, beside it, beyond the one-process round trip); and
    how it splits: the CPU this process (the engine) and the embedded server
    (a child process, reaped at the end of the run) spent, per turn. This
    figure is the whole run's residual divided by its turns: it includes the
@@ -95,6 +101,51 @@ def _echo(conn: socket.socket) -> None:
             # anything else is throughput traffic: drained, not echoed
 
 
+# A round-trip echo in a process of its own: what every turn between the
+# engine and a server (always another process) costs the OS at the least.
+ECHO_PROCESS = """
+import socket, sys
+listener = socket.create_server(("127.0.0.1", 0))
+listener.settimeout(30)
+print(listener.getsockname()[1], flush=True)
+conn, _ = listener.accept()
+conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+conn.settimeout(30)
+while conn.recv(64):
+    conn.sendall(b"+OK\\r\\n")
+"""
+
+
+def two_process_rtt() -> float:
+    """Median round trip of a small request to an echo in another process:
+    the floor of a turn between two processes on this machine (on a VM the
+    wake-up of the other side's core is most of it)."""
+    echo = subprocess.Popen(
+        [sys.executable, "-c", ECHO_PROCESS], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
+    )
+    try:
+        assert echo.stdout is not None
+        port = int(echo.stdout.readline())
+        rtt = median_round_trip(port)
+    finally:
+        echo.wait(10)
+    return rtt
+
+
+def median_round_trip(port: int) -> float:
+    """Median of RTT_SAMPLES small request/response round trips on one
+    connection to an echo on `port`."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        rtts = []
+        for _ in range(RTT_SAMPLES):
+            started = time.perf_counter()
+            s.sendall(b"RSTAT\r\n")
+            s.recv(64)
+            rtts.append(time.perf_counter() - started)
+    return statistics.median(rtts)
+
+
 def loopback_baseline() -> dict[str, float]:
     listener, port = _echo_server()
     try:
@@ -104,15 +155,7 @@ def loopback_baseline() -> dict[str, float]:
             s = socket.create_connection(("127.0.0.1", port), timeout=10)
             connects.append(time.perf_counter() - started)
             s.close()
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        rtts = []
-        for _ in range(RTT_SAMPLES):
-            started = time.perf_counter()
-            s.sendall(b"RSTAT\r\n")
-            s.recv(64)
-            rtts.append(time.perf_counter() - started)
-        s.close()
+        rtt = median_round_trip(port)
         s = socket.create_connection(("127.0.0.1", port), timeout=10)
         block = b"x" * CHUNK
         started = time.perf_counter()
@@ -128,7 +171,8 @@ def loopback_baseline() -> dict[str, float]:
         listener.close()
     return {
         "connect": statistics.median(connects),
-        "rtt": statistics.median(rtts),
+        "rtt": rtt,
+        "rtt_two_processes": two_process_rtt(),
         "throughput": throughput,
     }
 
@@ -270,7 +314,7 @@ def main() -> int:
     waits = run_waits(run, scenarios)
     wire_seconds = (
         wire["connects"] * base["connect"]
-        + wire["turns"] * base["rtt"]
+        + wire["turns"] * base["rtt_two_processes"]
         + wire["octets"] / base["throughput"]
     )
     baseline = wire_seconds + waits
@@ -291,7 +335,14 @@ def main() -> int:
     per_turn_ms = (best - waits) / max(1, wire["turns"]) * 1e3
     print(f"scenarios run            {len(scenarios)}  ({verdicts})")
     print(f"loopback connect         {base['connect'] * 1e6:8.1f} us (median of {CONNECT_SAMPLES})")
-    print(f"loopback round trip      {base['rtt'] * 1e6:8.1f} us (median of {RTT_SAMPLES})")
+    print(
+        f"loopback round trip      {base['rtt'] * 1e6:8.1f} us (median of {RTT_SAMPLES}; "
+        "two threads of one process)"
+    )
+    print(
+        f"  between two processes  {base['rtt_two_processes'] * 1e6:8.1f} us (median of "
+        f"{RTT_SAMPLES}; the floor of a turn between engine and server)"
+    )
     print(f"loopback throughput      {base['throughput'] / 1e6:8.1f} MB/s")
     print(f"connections opened       {wire['connects']}")
     print(f"request/response turns   {wire['turns']}")
@@ -315,10 +366,15 @@ def main() -> int:
         best - waits - wire["connects"] * base["connect"] - wire["octets"] / base["throughput"]
     )
     per_turn = residual / max(1, wire["turns"])
-    overhead = per_turn - base["rtt"]
+    floor = base["rtt_two_processes"]
     print(
-        f"per-turn overhead        {overhead * 1e3:8.3f} ms (engine + server beyond the "
-        f"{base['rtt'] * 1e3:.3f} ms round trip; {per_turn / base['rtt']:.1f}x the wire time)"
+        f"per-turn overhead        {(per_turn - floor) * 1e3:8.3f} ms (engine + server beyond "
+        f"the {floor * 1e3:.3f} ms two-process round trip; a turn is "
+        f"{per_turn / floor:.1f}x that)"
+    )
+    print(
+        f"  beyond one process's   {(per_turn - base['rtt']) * 1e3:8.3f} ms (beyond the "
+        f"{base['rtt'] * 1e3:.3f} ms round trip between two threads of one process)"
     )
     turns = max(1, wire["turns"])
     print(
