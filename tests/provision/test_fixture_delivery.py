@@ -13,6 +13,7 @@ from conformance.core.fixture import (
     FixtureError,
     FixtureMessage,
     delivery_seconds,
+    generate_large_message,
     load_fixture,
 )
 
@@ -84,3 +85,19 @@ def test_malformed_message_entries_are_named(tmp_path, messages, complaint):
         load_fixture(_fixture(tmp_path, messages))
     assert complaint in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_the_generated_large_message_keeps_the_shape_the_fixture_documents() -> None:
+    # docs/fixture.md, message 7: 1,100,005 octets in 21,570 CRLF lines, every
+    # 97th body line starting with "." (222 of them), the same bytes each time
+    message = generate_large_message()
+    assert message == generate_large_message()
+    assert len(message) == 1_100_005 and message.count(b"\r\n") == 21_570
+    _, _, body = message.partition(b"\r\n\r\n")
+    lines = body.split(b"\r\n")[:-1]
+    dotted = [n for n, line in enumerate(lines, start=1) if line.startswith(b".")]
+    assert dotted == list(range(97, len(lines) + 1, 97)) and len(dotted) == 222
+    widths = {len(line.lstrip(b".")) - 7 for line in lines}
+    assert widths == set(range(20, 65))  # 45 lengths of hex digits
+    assert len(set(lines)) == len(lines)  # no line repeats another
+    assert b"\n" not in message.replace(b"\r\n", b"")
