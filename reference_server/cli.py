@@ -248,6 +248,7 @@ async def serve(
     print(f"{READY_LINE_PREFIX} {host}:{port}", flush=True)
     if tls_bound is not None:
         print(f"{IMPLICIT_TLS_READY_LINE_PREFIX} {tls_bound[0]}:{tls_bound[1]}", flush=True)
+    event_loop.log_running_loop()
     await stop.wait()
     logging.getLogger("reference_server.pop3.server").info("event=shutdown")
     await server.close()

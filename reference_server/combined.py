@@ -21,6 +21,7 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reference_server import event_loop
 from reference_server.fixture_store import FixtureMaildirs
 from reference_server.pop3.server import Pop3Server, ServerHandle, start_server
 from reference_server.store.maildrop import MaildropStore
@@ -93,6 +94,7 @@ async def serve(
     (pop3_host, pop3_port), (smtp_host, smtp_port) = listening
     print(f"{POP3_READY_LINE_PREFIX} {pop3_host}:{pop3_port}", flush=True)
     print(f"{SMTP_READY_LINE_PREFIX} {smtp_host}:{smtp_port}", flush=True)
+    event_loop.log_running_loop()
     await stop.wait()
     logging.getLogger("reference_server.pop3.server").info("event=shutdown")
     await asyncio.gather(pop3.close(), smtp.close())

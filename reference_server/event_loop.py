@@ -46,6 +46,21 @@ def chosen_loop(choice: str) -> str:
     return choice
 
 
+def running_loop_name() -> str:
+    """The loop this coroutine runs on, named as `--event-loop` names it."""
+    module = type(asyncio.get_running_loop()).__module__
+    return "uvloop" if module.split(".")[0] == "uvloop" else "asyncio"
+
+
+def log_running_loop() -> None:
+    """Log ``event=event-loop`` once the listeners are bound.
+
+    Not before: a server that cannot start (bad flag, port in use) says so
+    in one line on stderr and nothing else.
+    """
+    logging.getLogger("reference_server").info("event=event-loop name=%s", running_loop_name())
+
+
 def run(main: Coroutine[Any, Any, None], choice: str = "auto") -> None:
     """asyncio.run(main) on the loop `choice` names."""
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
@@ -54,7 +69,6 @@ def run(main: Coroutine[Any, Any, None], choice: str = "auto") -> None:
     except EventLoopUnavailable:
         main.close()  # never started: no "never awaited" warning
         raise
-    logging.getLogger("reference_server").info("event=event-loop name=%s", name)
     if name == "uvloop":
         import uvloop
 

@@ -180,6 +180,7 @@ async def serve(server: SmtpServer, address: ListenAddress, smtps: ListenAddress
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, stop.set)
     print("\n".join(lines), flush=True)
+    event_loop.log_running_loop()
     await stop.wait()
     logging.getLogger("reference_server.smtp.server").info("event=shutdown")
     await server.close()
