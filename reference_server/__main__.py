@@ -1,5 +1,6 @@
 """``python -m reference_server``: see :mod:`reference_server.cli`."""
 
 from reference_server.cli import main
+from reference_server.quick_exit import exit_now
 
-raise SystemExit(main())
+exit_now(main())

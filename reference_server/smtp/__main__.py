@@ -1,5 +1,6 @@
 """``python -m reference_server.smtp``: see :mod:`reference_server.smtp.cli`."""
 
+from reference_server.quick_exit import exit_now
 from reference_server.smtp.cli import main
 
-raise SystemExit(main())
+exit_now(main())
