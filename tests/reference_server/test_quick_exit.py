@@ -60,7 +60,9 @@ def test_a_server_stopped_after_a_committed_update_exits_0_with_the_deletion_on_
     try:
         client = LineClient(server.host, server.port)
         client.command("USER alice")
-        count = int(client.command(f"PASS {PASSWORD}").split()[3])
+        logged_in = client.command(f"PASS {PASSWORD}")
+        assert logged_in.startswith(b"+OK alice has"), logged_in
+        count = int(logged_in.split()[3])
         assert client.command("DELE 1").startswith(b"+OK")
         assert client.command("QUIT").startswith(b"+OK")
         client.close()
